@@ -15,6 +15,7 @@ __all__ = [
     "Sample",
     "ContainerScore",
     "QueueItem",
+    "Snapshot",
 ]
 
 
@@ -118,3 +119,23 @@ class QueueItem:
             "port": self.port,
             "id": self.id,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything subscribers see after one tick; immutable so it can be shared."""
+
+    tick: int
+    time: float  # epoch seconds
+    scores: tuple[ContainerScore, ...]
+    queue: tuple[QueueItem, ...]
+    containers: dict[str, ContainerInfo]
+    desired: int
+    running: int
+    engine_ok: bool = True
+    store_ok: bool = True
+    last_decision: dict[str, object] | None = None
+
+    @staticmethod
+    def empty() -> "Snapshot":
+        return Snapshot(0, 0.0, (), (), {}, 0, 0)

@@ -1,0 +1,481 @@
+"""The container-engine seam: the `Engine` protocol and its Docker adapter.
+
+`Engine` is what the runtime needs from an engine — list, create, inspect and remove
+*owned* workers, check that the engine answers — so a Swarm adapter can later sit
+beside `DockerEngine` without touching the scorer or the policy.
+
+`DockerEngine` drives docker-py, which is synchronous: every call runs in a worker
+thread (`trio.to_thread.run_sync`) under a `trio.CapacityLimiter`, and every call
+is bounded by the client's HTTP timeout, so an unreachable engine fails fast with
+`EngineError` instead of hanging the loop. Read-only calls (list, inspect, ping,
+stats) may be abandoned by a cancelled caller; create and remove always run to
+their end, so a cancelled tick cannot leave a half-made container untracked.
+
+Ownership is the safety rule (SPEC §1): a container belongs to this agent only if
+it carries *both* ``io.deployment-agent.owner=deployment-agent`` and
+``io.deployment-agent.app=<APP_IDENTIFIER>``. Listing filters on both labels on the
+engine side; `remove` and `inspect` read the labels first and raise `NotOwnedError`
+for anything else — a container of the same image included — and then act on the
+immutable id they checked, never on a name that could be re-used meanwhile.
+
+Errors are translated once, here (`_translate`)::
+
+    docker.errors.NotFound                       -> ContainerNotFound
+    docker.errors.ImageNotFound                  -> EngineError (nothing is pulled)
+    docker.errors.APIError / DockerException     -> EngineError
+    requests / urllib3 / OSError (unreachable)   -> EngineError
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
+
+import docker
+import docker.errors
+import requests.exceptions
+import trio
+import urllib3.exceptions
+
+from agent.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.model import ContainerInfo
+
+__all__ = [
+    "APP_LABEL",
+    "OWNER_LABEL",
+    "OWNER_VALUE",
+    "DockerEngine",
+    "Engine",
+    "container_name_prefix",
+    "parse_engine_time",
+]
+
+OWNER_LABEL = "io.deployment-agent.owner"
+APP_LABEL = "io.deployment-agent.app"
+OWNER_VALUE = "deployment-agent"
+
+_T = TypeVar("_T")
+_DEFAULT_TIMEOUT = 10.0  # seconds, per HTTP request to the engine
+_DEFAULT_THREADS = 8
+_NAME_INVALID = re.compile(r"[^a-z0-9_.-]+")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the runtime needs from a container engine (one adapter per backend).
+
+    Every method raises `EngineError` (or its subclass `ContainerNotFound`) when the
+    engine fails or cannot be reached, and `NotOwnedError` before touching a
+    container that lacks the agent's labels.
+    """
+
+    async def list_owned(self) -> list[ContainerInfo]:
+        """Every owned container, exited ones included; `pid` set for running ones."""
+        ...
+
+    async def create(self) -> ContainerInfo:
+        """Create and start one worker; return it as running, with its host port."""
+        ...
+
+    async def remove(self, name_or_id: str) -> None:
+        """Stop and remove an owned container; one that is already gone is fine."""
+        ...
+
+    async def inspect(self, name: str) -> ContainerInfo:
+        """One owned container (`ContainerNotFound`, `NotOwnedError` otherwise)."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the engine answers; raise `EngineError` otherwise."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection pool. Idempotent."""
+        ...
+
+
+def container_name_prefix(app_identifier: str) -> str:
+    """The lowercase, engine-valid name prefix of an application's workers.
+
+    Docker names match ``[a-zA-Z0-9][a-zA-Z0-9_.-]+``; other characters become
+    ``-``. ``RUSTYBALANCER`` gives ``rustybalancer``.
+    """
+    prefix = _NAME_INVALID.sub("-", app_identifier.lower()).strip("-_.")
+    return prefix or "worker"
+
+
+def parse_engine_time(text: str) -> float:
+    """Epoch seconds of an engine timestamp (RFC 3339, nanoseconds, ``Z``).
+
+    Returns NaN for the zero time (``0001-01-01T00:00:00Z``) and unparsable text.
+    """
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip()
+    )
+    if match is None:
+        return math.nan
+    base, fraction, zone = match.groups()
+    try:
+        when = _dt.datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return math.nan
+    if when.year <= 1:
+        return math.nan
+    seconds = when.timestamp()
+    if fraction:
+        seconds += int(fraction) / 10 ** len(fraction)
+    return seconds
+
+
+class DockerEngine:
+    """`Engine` over one Docker engine, through docker-py's low-level `APIClient`.
+
+    Workers are created from `image` with both labels, ``init=True`` (busybox as
+    PID 1 ignores SIGTERM; docker-init forwards it, so a stop takes milliseconds
+    instead of `stop_timeout`), `target_port` published on `bind_address` with an
+    engine-chosen host port, the name ``<app>-<8 hex>``, and optional ``--cpus`` /
+    ``--memory`` limits. The client connects lazily on the first call and
+    negotiates the API version with the engine.
+
+    `timeout` bounds each HTTP request to the engine (a stop adds `stop_timeout`).
+    `limiter` bounds the threads this adapter uses at once; pass the runtime's
+    shared limiter, or leave it to make a private one.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        app_identifier: str,
+        image: str,
+        target_port: int,
+        limiter: trio.CapacityLimiter | None = None,
+        cpus: float | None = None,
+        mem_limit: str | None = None,
+        bind_address: str = "127.0.0.1",
+        stop_timeout: int = 5,
+        timeout: float = _DEFAULT_TIMEOUT,
+    ) -> None:
+        if not app_identifier:
+            raise ValueError("app_identifier must not be empty")
+        if not 0 < target_port < 65536:
+            raise ValueError(f"target_port must be in 1..65535, got {target_port}")
+        if cpus is not None and not cpus > 0:
+            raise ValueError(f"cpus must be > 0, got {cpus}")
+        if stop_timeout < 0:
+            raise ValueError(f"stop_timeout must be >= 0, got {stop_timeout}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        self.base_url = base_url
+        self.app_identifier = app_identifier
+        self.image = image
+        self.target_port = target_port
+        self.cpus = cpus
+        self.mem_limit = mem_limit
+        self.bind_address = bind_address
+        self.stop_timeout = stop_timeout
+        self.timeout = timeout
+        self._limiter = limiter if limiter is not None else trio.CapacityLimiter(
+            _DEFAULT_THREADS
+        )
+        self._label_filter = [
+            f"{OWNER_LABEL}={OWNER_VALUE}",
+            f"{APP_LABEL}={app_identifier}",
+        ]
+        self._name_prefix = container_name_prefix(app_identifier)
+        self._client: docker.APIClient | None = None
+        self._client_lock = threading.Lock()
+        self._closed = False
+
+    # -- facts about the engine ------------------------------------------------
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels every worker of this application carries."""
+        return {OWNER_LABEL: OWNER_VALUE, APP_LABEL: self.app_identifier}
+
+    @property
+    def is_local(self) -> bool:
+        """True when the engine runs on this host (unix socket or a loopback TCP
+        address), so container pids and cgroup files are readable here."""
+        url = self.base_url
+        if url.startswith(("unix://", "http+unix://", "npipe://")) or url.startswith("/"):
+            return True
+        host = urlsplit(url if "://" in url else f"tcp://{url}").hostname or ""
+        return host in ("localhost", "127.0.0.1", "::1")
+
+    def owns(self, labels: Mapping[str, str] | None) -> bool:
+        """Whether a container with these labels belongs to this agent and app."""
+        labels = labels or {}
+        return (
+            labels.get(OWNER_LABEL) == OWNER_VALUE
+            and labels.get(APP_LABEL) == self.app_identifier
+        )
+
+    # -- Engine ----------------------------------------------------------------
+
+    async def list_owned(self) -> list[ContainerInfo]:
+        return await self._run(self._list_owned_sync, "listing containers", abandon=True)
+
+    async def create(self) -> ContainerInfo:
+        return await self._run(self._create_sync, f"creating a {self.image} container")
+
+    async def remove(self, name_or_id: str) -> None:
+        await self._run(lambda: self._remove_sync(name_or_id), f"removing {name_or_id}")
+
+    async def inspect(self, name: str) -> ContainerInfo:
+        return await self._run(
+            lambda: self._inspect_owned_sync(name), f"inspecting {name}", abandon=True
+        )
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._api().ping(), "ping", abandon=True)
+
+    async def stats(self, container_id: str) -> dict[str, Any]:
+        """One-shot engine stats of a container (the raw stats-API document)."""
+        return await self._run(
+            lambda: self.read_stats(container_id), f"stats of {container_id}", abandon=True
+        )
+
+    def read_stats(self, container_id: str) -> dict[str, Any]:
+        """Blocking one-shot stats of `container_id`, errors translated.
+
+        For callers that run it in their own threads (the `Sampler`'s stats-API
+        fallback). The daemon answers on its 1 s sampling clock, so expect up to
+        ~1 s per call; calls for several containers overlap.
+        """
+        with _translate(f"stats of {container_id}", self.base_url):
+            result: dict[str, Any] = self._api().stats(
+                container_id, stream=False, one_shot=True
+            )
+            return result
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        """Synchronous `aclose` (closing the pool does not block)."""
+        with self._client_lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def __aenter__(self) -> DockerEngine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"DockerEngine(base_url={self.base_url!r}, "
+            f"app_identifier={self.app_identifier!r}, image={self.image!r})"
+        )
+
+    # -- plumbing ----------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], _T], what: str, *, abandon: bool = False) -> _T:
+        with _translate(what, self.base_url):
+            return await trio.to_thread.run_sync(
+                fn, limiter=self._limiter, abandon_on_cancel=abandon
+            )
+
+    def _api(self) -> docker.APIClient:
+        """The client, made on first use (it asks the engine for its API version)."""
+        with self._client_lock:
+            if self._closed:
+                raise EngineError("the engine adapter is closed")
+            if self._client is None:
+                self._client = docker.APIClient(
+                    base_url=self.base_url,
+                    version="auto",
+                    timeout=self.timeout,
+                    max_pool_size=max(10, int(self._limiter.total_tokens)),
+                )
+            return self._client
+
+    # -- blocking bodies (run in worker threads) -----------------------------------
+
+    def _list_owned_sync(self) -> list[ContainerInfo]:
+        api = self._api()
+        rows = api.containers(all=True, filters={"label": self._label_filter})
+        result: list[ContainerInfo] = []
+        for row in rows:
+            if not self.owns(row.get("Labels")):  # belt and braces over the filter
+                continue
+            if row.get("State") == "running":
+                # The listing has no pid; inspect gives it (and the exact port).
+                try:
+                    result.append(_info_from_inspect(api.inspect_container(row["Id"])))
+                except docker.errors.NotFound:
+                    continue  # vanished between the two calls
+            else:
+                result.append(_info_from_listing(row))
+        result.sort(key=lambda info: (info.created, info.name))
+        return result
+
+    def _create_sync(self) -> ContainerInfo:
+        api = self._api()
+        host_config = api.create_host_config(
+            port_bindings={self.target_port: (self.bind_address, None)},
+            init=True,
+            nano_cpus=round(self.cpus * 1e9) if self.cpus else None,
+            mem_limit=self.mem_limit,
+        )
+        for attempt in range(3):
+            name = f"{self._name_prefix}-{secrets.token_hex(4)}"
+            try:
+                created = api.create_container(
+                    self.image,
+                    name=name,
+                    labels=self.labels,
+                    ports=[self.target_port],
+                    host_config=host_config,
+                    detach=True,
+                )
+                break
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and attempt < 2:  # name taken: draw again
+                    continue
+                raise
+        container_id = created["Id"]
+        try:
+            api.start(container_id)
+            return _info_from_inspect(api.inspect_container(container_id))
+        except BaseException:
+            # Never leave a created-but-not-started worker behind.
+            with contextlib.suppress(Exception):
+                api.remove_container(container_id, v=True, force=True)
+            raise
+
+    def _inspect_owned_sync(self, name_or_id: str) -> ContainerInfo:
+        data = self._api().inspect_container(name_or_id)
+        info = _info_from_inspect(data)
+        if not self.owns(info.labels):
+            raise NotOwnedError(
+                f"container {info.name} ({info.id[:12]}) lacks the labels "
+                f"{OWNER_LABEL}={OWNER_VALUE} and {APP_LABEL}={self.app_identifier}; "
+                "refusing to touch it"
+            )
+        return info
+
+    def _remove_sync(self, name_or_id: str) -> None:
+        api = self._api()
+        try:
+            info = self._inspect_owned_sync(name_or_id)
+        except docker.errors.NotFound:
+            return  # already gone
+        try:
+            if info.status in ("running", "restarting", "paused"):
+                api.stop(info.id, timeout=self.stop_timeout)
+            api.remove_container(info.id, v=True, force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            # 409 "removal of container ... is already in progress"
+            if exc.status_code == 409 and "already in progress" in str(exc.explanation):
+                return
+            raise
+
+
+# -- translation of library errors -------------------------------------------------
+
+
+@contextlib.contextmanager
+def _translate(what: str, base_url: str) -> Iterator[None]:
+    """Map docker-py / requests / OS errors to the project's exceptions."""
+    try:
+        yield
+    except (EngineError, NotOwnedError):
+        raise
+    except docker.errors.ImageNotFound as exc:
+        raise EngineError(
+            f"{what}: image not found on the engine at {base_url} "
+            f"(nothing is pulled; build or load it first): {_explain(exc)}"
+        ) from exc
+    except docker.errors.NotFound as exc:
+        raise ContainerNotFound(f"{what}: no such container ({_explain(exc)})") from exc
+    except docker.errors.APIError as exc:
+        raise EngineError(f"{what}: the engine at {base_url} refused: {_explain(exc)}") from exc
+    except (
+        docker.errors.DockerException,
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        OSError,
+    ) as exc:
+        raise EngineError(
+            f"{what}: Docker engine unreachable or failing at {base_url}: {exc}"
+        ) from exc
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
+
+
+# -- engine documents -> ContainerInfo ---------------------------------------------------
+
+
+def _info_from_listing(row: Mapping[str, Any]) -> ContainerInfo:
+    names = row.get("Names") or []
+    name = names[0].lstrip("/") if names else row["Id"][:12]
+    host_port, address = None, "127.0.0.1"
+    for port in row.get("Ports") or []:
+        if port.get("PublicPort"):
+            host_port = int(port["PublicPort"])
+            address = _reachable_address(port.get("IP", ""))
+            break
+    return ContainerInfo(
+        name=name,
+        id=row["Id"],
+        image=row.get("Image", ""),
+        status=row.get("State", ""),
+        created=float(row.get("Created", 0)),
+        host_port=host_port,
+        address=address,
+        pid=None,
+        labels=dict(row.get("Labels") or {}),
+    )
+
+
+def _info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    host_port, address = None, "127.0.0.1"
+    ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
+    for bindings in ports.values():
+        for binding in bindings or []:
+            if binding.get("HostPort"):
+                host_port = int(binding["HostPort"])
+                address = _reachable_address(binding.get("HostIp", ""))
+                break
+        if host_port is not None:
+            break
+    pid = state.get("Pid") or None
+    return ContainerInfo(
+        name=str(data.get("Name", "")).lstrip("/"),
+        id=data["Id"],
+        image=config.get("Image", data.get("Image", "")),
+        status=state.get("Status", ""),
+        created=parse_engine_time(str(data.get("Created", ""))),
+        host_port=host_port,
+        address=address,
+        pid=int(pid) if pid and state.get("Running") else None,
+        labels=dict(config.get("Labels") or {}),
+    )
+
+
+def _reachable_address(host_ip: str) -> str:
+    """Where to connect to a port published on `host_ip` (wildcards -> loopback)."""
+    if host_ip in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host_ip == "::":
+        return "::1"
+    return host_ip

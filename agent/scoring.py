@@ -1,0 +1,545 @@
+"""The embeddable scorer: SPEC §3 scores, trends, anomaly bands and routing weights.
+
+`Scorer` keeps every container's state in one slot of preallocated NumPy arrays and
+scores all containers with one call into the compiled kernel (`_scoring._kernel`)
+per tick. This module is the thin typed shell around it: it validates, converts
+dtypes, maps names to slots and turns rows into `ContainerScore` records. It imports
+neither trio, docker nor redis, so any tool can embed it::
+
+    from agent.model import Sample
+    from agent.scoring import Scorer, ScorerConfig, SmoothWeightedRoundRobin
+
+    scorer = Scorer(ScorerConfig(hysteresis=2.0))
+    scorer.add("web-1", now=0.0)
+    scorer.add("web-2", now=0.0)
+    scores = scorer.update({
+        "web-1": Sample(cpu_percent=30.0, memory_percent=40.0,
+                        network_bps=1e6, response_time=0.002),
+        "web-2": Sample(cpu_percent=90.0, memory_percent=70.0,
+                        network_bps=5e7, response_time=0.010),
+    }, now=60.0)
+    rr = SmoothWeightedRoundRobin([s.weight for s in scores])
+    backend = scores[rr.pick()].name
+
+Semantics beyond SPEC §3 (decided here, mirrored by `agent.reference.scoring`):
+
+* scores start at 100 (full headroom, like the compat availability EMA) until
+  measured; a NaN cpu/memory/network keeps that metric's previous score;
+* response time NaN or infinite = no answer: availability 0 for that tick and the
+  running state untouched (the EMA resumes from its old value); negative = 0; when
+  the effective time is 0 the best/effective ratio is 1 (base 100);
+* a stale sample (name missing from `samples`, or `Sample.stale`) changes nothing:
+  its scores keep their previous values, no window advances;
+* the trend windows (slopes, Holt) advance from the first complete sample on
+  (cpu, memory, network measured and the probe answered), which also ends INIT;
+  the response-time window advances on every answered probe;
+* slopes are least-squares slopes per tick over the last `trend_window` samples
+  (0 with fewer than two); the forecast is Holt's level + horizon x trend, clamped
+  to [0, 100], NaN until the first complete sample;
+* `anomaly` is True when an answered time exceeds SRTT + jk_k x RTTVAR as it stood
+  before that time was ingested (RFC 6298: alpha 1/8, beta 1/4; the first time
+  seeds SRTT = R, RTTVAR = R/2); a failed probe is not an anomaly, it is a failure.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from _scoring import _kernel
+from agent.model import CATEGORY_CODES, ContainerScore, Sample
+
+__all__ = [
+    "ScorerConfig",
+    "Scorer",
+    "TickArrays",
+    "ContainerDetail",
+    "SmoothWeightedRoundRobin",
+    "WeightedP2C",
+    "LATENCY_FLOOR",
+]
+
+#: Latencies below this (seconds) count as equal in the routing cost: loopback
+#: connects take ~0.1 ms and differences below a millisecond are noise, while a
+#: zero latency would otherwise make one container take all the traffic.
+LATENCY_FLOOR = 1e-3
+
+_FloatArray = npt.NDArray[np.float64]
+
+
+def _check(ok: bool, name: str, rule: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScorerConfig:
+    """Everything the scorer's arithmetic depends on; validated on construction.
+
+    The first eight fields are the compat settings of SPEC §2 (same defaults); the
+    rest tune the trend, hysteresis and routing extensions. Errors are `ValueError`
+    naming the field, e.g. ``ema_alpha must be in (0, 1], got 0``.
+    """
+
+    cpu_weight: float = 0.35
+    memory_weight: float = 0.25
+    network_weight: float = 0.15
+    availability_weight: float = 0.25
+    history_size: int = 20
+    best_time_window: int = 10
+    ema_alpha: float = 0.2
+    network_capacity_bps: float = 125e6
+    trend_window: int = 60  # H: samples in each least-squares window
+    holt_alpha: float = 0.5
+    holt_beta: float = 0.3
+    forecast_horizon: int = 5  # ticks ahead
+    hysteresis: float = 0.0  # category margin; 0 = compat
+    slow_start_window: float = 30.0  # seconds; 0 disables slow start
+    slow_start_aggression: float = 1.0
+    slow_start_min_fraction: float = 0.1
+    latency_decay: float = 10.0  # seconds: peak-EWMA time constant
+    jk_k: float = 4.0  # band = SRTT + jk_k * RTTVAR
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_weight", "memory_weight", "network_weight", "availability_weight"):
+            v = getattr(self, name)
+            _check(_is_real(v) and v >= 0, name, "a finite number >= 0", v)
+        for name in ("history_size", "best_time_window", "trend_window"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, "an integer >= 1", v)
+        v = self.forecast_horizon
+        _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+               "forecast_horizon", "an integer >= 0", v)
+        for name in ("ema_alpha", "holt_alpha"):
+            v = getattr(self, name)
+            _check(_is_real(v) and 0 < v <= 1, name, "in (0, 1]", v)
+        for name in ("holt_beta", "slow_start_min_fraction"):
+            v = getattr(self, name)
+            _check(_is_real(v) and 0 <= v <= 1, name, "in [0, 1]", v)
+        for name in ("network_capacity_bps", "slow_start_aggression", "latency_decay"):
+            v = getattr(self, name)
+            _check(_is_real(v) and v > 0, name, "a finite number > 0", v)
+        for name in ("hysteresis", "slow_start_window", "jk_k"):
+            v = getattr(self, name)
+            _check(_is_real(v) and v >= 0, name, "a finite number >= 0", v)
+
+    def _params(self) -> _FloatArray:
+        values = {f.name: float(getattr(self, f.name)) for f in fields(self)}
+        values["latency_floor"] = LATENCY_FLOOR
+        values["recompute_period"] = float(self._recompute_period())
+        return np.array([values[name] for name in _kernel.PARAMS], dtype=np.float64)
+
+    def _recompute_period(self) -> int:
+        # often enough that rounding cannot build up, rarely enough to be free
+        return max(64, 16 * max(self.history_size, self.best_time_window, self.trend_window))
+
+    def _initial_overall(self) -> float:
+        total = 100.0 * (self.cpu_weight + self.memory_weight + self.network_weight
+                         + self.availability_weight)
+        return min(max(total, 0.0), 100.0)
+
+
+class TickArrays(NamedTuple):
+    """Read-only views of the kernel's persistent outputs, indexed by slot.
+
+    The same buffers are rewritten every tick (no allocation); they are replaced by
+    new ones only when the scorer's capacity grows, so re-read them after `add`.
+    Free slots hold NaN scores and weight 0; check `active`.
+    """
+
+    cpu_score: _FloatArray
+    memory_score: _FloatArray
+    network_score: _FloatArray
+    availability_score: _FloatArray
+    overall_score: _FloatArray
+    weight: _FloatArray
+    slope: _FloatArray  # overall score, per tick
+    slope_cpu: _FloatArray
+    slope_memory: _FloatArray
+    slope_network: _FloatArray
+    slope_response_time: _FloatArray  # seconds per answered probe
+    forecast: _FloatArray
+    category: npt.NDArray[np.int8]  # index into agent.model.CATEGORY_CODES
+    anomaly: npt.NDArray[np.bool_]
+    stale: npt.NDArray[np.bool_]
+    active: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerDetail:
+    """Internals of one container beyond `ContainerScore` (trends, bands, latency)."""
+
+    name: str
+    slope_cpu: float
+    slope_memory: float
+    slope_network: float
+    slope_response_time: float
+    holt_level: float
+    holt_trend: float
+    srtt: float  # NaN until the first answer
+    rttvar: float
+    band: float  # SRTT + jk_k * RTTVAR: the next time above it is an anomaly
+    threshold: float  # the compat dynamic threshold
+    availability_ema: float
+    peak_latency: float  # peak-EWMA latency (seconds), NaN until the first answer
+    added: float
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class Scorer:
+    """Scores a changing set of containers, one kernel call per tick.
+
+    Adding and removing containers is O(1) amortized: a removed container's slot
+    goes on a free list and is reused; when none is free the arrays double. The
+    routing weight of a container that takes traffic is
+
+        w ∝ slow_start(age) × max(overall/100, 0.01)² / max(peak_ewma_latency, 1 ms)
+
+    normalised to sum to 1, and 0 for SUNDOWN containers and those whose last
+    probe failed or never answered. Why this shape: the score already folds CPU,
+    memory and network load into headroom, and the square makes traffic drain from
+    a container faster than its headroom shrinks (queueing delay grows like
+    1/(1 - utilisation), so a linear share overloads the busiest); dividing by the
+    peak-EWMA latency (Finagle/Linkerd: it jumps to a higher latency at once and
+    decays toward lower ones with time constant `latency_decay`) steers traffic away
+    from a backend as soon as it slows, before its scores catch up. The 0.01 floor
+    keeps saturated-but-answering containers in rotation when all are saturated.
+    Slow start is Envoy's: max(min_fraction, (age/window)^(1/aggression)) while
+    age < window, so a cold container is not flooded. If no container takes traffic
+    every weight is 0, and consumers must treat the pool as unavailable.
+    """
+
+    def __init__(self, config: ScorerConfig | None = None, capacity: int = 16) -> None:
+        if config is None:
+            config = ScorerConfig()
+        if not isinstance(config, ScorerConfig):
+            raise TypeError(f"config must be a ScorerConfig, got {type(config).__name__}")
+        _check(isinstance(capacity, int) and not isinstance(capacity, bool) and capacity >= 1,
+               "capacity", "an integer >= 1", capacity)
+        self._config = config
+        self._params = config._params()
+        self._period = config._recompute_period()
+        self._overall0 = config._initial_overall()
+        self._slots: dict[str, int] = {}
+        self._ids: dict[str, str] = {}
+        self._free: list[int] = []
+        self._scores: list[ContainerScore] = []
+        self._cap = 0
+        self._allocate(capacity)
+
+    # -- storage -------------------------------------------------------------
+    def _allocate(self, cap: int) -> None:
+        """Create (or grow into) arrays of `cap` slots, copying the old rows."""
+        cfg = self._config
+        H = cfg.trend_window
+        new = {
+            "fstate": np.zeros((cap, _kernel.NF_), np.float64),
+            "istate": np.zeros((cap, _kernel.NI_), np.intc),
+            "hist": np.zeros((cap, cfg.history_size), np.float64),
+            "best": np.zeros((cap, cfg.best_time_window), np.float64),
+            "win": np.zeros((cap, H, _kernel.WIN_SERIES), np.float64),
+            "rtw": np.zeros((cap, H), np.float64),
+            "out": np.full((len(_kernel.OUT_ROWS), cap), np.nan, np.float64),
+            "cat": np.zeros(cap, np.int8),
+            "flags": np.zeros((len(_kernel.FLAG_ROWS), cap), np.uint8),
+            "active": np.zeros(cap, np.uint8),
+            # persistent input buffers for `update`
+            "in_cpu": np.full(cap, np.nan),
+            "in_mem": np.full(cap, np.nan),
+            "in_net": np.full(cap, np.nan),
+            "in_rt": np.full(cap, np.nan),
+            "in_valid": np.zeros(cap, np.uint8),
+        }
+        new["out"][_kernel.OUT_ROWS.index("weight")] = 0.0
+        old = self._cap
+        if old:
+            for key, arr in new.items():
+                src = getattr(self, "_" + key)
+                if key in ("out", "flags"):
+                    arr[:, :old] = src
+                else:
+                    arr[:old] = src
+        for key, arr in new.items():
+            setattr(self, "_" + key, arr)
+        # new slots go on the free list so the lowest is handed out first
+        self._free.extend(range(cap - 1, old - 1, -1))
+        self._cap = cap
+        self._views = self._make_views()
+
+    def _make_views(self) -> TickArrays:
+        rows = {name: _readonly(self._out[i]) for i, name in enumerate(_kernel.OUT_ROWS)}
+        return TickArrays(
+            **rows,
+            category=_readonly(self._cat),
+            anomaly=_readonly(self._flags[0].view(np.bool_)),
+            stale=_readonly(self._flags[1].view(np.bool_)),
+            active=_readonly(self._active.view(np.bool_)),
+        )
+
+    def state_bytes_per_slot(self) -> int:
+        """Bytes the scorer keeps per slot: state, rings, outputs and input buffers."""
+        arrays = (self._fstate, self._istate, self._hist, self._best, self._win, self._rtw,
+                  self._out, self._cat, self._flags, self._active, self._in_cpu,
+                  self._in_mem, self._in_net, self._in_rt, self._in_valid)
+        return sum(a.nbytes for a in arrays) // self._cap
+
+    # -- membership ----------------------------------------------------------
+    @property
+    def config(self) -> ScorerConfig:
+        return self._config
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots currently allocated (grows by doubling)."""
+        return self._cap
+
+    def add(self, name: str, *, now: float, id: str = "") -> int:
+        """Register a container added at time `now` (slow start counts from it); return its slot."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self._slots:
+            raise ValueError(f"container {name!r} is already registered")
+        _check(_is_real(now), "now", "a finite number", now)
+        if not self._free:
+            self._allocate(2 * self._cap)
+        slot = self._free.pop()
+        _kernel.reset_slot(self._fstate, self._istate, self._out, self._cat, self._flags,
+                           slot, float(now), self._period - slot % self._period, self._overall0)
+        self._active[slot] = 1
+        self._slots[name] = slot
+        self._ids[name] = id
+        return slot
+
+    def remove(self, name: str) -> None:
+        """Forget a container and free its slot (KeyError if unknown)."""
+        slot = self._slots.pop(name)
+        del self._ids[name]
+        self._active[slot] = 0
+        _kernel.clear_slot(self._out, self._cat, self._flags, slot)
+        self._free.append(slot)
+
+    def set_sundown(self, name: str, flag: bool = True) -> None:
+        """Mark (or unmark) a container SUNDOWN: weight 0, category sticky until unmarked."""
+        slot = self._slots[name]
+        _kernel.set_category(self._istate, self._cat, self._out, slot, bool(flag))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def names(self) -> list[str]:
+        """Registered names, in the order they were added."""
+        return list(self._slots)
+
+    def slot_of(self, name: str) -> int:
+        """The slot (row index of every array) holding `name`; KeyError if unknown."""
+        return self._slots[name]
+
+    # -- ticks ---------------------------------------------------------------
+    def update(self, samples: Mapping[str, Sample], now: float) -> list[ContainerScore]:
+        """Score one tick. Registered names missing from `samples` are stale.
+
+        Raises KeyError for a name that is not registered (nothing is scored then).
+        Returns one `ContainerScore` per registered container, in `names()` order.
+        """
+        slots = self._slots
+        for name in samples:
+            if name not in slots:
+                raise KeyError(name)
+        _check(_is_real(now), "now", "a finite number", now)
+        cpu, mem, net, rt, valid = (self._in_cpu, self._in_mem, self._in_net,
+                                    self._in_rt, self._in_valid)
+        valid[:] = 0
+        for name, sample in samples.items():
+            if sample.stale:
+                continue
+            s = slots[name]
+            cpu[s] = sample.cpu_percent
+            mem[s] = sample.memory_percent
+            net[s] = sample.network_bps
+            rt[s] = sample.response_time
+            valid[s] = 1
+        self._tick(cpu, mem, net, rt, valid, float(now))
+        self._scores = self._records()
+        return list(self._scores)
+
+    def update_arrays(self, cpu: npt.ArrayLike, mem: npt.ArrayLike, net: npt.ArrayLike,
+                      rt: npt.ArrayLike, valid: npt.ArrayLike, now: float) -> TickArrays:
+        """Score one tick from arrays indexed by slot (length `capacity`); no records.
+
+        The low-level path for benchmarks and bulk users: inputs are converted to
+        contiguous float64 (and `valid` to bool) only when they are not already; the
+        returned views are the persistent outputs (see `TickArrays`). `scores()` is
+        not refreshed by this call.
+        """
+        cap = self._cap
+        arrays = []
+        for name, a in (("cpu", cpu), ("mem", mem), ("net", net), ("rt", rt)):
+            a = np.ascontiguousarray(a, dtype=np.float64)
+            if a.shape != (cap,):
+                raise ValueError(f"{name} must have shape ({cap},), got {a.shape}")
+            arrays.append(a)
+        v = np.asarray(valid)
+        if v.dtype != np.uint8:
+            v = v.astype(bool).view(np.uint8) if v.dtype != bool else v.view(np.uint8)
+        v = np.ascontiguousarray(v)
+        if v.shape != (cap,):
+            raise ValueError(f"valid must have shape ({cap},), got {v.shape}")
+        _check(_is_real(now), "now", "a finite number", now)
+        self._tick(arrays[0], arrays[1], arrays[2], arrays[3], v, float(now))
+        return self._views
+
+    def _tick(self, cpu: _FloatArray, mem: _FloatArray, net: _FloatArray, rt: _FloatArray,
+              valid: np.ndarray, now: float) -> int:
+        return _kernel.score_tick(cpu, mem, net, rt, valid, self._active, now, self._params,
+                                  self._fstate, self._istate, self._hist, self._best,
+                                  self._win, self._rtw, self._out, self._cat, self._flags)
+
+    @property
+    def arrays(self) -> TickArrays:
+        """The current outputs (same views `update_arrays` returns)."""
+        return self._views
+
+    def scores(self) -> list[ContainerScore]:
+        """The records of the last `update` (empty before the first)."""
+        return list(self._scores)
+
+    def _records(self) -> list[ContainerScore]:
+        out = self._out.tolist()
+        cpu, mem, net, av, ov, w, slope = out[0], out[1], out[2], out[3], out[4], out[5], out[6]
+        fc = out[11]
+        cat = self._cat.tolist()
+        anomaly = self._flags[0].tolist()
+        stale = self._flags[1].tolist()
+        codes = CATEGORY_CODES
+        ids = self._ids
+        return [
+            ContainerScore(name, cpu[s], mem[s], net[s], av[s], ov[s], codes[cat[s]],
+                           w[s], bool(anomaly[s]), slope[s], fc[s], bool(stale[s]), ids[name])
+            for name, s in self._slots.items()
+        ]
+
+    def detail(self, name: str) -> ContainerDetail:
+        """Trend, band and latency internals of one container (KeyError if unknown)."""
+        s = self._slots[name]
+        d = _kernel.slot_detail(self._fstate, self._istate, s)
+        v = self._views
+        return ContainerDetail(
+            name=name,
+            slope_cpu=float(v.slope_cpu[s]),
+            slope_memory=float(v.slope_memory[s]),
+            slope_network=float(v.slope_network[s]),
+            slope_response_time=float(v.slope_response_time[s]),
+            holt_level=d["level"],
+            holt_trend=d["trend"],
+            srtt=d["srtt"],
+            rttvar=d["rttvar"],
+            band=d["srtt"] + self._config.jk_k * d["rttvar"],
+            threshold=d["thr"],
+            availability_ema=d["ema"],
+            peak_latency=d["peak"],
+            added=d["added"],
+        )
+
+
+# ---- pickers ------------------------------------------------------------------
+def _weights_array(weights: Sequence[float] | npt.ArrayLike) -> _FloatArray:
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if w.ndim != 1:
+        raise ValueError(f"weights must be one-dimensional, got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and >= 0")
+    return w
+
+
+class SmoothWeightedRoundRobin:
+    """nginx's smooth weighted round robin over fixed weights.
+
+    Deterministic and evenly interleaved: weights {5, 1, 1} give a a b a c a a, so a
+    heavy backend never receives a burst of consecutive requests. Indices with
+    weight 0 are never picked; `pick` raises LookupError if none is positive.
+    """
+
+    def __init__(self, weights: Sequence[float] | npt.ArrayLike) -> None:
+        self._w = _weights_array(weights)
+        self._current = np.zeros_like(self._w)
+        self._one = np.empty(1, np.int64)
+
+    @property
+    def weights(self) -> _FloatArray:
+        return _readonly(self._w)
+
+    def pick(self) -> int:
+        _kernel.swrr_fill(self._w, self._current, self._one)
+        i = int(self._one[0])
+        if i < 0:
+            raise LookupError("no backend has a positive weight")
+        return i
+
+    def picks(self, k: int) -> npt.NDArray[np.int64]:
+        """The next `k` picks at once (-1 entries when no weight is positive)."""
+        out = np.empty(k, np.int64)
+        _kernel.swrr_fill(self._w, self._current, out)
+        return out
+
+
+class WeightedP2C:
+    """Weighted power of two choices.
+
+    Draws two distinct backends with probability proportional to weight and keeps
+    the better: the lower `load` (e.g. in-flight requests) when given, else the
+    higher weight. Random but sticky to good backends, and it reacts to load the
+    weights have not yet seen. `seed` feeds a numpy Generator.
+    """
+
+    def __init__(self, weights: Sequence[float] | npt.ArrayLike, seed: int | None = None) -> None:
+        self._w = _weights_array(weights)
+        self._cum = np.cumsum(self._w)
+        self._rng = np.random.default_rng(seed)
+        self._one = np.empty(1, np.int64)
+
+    @property
+    def weights(self) -> _FloatArray:
+        return _readonly(self._w)
+
+    def _load(self, load: npt.ArrayLike | None) -> _FloatArray | None:
+        if load is None:
+            return None
+        a = np.ascontiguousarray(load, dtype=np.float64)
+        if a.shape != self._w.shape:
+            raise ValueError(f"load must have shape {self._w.shape}, got {a.shape}")
+        return a
+
+    def pick(self, load: npt.ArrayLike | None = None) -> int:
+        return self.pick_with(*self._rng.random(2), load=load)
+
+    def pick_with(self, u1: float, u2: float, load: npt.ArrayLike | None = None) -> int:
+        """Pick with the given uniforms in [0, 1) (deterministic; for tests and replay)."""
+        u = np.array([u1, u2], np.float64)
+        _kernel.p2c_fill(self._w, self._cum, u, self._load(load), self._one)
+        i = int(self._one[0])
+        if i < 0:
+            raise LookupError("no backend has a positive weight")
+        return i
+
+    def picks(self, k: int, load: npt.ArrayLike | None = None) -> npt.NDArray[np.int64]:
+        """`k` independent picks at once (-1 entries when no weight is positive)."""
+        out = np.empty(k, np.int64)
+        _kernel.p2c_fill(self._w, self._cum, self._rng.random(2 * k), self._load(load), out)
+        return out
+

@@ -1,0 +1,144 @@
+"""Wires the real parts together: Redis (configured or embedded), the Docker engine,
+the sampler, the scorer, the tick loop and the web server, in one root nursery.
+
+SIGINT/SIGTERM cancel that nursery: the tick in flight is abandoned or finished,
+the state is written under a shielded scope, WebSocket clients get 1001, the
+embedded redis-server is stopped, and `run_service` returns normally (exit 0).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from agent.config import Settings
+from agent.engine import DockerEngine
+from agent.redis_server import EmbeddedRedis
+from agent.runtime import Agent
+from agent.sampler import Sampler
+from agent.store import RedisStore
+
+__all__ = ["ensure_token", "open_agent", "run_service", "Running"]
+
+log = logging.getLogger("deployment_agent.service")
+
+TOKEN_FILE = "api-token"
+
+
+def ensure_token(settings: Settings) -> tuple[str, Path | None]:
+    """The API token: AGENT_API_TOKEN, or one generated once and kept (mode 0600)
+    in the data directory so that restarts and the CLI agree on it."""
+    if settings.agent_api_token:
+        return settings.agent_api_token, None
+    path = settings.data_dir / TOKEN_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        token = path.read_text().strip()
+        if token:
+            os.chmod(path, 0o600)
+            return token, path
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token, path
+
+
+@dataclass
+class Running:
+    """What `run_service` reports once everything listens."""
+
+    agent: Agent
+    http_port: int
+    ws_port: int
+    redis_url: str
+    token_file: Path | None
+
+
+@asynccontextmanager
+async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
+    """An `Agent` over the real engine and Redis; the embedded redis-server (when
+    no Redis is configured) lives exactly as long as this context."""
+    limiter = trio.CapacityLimiter(16)
+    async with _redis(settings) as redis_url:
+        store = RedisStore(
+            redis_url, settings.app_identifier, limiter=limiter,
+            ledger_max_len=settings.ledger_max_len,
+        )
+        engine = DockerEngine(
+            base_url=settings.docker_host,
+            app_identifier=settings.app_identifier,
+            image=settings.docker_image,
+            target_port=settings.target_port,
+            limiter=limiter,
+            cpus=settings.container_cpus,
+            mem_limit=settings.container_memory,
+        )
+        sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats)
+        try:
+            yield Agent(settings, engine=engine, store=store, sampler=sampler), redis_url
+        finally:
+            with trio.CancelScope(shield=True):
+                await engine.aclose()
+                await store.aclose()
+
+
+@asynccontextmanager
+async def _redis(settings: Settings) -> AsyncIterator[str]:
+    if settings.redis_url is not None:
+        yield settings.redis_url
+        return
+    server = EmbeddedRedis(settings.data_dir / "redis")
+    url = await server.start()
+    try:
+        yield url
+    finally:
+        with trio.CancelScope(shield=True):
+            await server.stop()
+
+
+async def run_service(
+    settings: Settings,
+    *,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+    handle_signals: bool = True,
+) -> None:
+    """Run the agent and its web server until SIGINT/SIGTERM or cancellation."""
+    from agent.web.serve import serve
+
+    token, token_file = ensure_token(settings)
+    if token != settings.agent_api_token:
+        settings = settings.with_token(token)
+    async with open_agent(settings) as (agent, redis_url):
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+            await nursery.start(agent.run)
+            info: Any = await nursery.start(serve, agent)
+            task_status.started(Running(
+                agent=agent,
+                http_port=info.http_port,
+                ws_port=info.ws_port,
+                redis_url=redis_url,
+                token_file=token_file,
+            ))
+
+
+async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            print(f"deployment-agent: {signal.Signals(signum).name} received, stopping",
+                  file=sys.stderr, flush=True)
+            scope.cancel()
+            return

@@ -1,0 +1,809 @@
+"""Persistence of the agent's state in Redis (SPEC §6, docs/architecture.md).
+
+Keys, all under the prefix ``da:<APP_IDENTIFIER>:``::
+
+    desired     string  desired container count
+    containers  hash    name -> JSON record (name, id, category, score, host_port,
+                        image, created)
+    sundown     hash    name -> epoch seconds when it was marked SUNDOWN
+    config      hash    runtime configuration overrides, name -> JSON value
+    summary     hash    name -> JSON performance summary (last scores, slope, ...)
+    policy      hash    policy state, field -> JSON value (last scale-up epoch,
+                        stabilization recommendations, ...)
+    events      stream  decision ledger, fields kind / ts / data (JSON),
+                        capped with XADD MAXLEN ~
+
+Writing. `write_tick` writes the *complete* state of one tick in one MULTI/EXEC
+pipeline: one round trip, and a reader (or a restarted agent) sees either the
+previous tick or this one, never a mix. Each hash is replaced by HSET of the
+present fields plus HDEL of the fields no longer present (the entries of vanished
+containers), computed against the fields the store knows to be there: those it
+read in `load()`, or fetched with HKEYS before its first write, or wrote since.
+After any failure that knowledge is dropped and fetched again, because a failed
+EXEC may or may not have been applied and a restarted Redis may have lost writes.
+
+Outages. redis-py is synchronous: every call runs in a Trio worker thread under a
+`CapacityLimiter`, with short socket timeouts and redis-py's own retries turned
+off, so a tick is never held for long. Connection errors mark the store
+unavailable (`available`, `last_error`) and start an exponential backoff (capped);
+calls made before the next attempt is due fail at once with `StoreError`, without
+touching the network. Events produced meanwhile wait in a bounded buffer (the
+oldest are dropped and counted when it is full) and are flushed by the first
+successful `write_tick`, together with a `store_outage` event describing the gap.
+Because every `write_tick` carries the complete state, Redis is complete again
+after that first successful write.
+
+Errors from redis-py never leave this module: they become `StoreError` with a
+message naming the operation and the server. Bad *data* passed in by the caller
+(not JSON-encodable, a record under the wrong name) is a bug in the caller and
+raises `ValueError`/`TypeError` before anything is sent.
+
+The encoding between Python values and Redis fields is a set of small pure
+functions (`encode_*` / `decode_*`), tested without a server.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import redis
+import redis.connection
+import redis.exceptions
+import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from agent.errors import StoreError
+from agent.model import Category, ContainerInfo
+
+__all__ = [
+    "Store",
+    "RedisStore",
+    "StoredState",
+    "TickWrite",
+    "Keys",
+    "container_record",
+    "encode_json",
+    "decode_json",
+    "encode_desired",
+    "decode_desired",
+    "encode_json_hash",
+    "decode_json_hash",
+    "encode_containers",
+    "decode_containers",
+    "encode_sundown",
+    "decode_sundown",
+    "encode_event",
+    "decode_event",
+    "encode_tick",
+    "plan_hash_replace",
+    "validate_stream_id",
+]
+
+T = TypeVar("T")
+
+# The hashes `write_tick` replaces as a whole, by their `Keys` attribute name.
+TICK_HASHES: tuple[str, ...] = ("containers", "sundown", "summary", "policy")
+
+# `events(kind=...)` scans past non-matching entries, but never more than this.
+FILTER_SCAN_MAX = 20_000
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The Redis key names of one application (docs/architecture.md)."""
+
+    prefix: str
+    desired: str
+    containers: str
+    sundown: str
+    config: str
+    summary: str
+    policy: str
+    events: str
+
+    @classmethod
+    def for_app(cls, app_identifier: str) -> Keys:
+        if not isinstance(app_identifier, str) or not app_identifier:
+            raise ValueError("app_identifier must be a non-empty string")
+        p = f"da:{app_identifier}:"
+        return cls(
+            prefix=p,
+            desired=p + "desired",
+            containers=p + "containers",
+            sundown=p + "sundown",
+            config=p + "config",
+            summary=p + "summary",
+            policy=p + "policy",
+            events=p + "events",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What `load()` found in Redis; empty containers and `desired=None` on a
+    first start."""
+
+    desired: int | None = None
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sundown: dict[str, float] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
+    policy: dict[str, object] = field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.desired is None
+            and not self.containers
+            and not self.sundown
+            and not self.config
+            and not self.policy
+            and not self.summaries
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TickWrite:
+    """The complete persisted state after one tick; `write_tick` replaces the
+    stored state with exactly this (names absent here are deleted)."""
+
+    desired: int
+    containers: Mapping[str, Mapping[str, object]]
+    sundown: Mapping[str, float] = field(default_factory=dict)
+    summaries: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    policy: Mapping[str, object] = field(default_factory=dict)
+
+
+def container_record(
+    info: ContainerInfo, *, category: Category | str, score: float | None
+) -> dict[str, object]:
+    """The stored record of one container (SPEC §6 fields)."""
+    return {
+        "name": info.name,
+        "id": info.id,
+        "category": str(category),
+        "score": score,
+        "host_port": info.host_port,
+        "image": info.image,
+        "created": info.created,
+    }
+
+
+# ------------------------------------------------------------------ pure encoding
+
+
+def _strict(value: object) -> object:
+    """`value` with non-finite floats replaced by None (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def encode_json(value: object, *, what: str = "value") -> str:
+    """Compact, strict JSON; NaN/±inf are stored as null so any client can read it.
+
+    Raises TypeError naming `what` when the value is not JSON-encodable.
+    """
+    try:
+        return json.dumps(_strict(value), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what}: cannot be stored as JSON: {exc}") from exc
+
+
+def decode_json(text: str, *, what: str = "value") -> object:
+    """Parse a stored JSON value; ValueError naming `what` if it is not JSON."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: invalid JSON {text!r:.80}") from exc
+
+
+def encode_desired(desired: int) -> str:
+    if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
+        raise ValueError(f"desired: must be an integer >= 0, got {desired!r}")
+    return str(desired)
+
+
+def decode_desired(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"desired: not an integer: {text!r:.80}") from None
+    if value < 0:
+        raise ValueError(f"desired: negative: {value}")
+    return value
+
+
+def encode_json_hash(mapping: Mapping[str, object], *, what: str) -> dict[str, str]:
+    """Hash fields holding one JSON value each."""
+    out: dict[str, str] = {}
+    for name, value in mapping.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{what}: field names must be non-empty strings, got {name!r}")
+        out[name] = encode_json(value, what=f"{what}[{name}]")
+    return out
+
+
+def decode_json_hash(raw: Mapping[str, str], *, what: str) -> dict[str, object]:
+    return {name: decode_json(text, what=f"{what}[{name}]") for name, text in raw.items()}
+
+
+def _encode_records(
+    records: Mapping[str, Mapping[str, object]], *, what: str
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, record in records.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{what}: names must be non-empty strings, got {name!r}")
+        if not isinstance(record, Mapping):
+            raise TypeError(f"{what}[{name}]: a record must be a mapping, got {type(record).__name__}")
+        if record.get("name", name) != name:
+            raise ValueError(f"{what}[{name}]: record is named {record['name']!r}")
+        out[name] = encode_json({"name": name, **record}, what=f"{what}[{name}]")
+    return out
+
+
+def _decode_records(raw: Mapping[str, str], *, what: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, text in raw.items():
+        value = decode_json(text, what=f"{what}[{name}]")
+        if not isinstance(value, dict):
+            raise ValueError(f"{what}[{name}]: not a JSON object: {text!r:.80}")
+        out[name] = value
+    return out
+
+
+def encode_containers(records: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+    """`containers` hash fields: name -> JSON record (the record's `name` is the key)."""
+    return _encode_records(records, what="containers")
+
+
+def decode_containers(raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    return _decode_records(raw, what="containers")
+
+
+def encode_sundown(marks: Mapping[str, float]) -> dict[str, str]:
+    """`sundown` hash fields: name -> epoch seconds (a finite number)."""
+    out: dict[str, str] = {}
+    for name, when in marks.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"sundown: names must be non-empty strings, got {name!r}")
+        if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+            raise ValueError(f"sundown[{name}]: must be a finite epoch time, got {when!r}")
+        out[name] = repr(float(when))
+    return out
+
+
+def decode_sundown(raw: Mapping[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, text in raw.items():
+        try:
+            out[name] = float(text)
+        except ValueError:
+            raise ValueError(f"sundown[{name}]: not a number: {text!r:.80}") from None
+    return out
+
+
+def encode_event(kind: str, data: Mapping[str, object], ts: float) -> dict[str, str]:
+    """Stream entry fields of one ledger event."""
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"event kind must be a non-empty string, got {kind!r}")
+    if not isinstance(data, Mapping):
+        raise TypeError(f"event {kind!r}: data must be a mapping, got {type(data).__name__}")
+    return {"kind": kind, "ts": repr(float(ts)), "data": encode_json(data, what=f"event {kind!r}")}
+
+
+def decode_event(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    """`{"id", "kind", "ts", "data"}` from one stream entry."""
+    try:
+        kind = fields["kind"]
+        ts = float(fields["ts"])
+        data = decode_json(fields["data"], what=f"event {entry_id}")
+    except KeyError as exc:
+        raise ValueError(f"event {entry_id}: missing field {exc.args[0]!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"event {entry_id}: {exc}") from None
+    return {"id": entry_id, "kind": kind, "ts": ts, "data": data}
+
+
+_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+def validate_stream_id(value: str) -> str:
+    """A stream id such as ``1700000000000-3`` (or its millisecond part alone)."""
+    if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):
+        raise ValueError(f"before: not a stream id (like 1700000000000-0): {value!r:.80}")
+    return value
+
+
+def encode_tick(state: TickWrite) -> dict[str, Any]:
+    """All fields one `write_tick` sends: ``desired`` (str) and, for each name in
+    `TICK_HASHES`, the complete set of hash fields."""
+    return {
+        "desired": encode_desired(state.desired),
+        "containers": encode_containers(state.containers),
+        "sundown": encode_sundown(state.sundown),
+        "summary": _encode_records(state.summaries, what="summaries"),
+        "policy": encode_json_hash(state.policy, what="policy"),
+    }
+
+
+def plan_hash_replace(
+    new: Mapping[str, str], known: set[str]
+) -> tuple[dict[str, str], list[str]]:
+    """(HSET mapping, HDEL fields) turning a hash whose fields are `known` into `new`."""
+    return dict(new), sorted(known.difference(new))
+
+
+# ---------------------------------------------------------------------- the seam
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where the agent persists its state (SPEC §6). One real adapter: RedisStore."""
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    def status(self) -> dict[str, object]: ...
+
+    async def load(self) -> StoredState: ...
+
+    async def write_tick(self, state: TickWrite) -> None: ...
+
+    async def append_event(self, kind: str, data: Mapping[str, object]) -> None: ...
+
+    async def events(
+        self, limit: int = 50, before: str | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    async def save_config(self, overrides: Mapping[str, object]) -> None: ...
+
+    async def ping(self) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+
+# ------------------------------------------------------------------- the adapter
+
+# redis-py errors that mean "the server is not reachable (right now)". Busy
+# loading and authentication failures are ConnectionError subclasses.
+_OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    fields: dict[str, str]
+
+
+class RedisStore:
+    """`Store` over a Redis server, with redis-py in Trio worker threads.
+
+    `limiter` bounds the threads (and so the connections) the store uses; by
+    default it gets its own limiter of 4. `socket_timeout` bounds every network
+    wait, connecting included. Backoff between reconnect attempts starts at
+    `backoff_initial` seconds and doubles up to `backoff_max`. At most
+    `max_pending_events` events wait for Redis; beyond that the oldest are dropped
+    and counted. `clock` (monotonic) and `wall_clock` (epoch) are injectable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        app_identifier: str,
+        *,
+        limiter: trio.CapacityLimiter | None = None,
+        ledger_max_len: int = 10000,
+        socket_timeout: float = 2.0,
+        backoff_initial: float = 0.25,
+        backoff_max: float = 10.0,
+        max_pending_events: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if ledger_max_len < 1:
+            raise ValueError(f"ledger_max_len must be >= 1, got {ledger_max_len}")
+        if not socket_timeout > 0:
+            raise ValueError(f"socket_timeout must be > 0, got {socket_timeout}")
+        if not 0 < backoff_initial <= backoff_max:
+            raise ValueError("backoff: need 0 < backoff_initial <= backoff_max")
+        if max_pending_events < 1:
+            raise ValueError(f"max_pending_events must be >= 1, got {max_pending_events}")
+        self.keys = Keys.for_app(app_identifier)
+        self.app_identifier = app_identifier
+        # Connections opened so far (counted from worker threads). A new one may
+        # talk to a restarted server that lost or replayed writes, so what the
+        # store knows about the hashes is only trusted while this is unchanged.
+        self._connects = 0
+        self._known_connects = -1
+        try:
+            self._client: redis.Redis = redis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 0),  # our backoff, not redis-py's
+                health_check_interval=0,
+                # RESP2: any server version, no HELLO handshake, and redis-py
+                # then re-checks pooled connections (stale after a Redis restart)
+                # before use; RESP3 would enable its maintenance-notification mode.
+                protocol=2,
+                redis_connect_func=self._on_connect,
+            )
+        except ValueError as exc:
+            raise StoreError(f"invalid Redis URL {url!r}: {exc}") from exc
+        kw = self._client.connection_pool.connection_kwargs
+        where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+        self.server = f"redis://{where}/{kw.get('db', 0)}"  # no credentials
+        self._limiter = limiter if limiter is not None else trio.CapacityLimiter(4)
+        self._ledger_max_len = ledger_max_len
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._write_lock = trio.Lock()
+        self._closed = False
+
+        # Connection state.
+        self._available = True  # optimistic until the first call says otherwise
+        self._last_error: str | None = None
+        self._failures = 0  # consecutive outage failures
+        self._retry_at = 0.0  # clock() before which calls fail fast
+        self._down_since: float | None = None  # wall clock of the first failure
+
+        # Fields known to be in each tick hash; None = unknown, fetch before writing.
+        self._known: dict[str, set[str]] | None = None
+        # The config overrides last read or saved; rewritten by the first tick
+        # write after an outage, since Redis may have come back without them.
+        self._config_fields: dict[str, str] | None = None
+
+        # Events waiting for the next write_tick.
+        self._pending: collections.deque[_Pending] = collections.deque(maxlen=max_pending_events)
+        self._seq = 0
+        self._dropped = 0  # dropped and not yet reported in the ledger
+        self.dropped_events_total = 0
+
+    # -- state --------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """False after a connection failure, until a call succeeds again."""
+        return self._available
+
+    @property
+    def last_error(self) -> str | None:
+        """The message of the latest failure (kept after recovery, for reports)."""
+        return self._last_error
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._pending)
+
+    def retry_in(self) -> float:
+        """Seconds until the next reconnect attempt is allowed (0 when up)."""
+        if self._available:
+            return 0.0
+        return max(0.0, self._retry_at - self._clock())
+
+    def status(self) -> dict[str, object]:
+        return {
+            "server": self.server,
+            "available": self._available,
+            "last_error": self._last_error,
+            "retry_in": round(self.retry_in(), 3),
+            "pending_events": len(self._pending),
+            "dropped_events": self.dropped_events_total,
+        }
+
+    # -- API ----------------------------------------------------------------------
+
+    async def load(self) -> StoredState:
+        """Read the whole persisted state (one MULTI/EXEC snapshot)."""
+        k = self.keys
+
+        def read(client: redis.Redis) -> tuple[int, list[Any]]:
+            connects = self._settle_connection(client)
+            pipe = client.pipeline(transaction=True)
+            pipe.get(k.desired)
+            for key in (k.containers, k.sundown, k.config, k.summary, k.policy):
+                pipe.hgetall(key)
+            return connects, pipe.execute()
+
+        async with self._write_lock:
+            connects, replies = await self._call("load", read)
+            desired, containers, sundown, config, summary, policy = replies
+            try:
+                state = StoredState(
+                    desired=decode_desired(desired),
+                    containers=decode_containers(containers),
+                    sundown=decode_sundown(sundown),
+                    config=decode_json_hash(config, what="config"),
+                    policy=decode_json_hash(policy, what="policy"),
+                    summaries=_decode_records(summary, what="summary"),
+                )
+            except ValueError as exc:
+                self._last_error = f"corrupt state under {k.prefix}*: {exc}"
+                raise StoreError(f"corrupt state in Redis ({self.server}) under {k.prefix}*: {exc}") from exc
+            self._config_fields = dict(config)
+            self._known_connects = connects
+            self._known = {
+                "containers": set(containers),
+                "sundown": set(sundown),
+                "summary": set(summary),
+                "policy": set(policy),
+            }
+            return state
+
+    async def write_tick(self, state: TickWrite) -> None:
+        """Replace the stored state with `state` and flush pending events, in one
+        MULTI/EXEC pipeline. Raises StoreError (fast while backing off); the
+        events stay pending for the next call."""
+        encoded = encode_tick(state)  # caller bugs raise here, before any I/O
+        k = self.keys
+        async with self._write_lock:
+            self._check_open()
+            self._fail_fast("write_tick")
+            batch = list(self._pending)
+            dropped = self._dropped
+            entries = [p.fields for p in batch]
+            if dropped:  # the oldest were dropped, so the notice goes first
+                notice = encode_event("events_dropped", {"count": dropped}, self._wall_clock())
+                entries.insert(0, notice)
+            reconnecting = not self._available
+            if reconnecting:  # if this write succeeds, the outage notice goes with it
+                entries.append(self._outage_notice())
+            known, known_connects = self._known, self._known_connects
+            config_fields = self._config_fields
+            maxlen = self._ledger_max_len
+
+            def write(client: redis.Redis) -> tuple[int, dict[str, set[str]]]:
+                connects = self._settle_connection(client)
+                trusted = known is not None and connects == known_connects
+                current = known if trusted and known is not None else _fetch_fields(client, k)
+                config = None if trusted else config_fields
+                pipe = client.pipeline(transaction=True)
+                pipe.set(k.desired, encoded["desired"])
+                for name in TICK_HASHES:
+                    key = getattr(k, name)
+                    hset, hdel = plan_hash_replace(encoded[name], current[name])
+                    if hdel:
+                        pipe.hdel(key, *hdel)
+                    if hset:
+                        pipe.hset(key, mapping=hset)
+                if config is not None:
+                    pipe.delete(k.config)
+                    if config:
+                        pipe.hset(k.config, mapping=config)
+                for fields in entries:
+                    pipe.xadd(k.events, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                pipe.execute()
+                return connects, {name: set(encoded[name]) for name in TICK_HASHES}
+
+            try:
+                self._known_connects, self._known = await self._call(
+                    "write_tick", write, report_recovery=not reconnecting
+                )
+            except BaseException:
+                self._known = None  # the EXEC may or may not have been applied
+                raise
+            self._dropped -= dropped
+            if batch:
+                last = batch[-1].seq
+                while self._pending and self._pending[0].seq <= last:
+                    self._pending.popleft()
+
+    async def append_event(self, kind: str, data: Mapping[str, object]) -> None:
+        """Buffer a ledger event for the next `write_tick`; never touches Redis.
+
+        The timestamp is taken now, so events delayed by an outage keep their
+        time. Raises ValueError/TypeError if `data` cannot be stored as JSON.
+        """
+        self._enqueue(encode_event(kind, data, self._wall_clock()))
+
+    async def events(
+        self, limit: int = 50, before: str | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Ledger events, newest first: ``{"id", "kind", "ts", "data"}`` each.
+
+        `before` (a stream id, exclusive) pages back: pass the last id of the
+        previous page. With `kind`, non-matching entries are skipped; at most
+        `FILTER_SCAN_MAX` entries are scanned per call, so a rare kind may come
+        back short of `limit` (continue from the last id returned). Events still
+        waiting in the outage buffer are not included.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit: must be an integer >= 1, got {limit!r}")
+        start = "+" if before is None else "(" + validate_stream_id(before)
+        key = self.keys.events
+        batch = limit if kind is None else min(max(4 * limit, 100), 1000)
+        budget = max(limit, FILTER_SCAN_MAX)
+
+        def read(client: redis.Redis) -> list[tuple[str, dict[str, str]]]:
+            out: list[tuple[str, dict[str, str]]] = []
+            upper, scanned = start, 0
+            while len(out) < limit and scanned < budget:
+                count = min(batch, budget - scanned)
+                entries = client.xrevrange(key, max=upper, min="-", count=count)
+                for entry_id, fields in entries:
+                    if kind is None or fields.get("kind") == kind:
+                        out.append((entry_id, fields))
+                        if len(out) == limit:
+                            break
+                scanned += len(entries)
+                if len(entries) < count:
+                    break
+                upper = "(" + entries[-1][0]
+            return out
+
+        raw = await self._call("events", read)
+        try:
+            return [decode_event(entry_id, fields) for entry_id, fields in raw]
+        except ValueError as exc:
+            raise StoreError(f"corrupt ledger entry in {key}: {exc}") from exc
+
+    async def save_config(self, overrides: Mapping[str, object]) -> None:
+        """Replace the stored runtime configuration overrides with `overrides`
+        (the complete set; an absent name is no longer overridden)."""
+        fields = encode_json_hash(overrides, what="config")
+        key = self.keys.config
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.delete(key)
+            if fields:
+                pipe.hset(key, mapping=fields)
+            pipe.execute()
+
+        await self._call("save_config", write)
+        self._config_fields = fields
+
+    async def ping(self) -> float:
+        """Round-trip time of a PING in seconds; StoreError when unreachable."""
+
+        def do(client: redis.Redis) -> float:
+            t0 = time.perf_counter()
+            client.ping()
+            return time.perf_counter() - t0
+
+        return await self._call("ping", do)
+
+    async def aclose(self) -> None:
+        """Close the connections. Pending events are not written (the runtime
+        does a final `write_tick` first). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._client.close, limiter=self._limiter)
+
+    async def __aenter__(self) -> RedisStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _on_connect(self, connection: redis.connection.Connection) -> None:
+        """redis-py's connect hook (worker thread): the usual handshake, counted."""
+        connection.on_connect()
+        self._connects += 1
+
+    def _settle_connection(self, client: redis.Redis) -> int:
+        """Let the pool check (and, if stale, reopen) the connection the next
+        pipeline will use, so a reconnect is seen *before* the pipeline is
+        built; returns the connect count. (The pool hands back the connection
+        released last; if it ever did not, a reconnect inside the pipeline is
+        still seen by the next write.)"""
+        pool = client.connection_pool
+        pool.release(pool.get_connection())
+        return self._connects
+
+    def _enqueue(self, fields: dict[str, str]) -> None:
+        if len(self._pending) == self._pending.maxlen:
+            self._dropped += 1  # deque drops the oldest on append
+            self.dropped_events_total += 1
+        self._seq += 1
+        self._pending.append(_Pending(self._seq, fields))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the Redis store is closed")
+
+    def _fail_fast(self, op: str) -> None:
+        if self._available:
+            return
+        wait = self._retry_at - self._clock()
+        if wait > 0:
+            raise StoreError(
+                f"Redis at {self.server} is unavailable ({self._last_error}); "
+                f"{op} skipped, next reconnect attempt in {wait:.1f} s"
+            )
+
+    async def _call(
+        self, op: str, fn: Callable[[redis.Redis], T], *, report_recovery: bool = True
+    ) -> T:
+        """Run `fn(client)` in a worker thread; translate errors; track outages.
+
+        On the first success after an outage a `store_outage` event is queued,
+        unless the caller already wrote one (`report_recovery=False`).
+        """
+        self._check_open()
+        self._fail_fast(op)
+        try:
+            result = await trio.to_thread.run_sync(fn, self._client, limiter=self._limiter)
+        except _OUTAGE_ERRORS as exc:
+            delay = self._mark_down(exc)
+            raise StoreError(
+                f"Redis at {self.server} is unreachable during {op}: {self._last_error}; "
+                f"next reconnect attempt in {delay:.1f} s"
+            ) from exc
+        except redis.exceptions.RedisError as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise StoreError(f"Redis at {self.server} failed during {op}: {self._last_error}") from exc
+        if not self._available:
+            if report_recovery:
+                self._enqueue(self._outage_notice())
+            self._mark_up()
+        return result
+
+    def _mark_down(self, exc: BaseException) -> float:
+        self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self._available:
+            self._available = False
+            self._down_since = self._wall_clock()
+            self._known = None  # a restarted Redis may have lost or kept anything
+        self._failures += 1
+        delay = min(self._backoff_max, self._backoff_initial * 2 ** (self._failures - 1))
+        self._retry_at = self._clock() + delay
+        return delay
+
+    def _outage_notice(self) -> dict[str, str]:
+        """Ledger fields of the `store_outage` event written once Redis is back."""
+        now = self._wall_clock()
+        since = self._down_since if self._down_since is not None else now
+        return encode_event(
+            "store_outage",
+            {
+                "since": since,
+                "duration": max(0.0, now - since),
+                "error": self._last_error,
+                "failed_attempts": self._failures,
+                "dropped_events": self._dropped,
+            },
+            now,
+        )
+
+    def _mark_up(self) -> None:
+        self._available = True
+        self._failures = 0
+        self._retry_at = 0.0
+        self._down_since = None
+
+
+def _fetch_fields(client: redis.Redis, k: Keys) -> dict[str, set[str]]:
+    """The fields now present in each tick hash (one pipelined round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for name in TICK_HASHES:
+        pipe.hkeys(getattr(k, name))
+    return {name: set(fields) for name, fields in zip(TICK_HASHES, pipe.execute())}

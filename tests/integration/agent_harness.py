@@ -1,0 +1,150 @@
+"""Helpers to run a real Agent (real engine, real Redis) in-process or as the CLI in
+a subprocess, and to poll for conditions with a deadline."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from agent.config import Settings, load_settings
+from agent.runtime import Agent
+from agent.sampler import Sampler
+from agent.store import RedisStore
+
+T = TypeVar("T")
+
+# Fast settings for tests: CPU saturation alone must be able to cross the
+# thresholds (with the compat weights a core at 100 % gives an overall ≈ 65).
+FAST = {
+    "TICK_INTERVAL": "0.5",
+    "SCALE_CHECK_PERIOD": "2",
+    "COOLDOWN_PERIOD": "1",
+    "HIGH_LOAD_THRESHOLD": "75",
+    "LOW_LOAD_THRESHOLD": "90",
+    "CRITICAL_LOAD_THRESHOLD": "5",
+    "DRAIN_TIMEOUT": "8",
+    "PROBE_TIMEOUT": "0.4",
+}
+
+
+def settings_for(app: Any, redis_url: str, data_dir: Path, **extra: object) -> Settings:
+    environ = {**app.env(), **FAST, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir)}
+    environ.update({k: str(v) for k, v in extra.items()})
+    return load_settings(environ=environ, env_file=None)
+
+
+def make_agent(app: Any, redis_url: str, data_dir: Path, **extra: object) -> Agent:
+    settings = settings_for(app, redis_url, data_dir, **extra)
+    limiter = trio.CapacityLimiter(16)
+    engine = app.engine(limiter=limiter)
+    store = RedisStore(redis_url, settings.app_identifier, limiter=limiter)
+    sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats)
+    return Agent(settings, engine=engine, store=store, sampler=sampler)
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[T] | T], *, timeout: float, what: str, every: float = 0.2
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
+    deadline = trio.current_time() + timeout
+    last: Any = None
+    while True:
+        result = predicate()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        last = result
+        if trio.current_time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        await trio.sleep(every)
+
+
+def running_names(app: Any) -> set[str]:
+    rows = app.client.api.containers(
+        filters={"label": [f"{k}={v}" for k, v in app.labels.items()], "status": "running"}
+    )
+    return {row["Names"][0].lstrip("/") for row in rows}
+
+
+def all_owned_names(app: Any) -> set[str]:
+    rows = app.client.api.containers(
+        all=True, filters={"label": [f"{k}={v}" for k, v in app.labels.items()]}
+    )
+    return {row["Names"][0].lstrip("/") for row in rows}
+
+
+def burn(address: str, port: int, seconds: int) -> None:
+    """Keep one core of the container busy for `seconds` (blocks until done)."""
+    url = f"http://{address}:{port}/cgi-bin/burn?seconds={seconds}"
+    try:
+        with urllib.request.urlopen(url, timeout=seconds + 10) as resp:
+            resp.read()
+    except OSError:
+        pass  # the container may be removed while it burns
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AgentProcess:
+    """`deployment-agent run` in a subprocess (for SIGTERM and kill -9 tests)."""
+
+    def __init__(self, app: Any, redis_url: str, data_dir: Path, **extra: object) -> None:
+        self.env = {
+            **os.environ,
+            **app.env(),
+            **FAST,
+            "REDIS_URL": redis_url,
+            "DATA_DIR": str(data_dir),
+            "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(free_port()),
+            "HOST_PORT_WS_DEPLOYMENT_AGENT": str(free_port()),
+            "AGENT_API_TOKEN": "test-token",
+        }
+        self.env.update({k: str(v) for k, v in extra.items()})
+        self.log = data_dir / "agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--env-file", os.devnull],
+            env=self.env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        out.close()
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text()[-3000:]
+        except FileNotFoundError:
+            return ""
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,424 @@
+"""Table-driven tests of the pure scaling policy: one named scenario per row.
+
+The clock is always passed in; NOW is an arbitrary instant.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.model import Category
+from agent.policy import (
+    REASONS,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    decide,
+    drain_ready,
+    manual_scale,
+    plan_reconcile,
+)
+
+NOW = 1_000.0
+BASE = PolicyConfig()  # compat defaults: min 5, max 15, high 55, low 80, critical 20, cooldown 5, step 1
+NO_WINDOW = replace(BASE, stabilization_window=0.0)
+
+
+def category_of(score: float) -> Category:
+    if score >= 70:
+        return Category.LU
+    return Category.MU if score >= 40 else Category.HU
+
+
+def obs(name: str, score: float, category: Category | None = None, **kw: Any) -> Observation:
+    return Observation(name=name, score=score, category=category or category_of(score), **kw)
+
+
+def pool(*scores: float, **kw: Any) -> list[Observation]:
+    """Containers c1..cn with the given scores."""
+    return [obs(f"c{i}", s, **kw) for i, s in enumerate(scores, start=1)]
+
+
+@dataclass
+class Row:
+    id: str
+    observations: list[Observation]
+    action: str
+    reason: str
+    desired: int
+    policy: PolicyConfig = BASE
+    state: PolicyState = field(default_factory=lambda: PolicyState(desired=5))
+    add: int = 0
+    sundown: tuple[str, ...] = ()
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+ROWS = [
+    # --- SPEC §5 rule 2: scale up -------------------------------------------------
+    Row("avg_below_high", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high", 6, add=1,
+        inputs={"avg": 40.0, "active": 5, "critical": []}),
+    Row("critical_container", pool(70, 70, 70, 70, 10), "scale_up", "critical_container", 6,
+        add=1, inputs={"avg": 58.0, "critical": ["c5"]}),
+    Row("avg_and_critical_reports_avg", pool(50, 50, 50, 50, 15), "scale_up",
+        "avg_below_high", 6, add=1, inputs={"critical": ["c5"]}),
+    Row("avg_just_at_high_no_action", pool(55, 55, 55, 55, 55), "none", "within_band", 5),
+    Row("step_adds_several", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high", 8,
+        policy=replace(BASE, scale_step=3), add=3),
+    Row("step_clamped_by_max", pool(*[40] * 14), "scale_up", "avg_below_high", 15,
+        policy=replace(BASE, scale_step=3), state=PolicyState(desired=14), add=1),
+    Row("pending_creations_count_as_current", pool(40, 40, 40, 40, 40), "scale_up",
+        "avg_below_high", 8, state=PolicyState(desired=7), add=1, inputs={"current": 7}),
+    # --- rule 1 and the cooldown ----------------------------------------------------
+    Row("at_max", pool(*[30] * 15), "none", "at_max", 15, state=PolicyState(desired=15)),
+    Row("at_max_with_pending_creation", pool(*[30] * 14), "none", "at_max", 15,
+        state=PolicyState(desired=15)),
+    Row("cooldown_not_passed", pool(40, 40, 40, 40, 40), "none", "cooldown", 5,
+        state=PolicyState(desired=5, last_scale_up=NOW - 4.9),
+        inputs={"cooldown_remaining": pytest.approx(0.1)}),
+    Row("cooldown_boundary_passed", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high",
+        6, state=PolicyState(desired=5, last_scale_up=NOW - 5.0), add=1,
+        inputs={"cooldown_remaining": 0.0}),
+    Row("cooldown_long_passed", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high", 6,
+        state=PolicyState(desired=5, last_scale_up=NOW - 60), add=1),
+    Row("cooldown_from_future_clock_clamped", pool(40, 40, 40, 40, 40), "none", "cooldown",
+        5, state=PolicyState(desired=5, last_scale_up=NOW + 1e6),
+        inputs={"cooldown_remaining": 5.0}),
+    Row("zero_cooldown", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high", 6,
+        policy=replace(BASE, cooldown=0.0), state=PolicyState(desired=5, last_scale_up=NOW),
+        add=1),
+    # --- warm-up: INIT and stale do not count ------------------------------------------
+    Row("init_excluded_from_avg", [*pool(40, 40, 40, 40, 40), obs("new", 100, Category.INIT)],
+        "scale_up", "avg_below_high", 7, state=PolicyState(desired=6), add=1,
+        inputs={"avg": 40.0, "active": 6, "counted": 5}),
+    Row("init_never_critical", [*pool(70, 70, 70, 70, 70), obs("new", 0, Category.INIT)],
+        "none", "within_band", 6, state=PolicyState(desired=6), inputs={"critical": []}),
+    Row("stale_excluded", [*pool(70, 70, 70, 70), obs("slow", 5, stale=True)], "none",
+        "within_band", 5, inputs={"counted": 4, "critical": []}),
+    Row("nan_score_excluded", [*pool(70, 70, 70, 70), obs("nan", math.nan, Category.MU)],
+        "none", "within_band", 5, inputs={"counted": 4}),
+    Row("no_samples_all_init", pool(0, 0, 0, 0, 0, category=Category.INIT), "none",
+        "no_samples", 5),
+    Row("no_samples_all_stale", pool(10, 10, 10, 10, 10, stale=True), "none", "no_samples",
+        5),
+    Row("no_active_empty", [], "none", "no_active", 5),
+    Row("no_active_all_sundown", pool(90, 90, category=Category.SUNDOWN), "none",
+        "no_active", 5, inputs={"sundown_count": 2}),
+    Row("sundown_not_active", [*pool(60, 60, 60, 60, 60), obs("old", 0, Category.SUNDOWN)],
+        "none", "within_band", 5, inputs={"active": 5, "avg": 60.0}),
+    # --- band ----------------------------------------------------------------------------
+    Row("within_band", pool(70, 70, 70, 70, 70, 70), "none", "within_band", 6,
+        state=PolicyState(desired=6)),
+    Row("avg_just_at_low_no_action", pool(80, 80, 80, 80, 80, 80), "none", "within_band", 6,
+        state=PolicyState(desired=6)),
+    # --- rule 3: scale down ----------------------------------------------------------------
+    Row("avg_above_low", pool(85, 95, 90, 88, 86, 84), "scale_down", "avg_above_low", 5,
+        policy=NO_WINDOW, state=PolicyState(desired=6), sundown=("c2",),
+        inputs={"projected_avg": pytest.approx(100 - (100 - 88) * 6 / 5)}),
+    Row("sundown_never_init", [*pool(85, 90, 88, 86, 84, 83), obs("new", 99, Category.INIT)],
+        "scale_down", "avg_above_low", 6, policy=NO_WINDOW, state=PolicyState(desired=7),
+        sundown=("c2",)),
+    Row("sundown_ties_by_name", pool(90, 90, 90, 90, 90, 90), "scale_down", "avg_above_low",
+        5, policy=NO_WINDOW, state=PolicyState(desired=6), sundown=("c1",)),
+    Row("sundown_prefers_fresh_over_stale",
+        [*pool(90, 90, 90, 90, 90), obs("c0", 99, stale=True)], "scale_down",
+        "avg_above_low", 5, policy=NO_WINDOW, state=PolicyState(desired=6), sundown=("c1",)),
+    Row("step_down_clamped_by_min", pool(90, 91, 92, 93, 94, 95, 96), "scale_down",
+        "avg_above_low", 5, policy=replace(NO_WINDOW, scale_step=3),
+        state=PolicyState(desired=7), sundown=("c7", "c6")),
+    Row("at_min", pool(90, 90, 90, 90, 90), "none", "at_min", 5, policy=NO_WINDOW),
+    # --- stabilization window ----------------------------------------------------------------
+    Row("stabilizing_higher_rec_in_window", pool(90, 90, 90, 90, 90, 90), "none",
+        "stabilizing", 6, state=PolicyState(desired=6, recommendations=((NOW - 10, 6),)),
+        inputs={"recommendation": 5, "stabilized_desired": 6}),
+    Row("stabilized_all_agree", pool(90, 90, 90, 90, 90, 90), "scale_down", "avg_above_low",
+        5, state=PolicyState(desired=6, recommendations=((NOW - 10, 5),)), sundown=("c1",)),
+    Row("old_rec_outside_window_ignored", pool(90, 90, 90, 90, 90, 90), "scale_down",
+        "avg_above_low", 5,
+        state=PolicyState(desired=6, recommendations=((NOW - 15, 6), (NOW - 5, 5))),
+        sundown=("c1",)),
+    Row("stabilization_allows_partial_step", pool(90, 91, 92, 93, 94, 95, 96, 97), "scale_down",
+        "avg_above_low", 7, policy=replace(BASE, scale_step=3),
+        state=PolicyState(desired=8, recommendations=((NOW - 10, 7),)), sundown=("c8",),
+        inputs={"recommendation": 5, "stabilized_desired": 7}),
+    # --- anticipated-flap guard -------------------------------------------------------------
+    Row("flap_guard", pool(81, 81, 81, 81), "none", "flap_guard", 4,
+        policy=replace(NO_WINDOW, min_containers=1, scale_step=3),
+        state=PolicyState(desired=4), inputs={"projected_avg": pytest.approx(24.0)}),
+    Row("flap_guard_off", pool(81, 81, 81, 81), "scale_down", "avg_above_low", 1,
+        policy=replace(NO_WINDOW, min_containers=1, scale_step=3, flap_guard=False),
+        state=PolicyState(desired=4), sundown=("c1", "c2", "c3")),
+    Row("flap_guard_projection_just_at_high_allowed", pool(85, 85, 85, 85), "scale_down",
+        "avg_above_low", 2, policy=replace(NO_WINDOW, min_containers=1, scale_step=2,
+                                           high_threshold=70.0),
+        state=PolicyState(desired=4), sundown=("c1", "c2"),
+        inputs={"projected_avg": pytest.approx(70.0)}),
+    # --- predictive scale-up --------------------------------------------------------------
+    Row("predicted_high_load", pool(70, 70, 70, 70, 70, forecast=40.0), "scale_up",
+        "predicted_high_load", 6, policy=replace(BASE, predictive=True), add=1,
+        inputs={"forecast_avg": 40.0}),
+    Row("predictive_off_ignores_forecast", pool(70, 70, 70, 70, 70, forecast=40.0), "none",
+        "within_band", 5),
+    Row("predictive_without_forecast", pool(70, 70, 70, 70, 70), "none", "within_band", 5,
+        policy=replace(BASE, predictive=True), inputs={"forecast_avg": None}),
+    Row("predictive_good_forecast_still_scales_down",
+        pool(90, 90, 90, 90, 90, 90, forecast=95.0), "scale_down", "avg_above_low", 5,
+        policy=replace(NO_WINDOW, predictive=True), state=PolicyState(desired=6),
+        sundown=("c1",)),
+    Row("predictive_vetoes_scale_down", pool(90, 90, 90, 90, 90, 90, forecast=30.0),
+        "scale_up", "predicted_high_load", 7, policy=replace(NO_WINDOW, predictive=True),
+        state=PolicyState(desired=6), add=1),
+    Row("predictive_respects_cooldown", pool(70, 70, 70, 70, 70, forecast=40.0), "none",
+        "cooldown", 5, policy=replace(BASE, predictive=True),
+        state=PolicyState(desired=5, last_scale_up=NOW - 1)),
+    # --- bounds changed at run time -------------------------------------------------------------
+    Row("below_min", pool(70, 70, 70), "scale_up", "below_min", 5,
+        state=PolicyState(desired=3), add=2),
+    Row("above_max", pool(50, 60, 70, 80, 90, 95, 55, 65), "scale_down", "above_max", 6,
+        policy=replace(BASE, max_containers=6), state=PolicyState(desired=8),
+        sundown=("c6", "c5")),
+    Row("above_max_pending_only", pool(50, 50, 50, 50, 50, 50), "scale_down", "above_max", 6,
+        policy=replace(BASE, max_containers=6), state=PolicyState(desired=8)),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_decide(row: Row) -> None:
+    d = decide(row.state, row.observations, row.policy, NOW)
+    assert (d.action, d.reason) == (row.action, row.reason), d.message
+    assert d.desired == row.desired
+    assert d.add == row.add
+    assert d.sundown == row.sundown
+    assert d.state.desired == row.desired
+    for key, value in row.inputs.items():
+        assert d.inputs[key] == value, key
+    assert d.reason in REASONS
+    assert d.message
+    # every decision is a ledger entry, JSON without NaN
+    json.dumps(d.to_event(), allow_nan=False)
+    # the recommendation of this evaluation is recorded at `now`
+    assert d.state.recommendations[-1][0] == NOW
+    if d.action == "scale_up" and d.reason != "below_min":
+        assert d.state.last_scale_up == NOW
+    else:
+        assert d.state.last_scale_up == row.state.last_scale_up
+
+
+def test_every_reason_is_exercised() -> None:
+    seen = {r.reason for r in ROWS} | {"manual"}
+    assert seen == set(REASONS)
+
+
+def test_inputs_carry_the_numbers() -> None:
+    d = decide(PolicyState(desired=5), pool(40, 40, 40, 40, 10), BASE, NOW)
+    for key in ("avg", "active", "critical", "high_threshold", "low_threshold",
+                "critical_threshold", "cooldown_remaining", "min_containers",
+                "max_containers", "scale_step", "desired_before"):
+        assert key in d.inputs
+    assert "34.0" in d.message and "55" in d.message
+
+
+# --- stabilization pace: first scale-down no later than three checks ---------------------
+
+
+@pytest.mark.parametrize("period", [1.0, 10.0, 30.0], ids=lambda p: f"period={p:g}")
+@pytest.mark.parametrize("jitter", [0.0, 0.3, -0.3], ids=lambda j: f"jitter={j:+g}")
+def test_first_scale_down_within_three_checks(period: float, jitter: float) -> None:
+    """Load gone just before check 1 ⇒ scale-down at check 2 (≤ 3), whatever the jitter."""
+    from agent.config import load_settings
+
+    settings = load_settings(
+        environ={"DOCKER_IMAGE": "img", "TARGET_PORT": "80",
+                 "SCALE_CHECK_PERIOD": str(period)},
+        env_file=None,
+    )
+    policy = settings.policy_config()
+    state = PolicyState(desired=6)
+    busy, idle = pool(60, 60, 60, 60, 60, 60), pool(90, 90, 90, 90, 90, 90)
+    t = 0.0
+    for _ in range(5):  # steady load inside the band
+        state = decide(state, busy, policy, t).state
+        t += period
+    reasons = []
+    for check in range(1, 4):
+        d = decide(state, idle, policy, t + (jitter * period if check % 2 else 0.0))
+        reasons.append(d.reason)
+        state = d.state
+        if d.action == "scale_down":
+            break
+        t += period
+    assert reasons == ["stabilizing", "avg_above_low"]
+
+
+def test_stabilization_zero_is_compat_immediate() -> None:
+    state = PolicyState(desired=6, recommendations=((NOW - 1, 6),))
+    d = decide(state, pool(90, 90, 90, 90, 90, 90), NO_WINDOW, NOW)
+    assert d.reason == "avg_above_low"
+
+
+def test_steady_scale_down_one_step_per_two_checks() -> None:
+    """After the first step, each further step needs a second agreeing check."""
+    policy = BASE  # window 15 s, checks every 10 s
+    state = PolicyState(desired=8)  # fresh state: nothing in the window yet
+    observations = pool(*[90] * 8)
+    actions = []
+    for check in range(8):
+        d = decide(state, observations, policy, check * 10.0)
+        actions.append(d.action)
+        state = d.state
+        observations = [o for o in observations if o.name not in d.sundown]
+    assert actions == ["scale_down", "none", "scale_down", "none", "scale_down",
+                       "none", "none", "none"]
+    assert state.desired == 5
+
+
+def test_scale_up_in_window_blocks_following_scale_down() -> None:
+    state = decide(PolicyState(desired=5), pool(40, 40, 40, 40, 40), BASE, 0.0).state
+    assert state.desired == 6
+    d = decide(state, pool(90, 90, 90, 90, 90, 90), BASE, 10.0)
+    assert d.reason == "stabilizing"
+
+
+def test_window_is_bounded() -> None:
+    state = PolicyState(desired=6)
+    policy = replace(BASE, stabilization_window=1e9)
+    for i in range(1500):
+        state = decide(state, pool(70, 70, 70, 70, 70, 70), policy, float(i)).state
+    assert len(state.recommendations) == 1000
+
+
+def test_policy_state_json_round_trip() -> None:
+    state = PolicyState(desired=7, last_scale_up=12.5, recommendations=((1.0, 6), (2.0, 7)))
+    assert PolicyState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert PolicyState.from_json({"desired": "5"}) == PolicyState(desired=5)
+    with pytest.raises(ValueError, match="malformed policy state"):
+        PolicyState.from_json({"recommendations": []})
+
+
+# --- drain, reconcile ----------------------------------------------------------------------
+
+DRAIN_ROWS = [
+    ("idle_sundown_ready", obs("a", 90, Category.SUNDOWN, network_idle=True,
+                                sundown_since=NOW - 1), True),
+    ("busy_sundown_waits", obs("a", 90, Category.SUNDOWN, sundown_since=NOW - 29.9), False),
+    ("drain_timeout_boundary", obs("a", 90, Category.SUNDOWN, sundown_since=NOW - 30), True),
+    ("drain_timeout_passed", obs("a", 90, Category.SUNDOWN, sundown_since=NOW - 300), True),
+    ("busy_unknown_mark_waits", obs("a", 90, Category.SUNDOWN), False),
+    ("idle_active_not_drained", obs("a", 90, network_idle=True), False),
+    ("idle_init_not_drained", obs("a", 90, Category.INIT, network_idle=True), False),
+]
+
+
+@pytest.mark.parametrize(("observation", "ready"), [r[1:] for r in DRAIN_ROWS],
+                         ids=[r[0] for r in DRAIN_ROWS])
+def test_drain_ready(observation: Observation, ready: bool) -> None:
+    assert drain_ready([observation], BASE, NOW) == (["a"] if ready else [])
+
+
+def test_drain_timeout_zero_drains_at_once() -> None:
+    o = obs("a", 90, Category.SUNDOWN, sundown_since=NOW)
+    assert drain_ready([o], replace(BASE, drain_timeout=0.0), NOW) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("desired", "running", "create"),
+    [(5, 3, 2), (5, 5, 0), (5, 7, 0), (0, 0, 0), (15, 0, 15)],
+    ids=["short_by_two", "exact", "surplus_never_negative", "empty", "cold_start"],
+)
+def test_plan_reconcile(desired: int, running: int, create: int) -> None:
+    assert plan_reconcile(desired, running) == create
+
+
+# --- manual scale -----------------------------------------------------------------------------
+
+MANUAL_ROWS = [
+    ("grow", 8, pool(60, 60, 60, 60, 60), 5, "scale_up", 3, ()),
+    ("shrink_highest_first", 5, pool(60, 95, 70, 90, 65, 80, 50), 7, "scale_down", 0,
+     ("c2", "c4")),
+    ("shrink_skips_init_when_possible",
+     5, [*pool(60, 70, 80, 90, 50), obs("new", 99, Category.INIT)], 6, "scale_down", 0,
+     ("c4",)),
+    ("shrink_takes_init_as_last_resort",
+     5, [*pool(60), *(obs(f"n{i}", 0, Category.INIT) for i in range(1, 7))], 7,
+     "scale_down", 0, ("c1", "n1")),
+    ("shrink_pending_only", 6, pool(60, 60, 60, 60, 60, 60), 8, "scale_down", 0, ()),
+    ("unchanged", 6, pool(60, 60, 60, 60, 60, 60), 6, "none", 0, ()),
+    ("sundown_ignored", 5, [*pool(60, 60, 60, 60, 60), obs("x", 99, Category.SUNDOWN)], 5,
+     "none", 0, ()),
+]
+
+
+@pytest.mark.parametrize(("count", "observations", "desired_before", "action", "add",
+                          "sundown"), [r[1:] for r in MANUAL_ROWS],
+                         ids=[r[0] for r in MANUAL_ROWS])
+def test_manual_scale(count: int, observations: list[Observation], desired_before: int,
+                      action: str, add: int, sundown: tuple[str, ...]) -> None:
+    state = PolicyState(desired=desired_before, last_scale_up=3.0,
+                        recommendations=((NOW - 1, 9),))
+    d = manual_scale(state, count, BASE, observations, NOW)
+    assert (d.action, d.reason) == (action, "manual")
+    assert d.desired == d.state.desired == count
+    assert d.add == add
+    assert d.sundown == sundown
+    assert d.state.recommendations == ((NOW, count),)
+    assert d.state.last_scale_up == 3.0
+    json.dumps(d.to_event(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "count",
+    [4, 16, 0, -1, True, 5.5, "6"],
+    ids=["below_min", "above_max", "zero", "negative", "bool", "float", "string"],
+)
+def test_manual_scale_out_of_range(count: Any) -> None:
+    with pytest.raises(ConfigError) as exc:
+        manual_scale(PolicyState(desired=5), count, BASE, pool(60, 60, 60, 60, 60), NOW)
+    assert str(exc.value) == (
+        "count: must be an integer between DEFAULT_CONTAINER (5) and MAX_CONTAINERS (15), "
+        f"got {count!r}"
+    )
+    assert exc.value.variable == "count"
+
+
+def test_manual_scale_is_then_respected_by_the_window() -> None:
+    d = manual_scale(PolicyState(desired=5), 8, BASE, pool(*[90] * 5), NOW)
+    after = decide(d.state, pool(*[90] * 8), BASE, NOW + 10)
+    assert after.reason == "stabilizing"
+
+
+# --- config of the policy -----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"min_containers": 0}, "min_containers: must be an integer ≥ 1, got 0"),
+        ({"max_containers": 4}, "max_containers: must be an integer ≥ min_containers (5), got 4"),
+        ({"scale_step": 0}, "scale_step: must be an integer ≥ 1, got 0"),
+        ({"high_threshold": 90.0}, "high_threshold: thresholds must satisfy 0 ≤ critical < "
+                                   "high < low ≤ 100, got critical=20.0, high=90.0, low=80.0"),
+        ({"cooldown": -1.0}, "cooldown: must be a number ≥ 0, got -1.0"),
+        ({"stabilization_window": math.nan}, "stabilization_window: must be a number ≥ 0, "
+                                             "got nan"),
+    ],
+    ids=["min_zero", "max_below_min", "step_zero", "thresholds_order", "negative_cooldown",
+         "nan_window"],
+)
+def test_policy_config_validation(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        PolicyConfig(**changes)
+    assert str(exc.value) == message
+
+
+def test_pure_modules_import_no_io() -> None:
+    code = (
+        "import sys, agent.policy, agent.queue, agent.config\n"
+        "bad = {'trio', 'docker', 'redis', 'quart', 'numpy'} & set(sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

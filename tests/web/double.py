@@ -1,0 +1,252 @@
+"""A test double of the Agent facade (docs/architecture.md), for the web tests.
+
+`FakeAgent` implements exactly what the web layer may use — ``settings``,
+``hub``, ``snapshot``, ``update_config``, ``request_scale``,
+``request_sundown``, ``events``, ``health``, ``readiness``, ``metrics``,
+``history`` — over the real `Settings`, `Hub` and `Metrics`, with in-memory
+state instead of an engine and Redis. Tests drive it through the same facade
+(``agent.hub.publish(...)``) so they also run against the real runtime; the few
+knobs only the double has (`alive`, `ready`, `fail_with`) are used by tests
+that check `is_double(agent)` first.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from agent.config import Settings
+from agent.errors import ConfigError, ContainerNotFound
+from agent.hub import Hub
+from agent.metrics import Metrics
+from agent.model import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
+
+TOKEN = "test-token-0123456789"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        docker_image="worker:test",
+        target_port=8080,
+        default_container=2,
+        max_containers=6,
+        agent_api_token=TOKEN,
+        bind_host="127.0.0.1",
+        data_dir=Path("/nonexistent/deployment-agent-test"),
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def category_for(score: float) -> Category:
+    if not math.isfinite(score):
+        return Category.INIT
+    if score >= 70:
+        return Category.LU
+    if score >= 40:
+        return Category.MU
+    return Category.HU
+
+
+def make_snapshot(
+    containers: Iterable[tuple[str, float] | tuple[str, float, Category]],
+    *,
+    tick: int = 1,
+    desired: int | None = None,
+    running: int | None = None,
+    when: float | None = None,
+) -> Snapshot:
+    """A consistent snapshot: scores, categories, queue (SPEC §4 order) and weights."""
+    scores: list[ContainerScore] = []
+    infos: dict[str, ContainerInfo] = {}
+    for i, entry in enumerate(containers):
+        name, score = entry[0], float(entry[1])
+        category = entry[2] if len(entry) > 2 else category_for(score)  # type: ignore[misc]
+        cid = f"{i:02d}" + "c0ffee" * 10
+        scores.append(
+            ContainerScore(
+                name=name,
+                cpu_score=score,
+                memory_score=min(100.0, score + 5) if math.isfinite(score) else score,
+                network_score=100.0,
+                availability_score=score,
+                overall_score=score,
+                category=category,
+                id=cid,
+            )
+        )
+        infos[name] = ContainerInfo(
+            name=name,
+            id=cid,
+            image="worker:test",
+            status="running",
+            created=1_700_000_000.0 + i,
+            host_port=32000 + i,
+        )
+    active = [s for s in scores if s.category is not Category.SUNDOWN]
+    active.sort(key=lambda s: -(s.overall_score if math.isfinite(s.overall_score) else -1))
+    gone = [s for s in scores if s.category is Category.SUNDOWN]
+    routable = [s for s in active if s.category is not Category.INIT and math.isfinite(s.overall_score)]
+    total = sum(max(s.overall_score, 0.0) for s in routable)
+    queue = []
+    for s in active + gone:
+        weight = 0.0
+        if s in routable and total > 0:
+            weight = max(s.overall_score, 0.0) / total
+        queue.append(
+            QueueItem(
+                dns_name=s.name,
+                score=s.overall_score,
+                utilization_category=s.category,
+                weight=weight,
+                address="127.0.0.1",
+                port=infos[s.name].host_port,
+                id=s.id,
+            )
+        )
+    scores = [replace(s, weight=next(q.weight for q in queue if q.dns_name == s.name)) for s in scores]
+    n = len(active)
+    return Snapshot(
+        tick=tick,
+        time=time.time() if when is None else when,
+        scores=tuple(scores),
+        queue=tuple(queue),
+        containers=infos,
+        desired=n if desired is None else desired,
+        running=len(scores) if running is None else running,
+    )
+
+
+DEFAULT_CONTAINERS = (("worker-a", 82.0), ("worker-b", 55.5), ("worker-c", 31.0))
+
+
+class FakeAgent:
+    """In-memory implementation of the Agent facade."""
+
+    def __init__(self, settings: Settings | None = None, snapshot: Snapshot | None = None) -> None:
+        self.settings = settings if settings is not None else make_settings()
+        self.hub = Hub()
+        self.metrics = Metrics()
+        self.history: deque[tuple[float, int, int]] = deque(maxlen=720)
+        self._events: list[dict[str, Any]] = []
+        self._next_event = 1
+        self.alive = True
+        self.ready: tuple[bool, dict[str, str]] = (True, {"engine": "ok", "redis": "ok"})
+        self.scale_requests: list[int] = []
+        self.sundown_requests: list[str] = []
+        self.config_updates: list[dict[str, Any]] = []
+        self.publish(snapshot if snapshot is not None else make_snapshot(DEFAULT_CONTAINERS))
+        self.record("scale", {"action": "none", "reason": "within_band", "message": "start-up"})
+
+    # -- facade -------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.hub.latest
+
+    async def update_config(self, partial: dict[str, Any]) -> Settings:
+        self.settings = self.settings.with_updates(partial)
+        self.config_updates.append(dict(partial))
+        self.record("config", {"changed": dict(partial), "message": "configuration updated"})
+        return self.settings
+
+    async def request_scale(self, count: int) -> dict[str, Any]:
+        lo, hi = self.settings.default_container, self.settings.max_containers
+        if isinstance(count, bool) or not isinstance(count, int) or not lo <= count <= hi:
+            raise ConfigError(
+                "count", f"must be an integer between DEFAULT_CONTAINER ({lo}) and MAX_CONTAINERS ({hi}), got {count!r}"
+            )
+        self.scale_requests.append(count)
+        before = self.snapshot.desired
+        action = "scale_up" if count > before else "scale_down" if count < before else "none"
+        decision = {
+            "action": action,
+            "reason": "manual",
+            "message": f"manual scale from {before} to {count}",
+            "desired": count,
+            "add": max(0, count - before),
+            "sundown": [],
+            "inputs": {"requested": count, "desired_before": before},
+        }
+        self.publish(replace(self.snapshot, tick=self.snapshot.tick + 1, desired=count))
+        self.record("scale", decision)
+        return decision
+
+    async def request_sundown(self, name: str) -> dict[str, Any]:
+        snap = self.snapshot
+        if name not in snap.containers:
+            raise ContainerNotFound(f"no container named {name!r}")
+        self.sundown_requests.append(name)
+        rows = [
+            (s.name, s.overall_score, Category.SUNDOWN if s.name == name else s.category)
+            for s in snap.scores
+        ]
+        self.publish(make_snapshot(rows, tick=snap.tick + 1, desired=max(0, snap.desired - 1)))
+        decision = {
+            "action": "scale_down",
+            "reason": "manual",
+            "message": f"operator drained {name}",
+            "desired": self.snapshot.desired,
+            "add": 0,
+            "sundown": [name],
+            "inputs": {"name": name},
+        }
+        self.record("sundown", decision)
+        return decision
+
+    async def events(
+        self, limit: int = 50, before: str | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        items = reversed(self._events)
+        out = []
+        for event in items:
+            if before is not None and not _older(event["id"], before):
+                continue
+            if kind is not None and event["kind"] != kind:
+                continue
+            out.append(event)
+            if len(out) >= limit:
+                break
+        return out
+
+    def health(self) -> dict[str, Any]:
+        age = max(0.0, time.time() - self.snapshot.time)
+        return {"alive": self.alive, "last_tick_age": age, "tick": self.snapshot.tick}
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        return self.ready
+
+    # -- test helpers -------------------------------------------------------
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self.hub.publish(snapshot)
+        self.history.append((snapshot.time, snapshot.desired, snapshot.running))
+
+    def record(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        event = {"id": f"{1_700_000_000_000 + self._next_event}-0", "kind": kind, "ts": time.time(), "data": data}
+        self._next_event += 1
+        self._events.append(event)
+        return event
+
+
+def _older(event_id: str, before: str) -> bool:
+    def key(text: str) -> tuple[int, int]:
+        ms, _, seq = text.partition("-")
+        try:
+            return int(ms), int(seq or 0)
+        except ValueError:
+            return (0, 0)
+
+    return key(event_id) < key(before)
+
+
+def is_double(agent: Any) -> bool:
+    return isinstance(agent, FakeAgent)
+
+
+def names(queue: Sequence[dict[str, Any]]) -> list[str]:
+    return [item["dns_name"] for item in queue]
