@@ -39,12 +39,14 @@ cdef enum:
     F_NET           # held network score
     F_EMA           # availability EMA (starts at 100)
     F_THR           # dynamic threshold (starts at 1.0)
-    F_H_SH          # response-time history: shift, Kahan sum of (x - shift), compensation
-    F_H_S
+    F_H_SH          # response-time history: shift, Kahan sum of (x - shift), compensation,
+    F_H_S           # and the largest |x - shift| since the last exact recompute
     F_H_C
-    F_B_SH          # best times: shift, sum, compensation, newest entry
+    F_H_MAG
+    F_B_SH          # best times: the same four, then the newest entry
     F_B_S
     F_B_C
+    F_B_MAG
     F_B_LAST
     F_SRTT          # Jacobson/Karels (RFC 6298)
     F_RTTVAR
@@ -53,8 +55,11 @@ cdef enum:
     F_LEVEL         # Holt level and trend of the overall score
     F_TREND
     F_ADDED         # time the container was added (slow start)
-    F_WIN           # 5 series x 5 fields: shift, S, cS, Q, cQ (S = sum d, Q = sum i*d)
-    NF = F_WIN + 25
+    F_WIN           # 5 series x WF fields (see win_push)
+    NF = F_WIN + 35
+
+cdef enum:
+    WF = 7          # per window series: shift, S, cS, Q, cQ, S2, mag
 
 # series order inside win[..., k] and the F_WIN block; series 4 is the rt window
 cdef enum:
@@ -164,6 +169,17 @@ assert len(PARAMS) == NP and len(OUT_ROWS) == NOUT and len(FLAG_ROWS) == NFLAG
 
 
 # ---- small helpers --------------------------------------------------------------
+# Recompute a running sum once the largest |x - shift| it absorbed exceeds the
+# window's scale (mean for a ring, standard deviation for a slope window) by this
+# factor: the sums carry errors of a few ulps of that magnitude, so this keeps
+# results within ~1e-12 of the scale while recomputing only after large swings.
+cdef extern from *:
+    """
+    #define DA_CANCEL_RATIO 1e3
+    """
+    double CANCEL_RATIO "DA_CANCEL_RATIO"
+
+
 cdef inline double clamp100(double x) noexcept nogil:
     # selects, not fmin/fmax: gcc turns these into minsd/maxsd without a call
     x = x if x > 0.0 else 0.0
@@ -178,40 +194,62 @@ cdef inline void kahan_add(double* s, double* c, double x) noexcept nogil:
     s[0] = t
 
 
-cdef inline void ring_push(double* r, int L, double* f, int* hn, double x) noexcept nogil:
-    """Push x into a FIFO ring of length L keeping sum(x - shift); f = (shift, S, c)."""
+cdef inline double ring_push(double* r, int L, double* f, int* hn, double x) noexcept nogil:
+    """Push x into a FIFO ring of length L; return the mean of the ring after it.
+
+    f = (shift, S, c, mag): S - c is the Kahan sum of (x - shift); mag the largest
+    |x - shift| pushed since the last exact recompute. The rounding error of S is a
+    few ulps of mag, so once mag dwarfs the mean (a huge value has left the ring, or
+    the data moved far from the shift) the sum is recomputed from the ring.
+    """
     cdef int h = hn[0]
     cdef int n = hn[1]
+    cdef double d, mean
     if n == 0:
         f[0] = x
         f[1] = 0.0
         f[2] = 0.0
+        f[3] = 0.0
     if n == L:
         kahan_add(&f[1], &f[2], -(r[h] - f[0]))
     else:
-        hn[1] = n + 1
-    kahan_add(&f[1], &f[2], x - f[0])
+        n += 1
+        hn[1] = n
+    d = x - f[0]
+    kahan_add(&f[1], &f[2], d)
+    d = fabs(d)
+    f[3] = d if d > f[3] else f[3]
     r[h] = x
     h += 1
     hn[0] = h if h < L else 0
+    mean = f[0] + (f[1] - f[2]) / n
+    if f[3] > CANCEL_RATIO * fabs(mean):
+        ring_recompute(r, L, f, hn)
+        mean = f[0] + (f[1] - f[2]) / n
+    return mean
 
 
 cdef inline double ring_mean(const double* f, int n) noexcept nogil:
     return f[0] + (f[1] - f[2]) / n
 
 
-cdef inline void ring_recompute(const double* r, int L, double* f, const int* hn) noexcept nogil:
+cdef inline void ring_recompute(double* r, int L, double* f, const int* hn) noexcept nogil:
+    """Exact sum of the ring around its newest value."""
     cdef int n = hn[1]
     cdef int i
-    cdef double s = 0.0, c = 0.0, sh
+    cdef double s = 0.0, c = 0.0, sh, d, mag = 0.0
     if n == 0:
         return
     sh = r[(hn[0] - 1) if hn[0] > 0 else (L - 1)]  # newest value
     for i in range(n):
-        kahan_add(&s, &c, r[i] - sh)  # the n entries occupy r[0..n) whether or not full
+        d = r[i] - sh  # the n entries occupy r[0..n) whether or not full
+        kahan_add(&s, &c, d)
+        d = fabs(d)
+        mag = d if d > mag else mag
     f[0] = sh
     f[1] = s
     f[2] = c
+    f[3] = mag
 
 
 cdef inline double win_push(double* r, Py_ssize_t stride, int H, int h, int n,
@@ -219,17 +257,23 @@ cdef inline double win_push(double* r, Py_ssize_t stride, int H, int h, int n,
     """Push y into one least-squares window; return the slope per sample.
 
     `h`, `n` are the shared head and count before the push (the caller advances them).
-    f = (shift, S, cS, Q, cQ) with S = sum d_i and Q = sum i*d_i, d = x - shift,
-    i = 0 for the oldest sample. slope = (12 Q - 6 (n-1) S) / (n (n^2 - 1)).
+    f = (shift, S, cS, Q, cQ, S2, mag) with d = x - shift, S = sum d_i,
+    Q = sum i*d_i (i = 0 for the oldest sample), S2 = sum d_i^2, mag = the largest
+    |d| since the last exact recompute. slope = (12 Q - 6 (n-1) S) / (n (n^2 - 1)).
+    Rounding leaves errors of a few ulps of mag in S and Q; when mag^2 dwarfs the
+    window's variance (a far-off value has left it) the sums are recomputed.
     """
-    cdef double d, old, prev
+    cdef double d, old, prev, m2
     cdef double n1
+    cdef int h1
     if n == 0:
         f[0] = y
         f[1] = 0.0
         f[2] = 0.0
         f[3] = 0.0
         f[4] = 0.0
+        f[5] = 0.0
+        f[6] = 0.0
         run[0] = 1
         r[h * stride] = y
         return 0.0
@@ -242,12 +286,14 @@ cdef inline double win_push(double* r, Py_ssize_t stride, int H, int h, int n,
     if n < H:
         kahan_add(&f[3], &f[4], n * d)
         kahan_add(&f[1], &f[2], d)
+        f[5] += d * d
         n1 = n + 1
     else:
         old = r[h * stride] - f[0]
         # drop the oldest: every remaining index shifts down by one (Q -= S - old)
         kahan_add(&f[3], &f[4], (H - 1) * d + old - (f[1] - f[2]))
         kahan_add(&f[1], &f[2], d - old)
+        f[5] += d * d - old * old
         n1 = H
     r[h * stride] = y
     if run[0] >= n1:
@@ -257,7 +303,15 @@ cdef inline double win_push(double* r, Py_ssize_t stride, int H, int h, int n,
         f[2] = 0.0
         f[3] = 0.0
         f[4] = 0.0
+        f[5] = 0.0
+        f[6] = 0.0
         return 0.0
+    d = fabs(d)
+    f[6] = d if d > f[6] else f[6]
+    m2 = f[5] - (f[1] - f[2]) * (f[1] - f[2]) / n1  # n * variance (garbage if cancelled)
+    if f[6] * f[6] > CANCEL_RATIO * CANCEL_RATIO * m2 / n1:
+        h1 = h + 1 if h + 1 < H else 0
+        win_recompute(r, stride, H, h1, <int>n1, f, run[0])
     return (12.0 * (f[3] - f[4]) - 6.0 * (n1 - 1.0) * (f[1] - f[2])) / (n1 * (n1 * n1 - 1.0))
 
 
@@ -265,7 +319,7 @@ cdef inline void win_recompute(const double* r, Py_ssize_t stride, int H, int h,
                                double* f, int run) noexcept nogil:
     """Exact sums from the ring (h, n after the push); shift = newest value."""
     cdef int i, start, pos
-    cdef double s = 0.0, cs = 0.0, q = 0.0, cq = 0.0, sh, d
+    cdef double s = 0.0, cs = 0.0, q = 0.0, cq = 0.0, s2 = 0.0, mag = 0.0, sh, d
     if n == 0 or run >= n:
         return  # empty, or already exact zeros
     sh = r[((h - 1) if h > 0 else (H - 1)) * stride]
@@ -277,11 +331,16 @@ cdef inline void win_recompute(const double* r, Py_ssize_t stride, int H, int h,
         d = r[pos * stride] - sh
         kahan_add(&s, &cs, d)
         kahan_add(&q, &cq, i * d)
+        s2 += d * d
+        d = fabs(d)
+        mag = d if d > mag else mag
     f[0] = sh
     f[1] = s
     f[2] = cs
     f[3] = q
     f[4] = cq
+    f[5] = s2
+    f[6] = mag
 
 
 cdef inline signed char plain_category(double s) noexcept nogil:
@@ -322,14 +381,13 @@ cdef inline double availability(double* fs, int* ist, double* hr, int HS,
     cdef double recent, older
     cdef int j, pos, n
     # 1. history
-    ring_push(hr, HS, &fs[F_H_SH], &ist[I_H_HEAD], t)
+    avg = ring_push(hr, HS, &fs[F_H_SH], &ist[I_H_HEAD], t)
     n = ist[I_H_N]
     # 2. best times: append when empty or lower than the newest entry
     if ist[I_B_N] == 0 or t < fs[F_B_LAST]:
         ring_push(br, BW, &fs[F_B_SH], &ist[I_B_HEAD], t)
         fs[F_B_LAST] = t
     # 3. dynamic threshold, avg including the new time
-    avg = ring_mean(&fs[F_H_SH], n)
     v = 0.9 * fs[F_THR] + 0.1 * 1.5 * avg
     fs[F_THR] = v if v > 0.5 else 0.5
     # 4. score
@@ -467,7 +525,7 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
                 # response-time window
                 h = ist[I_R_HEAD]
                 n = ist[I_R_N]
-                out[O_SLOPE_RT, s] = win_push(&rtw[s, 0], 1, H, h, n, &fs[F_WIN + 5 * S_RT],
+                out[O_SLOPE_RT, s] = win_push(&rtw[s, 0], 1, H, h, n, &fs[F_WIN + WF * S_RT],
                                               &ist[I_RUN + S_RT], t)
                 ist[I_R_HEAD] = h + 1 if h + 1 < H else 0
                 ist[I_R_N] = n + 1 if n < H else H
@@ -496,13 +554,13 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
                 n = ist[I_W_N]
                 wr = &win[s, 0, 0]
                 out[O_SLOPE, s] = win_push(wr + S_OVERALL, N_WIN, H, h, n,
-                                           &fs[F_WIN + 5 * S_OVERALL], &ist[I_RUN + S_OVERALL], ov)
+                                           &fs[F_WIN + WF * S_OVERALL], &ist[I_RUN + S_OVERALL], ov)
                 out[O_SLOPE_CPU, s] = win_push(wr + S_CPU, N_WIN, H, h, n,
-                                               &fs[F_WIN + 5 * S_CPU], &ist[I_RUN + S_CPU], fs[F_CPU])
+                                               &fs[F_WIN + WF * S_CPU], &ist[I_RUN + S_CPU], fs[F_CPU])
                 out[O_SLOPE_MEM, s] = win_push(wr + S_MEM, N_WIN, H, h, n,
-                                               &fs[F_WIN + 5 * S_MEM], &ist[I_RUN + S_MEM], fs[F_MEM])
+                                               &fs[F_WIN + WF * S_MEM], &ist[I_RUN + S_MEM], fs[F_MEM])
                 out[O_SLOPE_NET, s] = win_push(wr + S_NET, N_WIN, H, h, n,
-                                               &fs[F_WIN + 5 * S_NET], &ist[I_RUN + S_NET], fs[F_NET])
+                                               &fs[F_WIN + WF * S_NET], &ist[I_RUN + S_NET], fs[F_NET])
                 ist[I_W_HEAD] = h + 1 if h + 1 < H else 0
                 ist[I_W_N] = n + 1 if n < H else H
                 if ist[I_HOLT_N] > 0:
@@ -524,9 +582,9 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
                 wr = &win[s, 0, 0]
                 for k in range(N_WIN):
                     win_recompute(wr + k, N_WIN, H, ist[I_W_HEAD], ist[I_W_N],
-                                  &fs[F_WIN + 5 * k], ist[I_RUN + k])
+                                  &fs[F_WIN + WF * k], ist[I_RUN + k])
                 win_recompute(&rtw[s, 0], 1, H, ist[I_R_HEAD], ist[I_R_N],
-                              &fs[F_WIN + 5 * S_RT], ist[I_RUN + S_RT])
+                              &fs[F_WIN + WF * S_RT], ist[I_RUN + S_RT])
 
             out[O_CPU, s] = fs[F_CPU]
             out[O_MEM, s] = fs[F_MEM]

@@ -11,68 +11,113 @@ std        sample standard deviation of the window (ddof=1); NaN while the
            window holds fewer than 2 samples
 slope      least-squares slope of the window against its sample index
            (units per sample); NaN while the window holds fewer than 2
-threshold  Jacobson/Karels (RFC 6298) ``SRTT + k * RTTVAR``
-ewma       exponentially weighted moving average, ``e += alpha * (x - e)``
+ewma       exponentially weighted moving average, ``e += alpha * (x - e)``,
+           started at the first sample
+threshold  Jacobson/Karels (RFC 6298) ``SRTT + k * RTTVAR``: the first
+           sample R sets ``SRTT = R, RTTVAR = R/2``; then
+           ``RTTVAR += beta (|SRTT - R| - RTTVAR)`` and
+           ``SRTT += alpha (R - SRTT)``
 ========== ================================================================
 
 Missing samples: a non-finite sample (NaN or +/-inf) leaves that series'
 window, sums, EWMA and Jacobson/Karels state *unchanged*, and its outputs keep
-their previous values (a stale container's statistics freeze; they do not
-decay). Each series therefore has its own write position in the ring.
+their previous values: a stale container's statistics freeze, they do not
+decay. Before its first sample a series' outputs are all NaN.
 
-Layout. The ring is stored time-major, ``(H, n_series)`` C-contiguous, so
-that while the series advance together (the normal case) one tick reads and
-writes one contiguous row. Per-series state sits in a ``(10, n_series)``
-array (one row per quantity) and the outputs in a ``(5, n_series)`` array;
-everything is allocated once, and ``push`` returns the same tuple of
-read-only row views every time (overwritten by the next push: copy to keep).
+Layout. The ring is time-major, ``(H, n_series)`` C-contiguous, and every
+push writes one row of it (row ``pushes % H``): the series advance together,
+so a tick reads and writes one contiguous row. A series that misses samples
+falls behind by a *lag* (its own write slot is ``lag`` rows back); when it
+gets a sample again its window is rotated back into step, O(H), once per
+outage. Per-series state sits in a ``(10, n_series)`` array (one row per
+quantity; the EWMA row doubles as the ``ewma`` output) and the other
+outputs in a ``(4, n_series)`` array; everything is allocated (and its pages
+touched) once, and ``push`` returns the same tuple of read-only row views
+each time (overwritten by the next push: copy to keep).
 
-Hot loop. The series are processed in chunks of ``CHUNK``. A scalar pass
-moves the ring (gather the evicted sample, scatter the new one: positions
-are per series) into small chunk-local buffers; a branch-free pass, which gcc
-vectorizes, then updates the sums and writes the outputs for the whole chunk.
-Series that are warming up (fewer than H samples) or whose sample is missing
-are set aside by the first pass (their state is saved) and handled by a
-scalar path afterwards, so no warm-up or NaN branch sits in the hot loop.
+Hot loop. Series are processed in chunks of ``CHUNK``; each chunk remembers
+whether its series are in step and at a common count. A chunk of full,
+in-step series -- the normal case -- runs one branch-free loop (``_steady``)
+over the ring row and the state rows, which gcc vectorizes; a missing
+sample is handled inside it by selects (that lane's ring slot, state and
+outputs are written back unchanged) and flagged, so the loop needs no
+pre-scan and no branch. Warm-up has its own loops (``_first``, ``_warm``),
+so no warm-up branch sits in the steady loop. A chunk that is not uniform
+(a series added later and still warming up, one that lags) takes a scalar
+pass that feeds such series NaN (leaving them to the selects), runs the same
+vector loop, then updates them one by one. The two vector loops are compiled
+twice, for x86-64 baseline (SSE2) and x86-64-v3 (AVX2, FMA), and gcc picks
+one at load time (``target_clones``); with FMA the last bit of a result can
+differ between machines. The kernel is memory-bound at N = 10,000: it moves
+about 240 bytes per series and tick.
 
-Numerics. Sums are kept over shifted values ``y = x - K`` where ``K`` is a
-per-series shift (a sample of the window close to its mean), each sum with a
-Kahan compensation term: ``S1 = sum(y)``, ``S2 = sum(y**2)``,
+Numerics. Sums are kept over shifted values ``y = x - K``, where ``K`` is a
+per-series shift (a sample of the window, close to its mean), each sum with
+a Kahan compensation term: ``S1 = sum(y)``, ``S2 = sum(y**2)`` and
 ``SJ = sum(j * y)`` with ``j = 0..n-1`` oldest to newest, updated in O(1)
-when the window slides (``SJ' = SJ - (S1 - y_old) + (H-1) * y_new``). Then
+when the window slides (``SJ' = SJ - (S1 - y_old) + (H-1) y_new``). Then
 ``M2 = S2 - S1**2 / n`` (the Welford sum of squared deviations),
-``var = M2 / (n - 1)`` and ``slope = (SJ - (n-1)/2 * S1) / (n (n^2-1) / 12)``.
-Shifting instead of a sliding Welford update keeps constant windows exact:
-once a window is constant its samples equal ``K`` bit for bit, every sum is
-exactly 0, and std and slope are exactly 0.0 (at 100.0 as at 1e9 + 0.1).
-A series is recomputed from its ring (new ``K``, fresh sums) when
-cancellation is detected -- the shift has drifted so far from the mean that
-``S1**2 > RATIO * n * M2`` (which includes ``M2 <= 0`` with ``S1 != 0`` and
-any NaN state), or an evicted sample dominated what is left
-(``y_old**2 > RATIO * S2``, a spike leaving the window) -- and, to bound slow
-drift, every series is recomputed once every ``refresh_every`` pushes
-(staggered: about ``n_series / refresh_every`` series per push).
+``std = sqrt(M2 / (n - 1))`` and
+``slope = (SJ - (n-1)/2 S1) / (n (n**2 - 1) / 12)``. Shifted sums rather
+than a sliding Welford update keep constant windows exact: once a window is
+constant its samples equal ``K`` bit for bit (if ``K`` was another value,
+the cancellation guard below recomputes on that very push), every sum is
+exactly 0, and std and slope are exactly 0.0 (at 100.0 as at 1e9 + 0.1). A series is
+recomputed from its ring (new ``K``, fresh sums) when cancellation is
+detected -- the shift has drifted far from the mean (``S1**2 > RATIO n M2``,
+which includes ``M2 <= 0`` with ``S1 != 0`` and any NaN state) or the
+evicted sample dominated what is left (``y_old**2 > RATIO S2``: a spike
+leaving the window) -- and, to bound slow drift, every series is recomputed
+once per ``refresh_every`` pushes, staggered (about
+``n_series / refresh_every`` series per push).
 """
 cimport cython
 from libc.math cimport NAN, fabs, isfinite, sqrt
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 
 import numpy as np
 
 cdef extern from *:
-    # gcc only vectorizes the hot loop if it knows the ~20 arrays are disjoint
+    """
+    /* Cancellation guard: recompute once the shift's offset (or an evicted
+       sample) is this many times the spread; ~12 of 53 bits may go first. */
+    #define DA_WINDOW_RATIO 4096.0
+
+    /* Runtime SIMD dispatch for the two vector loops: this declaration adds
+       gcc's target_clones to the functions Cython generates below (a
+       baseline and an x86-64-v3 body, chosen by an ifunc resolver at load
+       time). It must name Cython's C names for them; the table after it
+       takes their addresses, so if those names ever change the module fails
+       to import ("undefined symbol") instead of silently losing the clones.
+       -DDA_WINDOW_NO_CLONES builds the baseline body only (for testing it). */
+    #define DA_R double * __restrict__
+    #define DA_CR const double * __restrict__
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+        && !defined(DA_WINDOW_NO_CLONES)
+    #define DA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+    #else
+    #define DA_CLONES
+    #endif
+    static double __pyx_f_8_scoring_7_window__steady(
+        Py_ssize_t, DA_CR, DA_R, DA_CR, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R,
+        DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, const double *) DA_CLONES;
+    static double __pyx_f_8_scoring_7_window__warm(
+        Py_ssize_t, DA_CR, DA_R, DA_CR, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R,
+        DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, const double *,
+        double) DA_CLONES;
+    static void *const da_window_loops[2] __attribute__((used)) = {
+        (void *)__pyx_f_8_scoring_7_window__steady,
+        (void *)__pyx_f_8_scoring_7_window__warm,
+    };
+    """
+    double RATIO "DA_WINDOW_RATIO"
+    # gcc only vectorizes a loop over ~20 arrays if it knows they are disjoint
     ctypedef double* dptr "double * __restrict__"
     ctypedef const double* cdptr "const double * __restrict__"
 
-cdef extern from *:
-    """
-    /* cancellation guard: recompute once the shift's offset (or an evicted
-       sample) is this many times the spread; ~12 of 53 bits may go first */
-    #define DA_WINDOW_RATIO 4096.0
-    """
-    double RATIO "DA_WINDOW_RATIO"
-
 cdef enum:
-    # series handled per chunk: the chunk-local buffers stay in L1
+    # series per chunk: a chunk's scratch stays in L1
     CHUNK = 256
     # rows of the state array
     R_K = 0
@@ -86,49 +131,45 @@ cdef enum:
     R_SRTT = 8
     R_RV = 9
     N_STATE = 10
-    # doubles saved for a set-aside series: the 9 state rows after K + 5 outputs
-    SAVED = 14
+    # rows of the output array (the EWMA output is the state row R_EW)
+    O_MEAN = 0
+    O_STD = 1
+    O_SLOPE = 2
+    O_THR = 3
+    N_OUT = 4
+    # chunk modes beyond 0..H (the count shared by a uniform chunk)
+    MODE_MIXED = -1
+    # the coefficient vector handed to the loops
+    CF_HM1 = 0      # n - 1: index of the newest sample
+    CF_INV_N = 1    # 1 / n
+    CF_INV_NM1 = 2  # 1 / (n - 1)
+    CF_HALF = 3     # (n - 1) / 2: mean index
+    CF_INV_D = 4    # 12 / (n (n^2 - 1)) = 1 / sum((j - mean j)^2)
+    CF_RATIO_N = 5  # RATIO * n
+    CF_A_EW = 6
+    CF_A_JK = 7
+    CF_B_JK = 8
+    CF_K_JK = 9
+    N_CF = 10
 
 
-cdef inline void _kahan(double* s, double* c, double v) noexcept nogil:
-    cdef double t = v - c[0]
-    cdef double u = s[0] + t
-    c[0] = (u - s[0]) - t
-    s[0] = u
-
-
-cdef struct Coef:
-    double hm1        # H - 1: index of the newest sample in a full window
-    double inv_n      # 1 / n
-    double inv_nm1    # 1 / (n - 1)
-    double half_nm1   # (n - 1) / 2: mean index
-    double inv_d      # 12 / (n (n^2 - 1)): 1 / sum((j - mean j)^2)
-    double ratio_n    # RATIO * n
-    double a_ew       # EWMA alpha
-    double a_jk       # Jacobson/Karels alpha (SRTT gain)
-    double b_jk       # Jacobson/Karels beta (RTTVAR gain)
-    double k_jk       # Jacobson/Karels k
-
-
-cdef inline Coef _coef(Py_ssize_t n, double a_ew, double a_jk, double b_jk,
-                       double k_jk) noexcept nogil:
-    cdef Coef c
+cdef inline void _coef(double* cf, Py_ssize_t n, double a_ew, double a_jk,
+                       double b_jk, double k_jk) noexcept nogil:
     cdef double dn = <double>n
-    c.hm1 = dn - 1.0
-    c.inv_n = 1.0 / dn
-    c.inv_nm1 = 1.0 / (dn - 1.0) if n >= 2 else NAN
-    c.half_nm1 = 0.5 * (dn - 1.0)
-    c.inv_d = 12.0 / (dn * (dn * dn - 1.0)) if n >= 2 else NAN
-    c.ratio_n = RATIO * dn
-    c.a_ew = a_ew
-    c.a_jk = a_jk
-    c.b_jk = b_jk
-    c.k_jk = k_jk
-    return c
+    cf[CF_HM1] = dn - 1.0
+    cf[CF_INV_N] = 1.0 / dn
+    cf[CF_INV_NM1] = 1.0 / (dn - 1.0) if n >= 2 else NAN
+    cf[CF_HALF] = 0.5 * (dn - 1.0)
+    cf[CF_INV_D] = 12.0 / (dn * (dn * dn - 1.0)) if n >= 2 else NAN
+    cf[CF_RATIO_N] = RATIO * dn
+    cf[CF_A_EW] = a_ew
+    cf[CF_A_JK] = a_jk
+    cf[CF_B_JK] = b_jk
+    cf[CF_K_JK] = k_jk
 
 
-# -- the output formulas: shared by the vector loop and the scalar path so that
-# -- both give the same bits for the same state
+# -- output formulas, shared by the vector loops and the scalar path ---------
+
 cdef inline double _mean(double k, double s1, double inv_n) noexcept nogil:
     return k + s1 * inv_n
 
@@ -143,93 +184,201 @@ cdef inline double _std(double m2, double inv_nm1) noexcept nogil:
     return sqrt(var if var > 0.0 else 0.0)
 
 
-cdef inline double _slope(double s1, double sj, double half_nm1,
+cdef inline double _slope(double s1, double sj, double half,
                           double inv_d) noexcept nogil:
-    return (sj - half_nm1 * s1) * inv_d
+    return (sj - half * s1) * inv_d
 
 
 cdef inline bint _sound(double s1, double m2, double yo, double s2,
                         double ratio_n) noexcept nogil:
-    """False when cancellation is detected: the shift has drifted far from the
-    mean (S1^2 > RATIO n M2, including M2 <= 0 with S1 != 0), or the evicted
-    sample dominated what is left (y_old^2 > RATIO S2). Written with "<=" so
-    that a NaN state is not sound either; "&" keeps it branch-free."""
+    """False when cancellation is detected: the shift has drifted far from
+    the mean (S1^2 > RATIO n M2, including M2 <= 0 with S1 != 0), or the
+    evicted sample dominated what is left (y_old^2 > RATIO S2). Written with
+    "<=" so that a NaN state is not sound either; "&" keeps it branch-free."""
     return (s1 * s1 <= ratio_n * m2) & (yo * yo <= RATIO * s2)
 
 
-cdef double _steady(Py_ssize_t m, cdptr xs, cdptr old, cdptr shift,
-                        dptr s1, dptr c1, dptr s2, dptr c2, dptr sj, dptr cj,
-                        dptr ew, dptr srtt, dptr rv,
-                        dptr o_mean, dptr o_std, dptr o_slope, dptr o_ew,
-                        dptr o_thr, Coef cf) noexcept nogil:
-    """The hot loop: m full-window series, branch-free; returns 1.0 if some
-    lane detected cancellation (the caller then looks for it), else 0.0.
-    (A conditional reduction into a double is what gcc 12 vectorizes; an
-    integer count of double comparisons is not.)"""
+cdef inline double _pick(int64_t keep, double new, double old) noexcept nogil:
+    """``new`` where ``keep`` is all ones, ``old`` where it is 0: a bitwise
+    select. (Written as ``c ? new : old`` gcc turns the store into a masked
+    store, which is slow on AMD processors.)"""
+    cdef int64_t a, b
+    cdef double r
+    memcpy(&a, &new, 8)
+    memcpy(&b, &old, 8)
+    a = (a & keep) | (b & ~keep)
+    memcpy(&r, &a, 8)
+    return r
+
+
+cdef inline void _kahan(double* s, double* c, double v) noexcept nogil:
+    cdef double t = v - c[0]
+    cdef double u = s[0] + t
+    c[0] = (u - s[0]) - t
+    s[0] = u
+
+
+# -- the vector loops ---------------------------------------------------------
+# One branch-free pass over m series. Flags: fl[j] = 0.0, or 1.0 where
+# cancellation was detected, 2.0 where the sample was missing; the return value
+# is 1.0 if any lane was flagged. (A conditional reduction into a double is
+# what gcc 12 vectorizes here; an integer count of double comparisons is not.)
+
+cdef double _steady(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
+                    dptr s1, dptr c1, dptr s2, dptr c2, dptr sj, dptr cj,
+                    dptr ew, dptr srtt, dptr rv,
+                    dptr o_mean, dptr o_std, dptr o_slope, dptr o_thr,
+                    dptr fl, const double* cf) noexcept nogil:
+    """Full, in-step windows: evict the oldest sample (``row``), add ``x``; a
+    lane whose sample is not finite is written back unchanged."""
+    cdef Py_ssize_t j
+    cdef int64_t keep
+    cdef double flag = 0.0, f
+    cdef double xv, old, k, y, yo, d, u, t, v, a1, a2, aj, o1, o2, oj, m2, e, s, r
+    cdef double hm1 = cf[CF_HM1], inv_n = cf[CF_INV_N], inv_nm1 = cf[CF_INV_NM1]
+    cdef double half = cf[CF_HALF], inv_d = cf[CF_INV_D], ratio_n = cf[CF_RATIO_N]
+    cdef double a_ew = cf[CF_A_EW], a_jk = cf[CF_A_JK], b_jk = cf[CF_B_JK]
+    cdef double k_jk = cf[CF_K_JK]
+    for j in range(m):
+        xv = x[j]
+        keep = -<int64_t>(xv - xv == 0.0)   # all ones when the sample is finite
+        old = row[j]
+        row[j] = _pick(keep, xv, old)
+        k = shift[j]
+        y = xv - k
+        yo = old - k
+        d = y - yo
+        o1 = s1[j]
+        # SJ' = SJ - (S1 - y_old) + (H - 1) y_new, with the S1 before the slide
+        u = hm1 * y + yo - o1
+        t = d - c1[j]                   # Kahan: S1 += d
+        a1 = o1 + t
+        c1[j] = _pick(keep, (a1 - o1) - t, c1[j])
+        s1[j] = _pick(keep, a1, o1)
+        o2 = s2[j]                      # Kahan: S2 += y^2 - y_old^2, factored
+        t = d * (y + yo) - c2[j]        # so that equal samples add exactly 0
+        a2 = o2 + t
+        c2[j] = _pick(keep, (a2 - o2) - t, c2[j])
+        s2[j] = _pick(keep, a2, o2)
+        oj = sj[j]                      # Kahan: SJ += u
+        t = u - cj[j]
+        aj = oj + t
+        cj[j] = _pick(keep, (aj - oj) - t, cj[j])
+        sj[j] = _pick(keep, aj, oj)
+        m2 = _m2(a1, a2, inv_n)
+        f = 0.0 if _sound(a1, m2, yo, a2, ratio_n) else 1.0
+        f = f if xv - xv == 0.0 else 2.0
+        fl[j] = f
+        flag = flag if f == 0.0 else 1.0
+        o_mean[j] = _pick(keep, _mean(k, a1, inv_n), o_mean[j])
+        o_std[j] = _pick(keep, _std(m2, inv_nm1), o_std[j])
+        o_slope[j] = _pick(keep, _slope(a1, aj, half, inv_d), o_slope[j])
+        e = ew[j]
+        ew[j] = _pick(keep, e + a_ew * (xv - e), e)
+        s = srtt[j]                     # RFC 6298: RTTVAR from the old SRTT
+        r = rv[j]
+        r = _pick(keep, r + b_jk * (fabs(s - xv) - r), r)
+        s = _pick(keep, s + a_jk * (xv - s), s)
+        srtt[j] = s
+        rv[j] = r
+        o_thr[j] = _pick(keep, s + k_jk * r, o_thr[j])
+    return flag
+
+
+cdef double _warm(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
+                  dptr s1, dptr c1, dptr s2, dptr c2, dptr sj, dptr cj,
+                  dptr ew, dptr srtt, dptr rv,
+                  dptr o_mean, dptr o_std, dptr o_slope, dptr o_thr,
+                  dptr fl, const double* cf, double c) noexcept nogil:
+    """Windows holding c >= 1 samples (all the same c, all samples finite):
+    add ``x``, evict nothing; ``cf`` is for n = c + 1."""
     cdef Py_ssize_t j
     cdef double flag = 0.0
-    cdef double x, k, y, yo, d, u, t, v, a1, a2, aj, m2, e, s, r
-    cdef double hm1 = cf.hm1, inv_n = cf.inv_n, inv_nm1 = cf.inv_nm1
-    cdef double half_nm1 = cf.half_nm1, inv_d = cf.inv_d, ratio_n = cf.ratio_n
-    cdef double a_ew = cf.a_ew, a_jk = cf.a_jk, b_jk = cf.b_jk, k_jk = cf.k_jk
+    cdef double xv, k, y, t, v, a1, a2, aj, m2, e, s, r
+    cdef double inv_n = cf[CF_INV_N], inv_nm1 = cf[CF_INV_NM1]
+    cdef double half = cf[CF_HALF], inv_d = cf[CF_INV_D], ratio_n = cf[CF_RATIO_N]
+    cdef double a_ew = cf[CF_A_EW], a_jk = cf[CF_A_JK], b_jk = cf[CF_B_JK]
+    cdef double k_jk = cf[CF_K_JK]
     for j in range(m):
-        x = xs[j]
+        xv = x[j]
+        row[j] = xv
         k = shift[j]
-        y = x - k
-        yo = old[j] - k
-        d = y - yo
+        y = xv - k
         a1 = s1[j]
-        # SJ' = SJ - (S1 - y_old) + (H - 1) y_new, from the S1 before the slide
-        u = hm1 * y + yo - a1
-        # Kahan: S1 += d
-        t = d - c1[j]
+        t = y - c1[j]
         v = a1 + t
         c1[j] = (v - a1) - t
         s1[j] = v
         a1 = v
-        # Kahan: S2 += y^2 - y_old^2, factored so equal samples add exactly 0
         a2 = s2[j]
-        t = d * (y + yo) - c2[j]
+        t = y * y - c2[j]
         v = a2 + t
         c2[j] = (v - a2) - t
         s2[j] = v
         a2 = v
-        # Kahan: SJ += u
         aj = sj[j]
-        t = u - cj[j]
+        t = c * y - cj[j]
         v = aj + t
         cj[j] = (v - aj) - t
         sj[j] = v
         aj = v
         m2 = _m2(a1, a2, inv_n)
-        flag = flag if _sound(a1, m2, yo, a2, ratio_n) else 1.0
+        fl[j] = 0.0 if _sound(a1, m2, 0.0, a2, ratio_n) else 1.0
+        flag = flag if _sound(a1, m2, 0.0, a2, ratio_n) else 1.0
         o_mean[j] = _mean(k, a1, inv_n)
         o_std[j] = _std(m2, inv_nm1)
-        o_slope[j] = _slope(a1, aj, half_nm1, inv_d)
+        o_slope[j] = _slope(a1, aj, half, inv_d)
         e = ew[j]
-        e = e + a_ew * (x - e)
-        ew[j] = e
-        o_ew[j] = e
-        # RFC 6298: RTTVAR from the SRTT before this sample, then SRTT
+        ew[j] = e + a_ew * (xv - e)
         s = srtt[j]
         r = rv[j]
-        r = r + b_jk * (fabs(s - x) - r)
-        s = s + a_jk * (x - s)
+        r = r + b_jk * (fabs(s - xv) - r)
+        s = s + a_jk * (xv - s)
         srtt[j] = s
         rv[j] = r
         o_thr[j] = s + k_jk * r
     return flag
 
 
+cdef void _first(Py_ssize_t m, cdptr x, dptr row, dptr shift,
+                 dptr s1, dptr c1, dptr s2, dptr c2, dptr sj, dptr cj,
+                 dptr ew, dptr srtt, dptr rv,
+                 dptr o_mean, dptr o_std, dptr o_slope, dptr o_thr,
+                 double k_jk) noexcept nogil:
+    """Empty windows, all samples finite: the first sample starts every
+    statistic."""
+    cdef Py_ssize_t j
+    cdef double xv
+    for j in range(m):
+        xv = x[j]
+        row[j] = xv
+        shift[j] = xv
+        s1[j] = 0.0
+        c1[j] = 0.0
+        s2[j] = 0.0
+        c2[j] = 0.0
+        sj[j] = 0.0
+        cj[j] = 0.0
+        ew[j] = xv
+        srtt[j] = xv
+        rv[j] = 0.5 * xv              # RFC 6298: RTTVAR <- R/2
+        o_mean[j] = xv
+        o_std[j] = NAN
+        o_slope[j] = NAN
+        o_thr[j] = xv + k_jk * (0.5 * xv)
+
+
 @cython.final
 cdef class RollingWindow:
     """Rolling mean / std / slope, EWMA and Jacobson/Karels threshold for
-    ``n_series`` series over a window of the last ``window`` valid samples.
+    ``n_series`` series over the last ``window`` valid samples of each.
 
-    ``push(x)`` ingests one float64 sample per series (NaN/inf = missing, the
+    ``push(x)`` ingests one float64 sample per series (NaN/inf = missing: the
     series is left unchanged) and returns ``(mean, std, slope, ewma,
-    threshold)``: read-only views of persistent arrays, overwritten by the
-    next push. See the module docstring for layout and numerics.
+    threshold)``, read-only views of persistent arrays that the next push
+    overwrites. ``refresh_every``: pushes over which every series is
+    recomputed once from its ring (0 = only when cancellation is detected).
+    See the module docstring for layout and numerics.
     """
     cdef readonly Py_ssize_t n_series
     cdef readonly Py_ssize_t window
@@ -239,37 +388,38 @@ cdef class RollingWindow:
     cdef readonly double jk_k
     cdef readonly Py_ssize_t refresh_every
     cdef readonly unsigned long long pushes
-    cdef Py_ssize_t _cursor
+    cdef Py_ssize_t _head          # ring row the next push writes
+    cdef Py_ssize_t _cursor        # next series to refresh
+    cdef double _cf_full[N_CF]
 
-    cdef object _ring_arr, _state_arr, _out_arr, _pos_arr, _cnt_arr
-    cdef object _scratch_arr, _saved_arr, _aside_arr
+    cdef object _ring_arr, _state_arr, _out_arr, _cnt_arr, _lag_arr, _mode_arr
+    cdef object _scratch_arr, _col_arr, _xbuf_arr
     cdef tuple _views
     cdef object _count_view
 
-    cdef double[:, ::1] _ring      # (H, n_series): time-major
+    cdef double[:, ::1] _ring      # (H, n_series), time-major
     cdef double[:, ::1] _state     # (N_STATE, n_series)
-    cdef double[:, ::1] _out       # (5, n_series): mean, std, slope, ewma, threshold
-    cdef int[::1] _pos             # next write slot (= oldest sample when full)
-    cdef int[::1] _cnt             # valid samples in the window, 0..H
-    cdef double[:, ::1] _scratch   # (2, CHUNK): new and evicted samples
-    cdef double[:, ::1] _saved     # (CHUNK, SAVED): state of set-aside series
-    cdef Py_ssize_t[::1] _aside    # (CHUNK,): indices of set-aside series
-    cdef Coef _full                # coefficients for a full window
+    cdef double[:, ::1] _out       # (N_OUT, n_series): mean, std, slope, threshold
+    cdef int[::1] _cnt             # samples in the window, 0..H
+    cdef int[::1] _lag             # rows the series is behind the ring head, 0..H-1
+    cdef int[::1] _mode            # per chunk: the common count of an in-step
+                                   # chunk, or MODE_MIXED
+    cdef double[:, ::1] _scratch   # (2, CHUNK): samples for a mixed chunk, flags
+    cdef double[::1] _col          # (H,): one series' window, for rotations
+    cdef double[::1] _xbuf         # (n_series,): a strided input, made contiguous
 
     def __init__(self, Py_ssize_t n_series, Py_ssize_t window, double ewma_alpha,
                  double jk_alpha=0.125, double jk_beta=0.25, double jk_k=4.0,
-                 *, Py_ssize_t refresh_every=1024):
+                 *, Py_ssize_t refresh_every=4096):
         if n_series < 1:
             raise ValueError(f"n_series must be >= 1, got {n_series}")
-        if window < 2:
-            raise ValueError(f"window must be >= 2, got {window}")
-        if window > 0x7FFFFFFF:
-            raise ValueError(f"window must be < 2**31, got {window}")
+        if not 2 <= window <= 1_000_000:
+            raise ValueError(f"window must be in 2..1000000, got {window}")
         for name, value in (("ewma_alpha", ewma_alpha), ("jk_alpha", jk_alpha),
                             ("jk_beta", jk_beta)):
-            if not (0.0 < value <= 1.0):
+            if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-        if not (0.0 <= jk_k < float("inf")):
+        if not 0.0 <= jk_k < float("inf"):
             raise ValueError(f"jk_k must be finite and >= 0, got {jk_k!r}")
         if refresh_every < 0:
             raise ValueError(f"refresh_every must be >= 0 (0 = never), got {refresh_every}")
@@ -281,29 +431,35 @@ cdef class RollingWindow:
         self.jk_k = jk_k
         self.refresh_every = refresh_every
         self.pushes = 0
+        self._head = 0
         self._cursor = 0
-        self._full = _coef(window, ewma_alpha, jk_alpha, jk_beta, jk_k)
+        _coef(self._cf_full, window, ewma_alpha, jk_alpha, jk_beta, jk_k)
 
-        self._ring_arr = np.zeros((window, n_series), dtype=np.float64)
-        self._state_arr = np.zeros((N_STATE, n_series), dtype=np.float64)
-        self._out_arr = np.full((5, n_series), np.nan, dtype=np.float64)
-        self._pos_arr = np.zeros(n_series, dtype=np.intc)
-        self._cnt_arr = np.zeros(n_series, dtype=np.intc)
+        # np.empty + fill, not np.zeros: calloc'd pages would fault in during
+        # the first pushes (at N = 10,000 that cost more than the arithmetic)
+        self._ring_arr = np.empty((window, n_series), dtype=np.float64)
+        self._state_arr = np.empty((N_STATE, n_series), dtype=np.float64)
+        self._out_arr = np.empty((N_OUT, n_series), dtype=np.float64)
+        self._cnt_arr = np.empty(n_series, dtype=np.intc)
+        self._lag_arr = np.empty(n_series, dtype=np.intc)
+        self._mode_arr = np.empty((n_series + CHUNK - 1) // CHUNK, dtype=np.intc)
         self._scratch_arr = np.zeros((2, CHUNK), dtype=np.float64)
-        self._saved_arr = np.zeros((CHUNK, SAVED), dtype=np.float64)
-        self._aside_arr = np.zeros(CHUNK, dtype=np.intp)
+        self._col_arr = np.zeros(window, dtype=np.float64)
+        self._xbuf_arr = None
         self._ring = self._ring_arr
         self._state = self._state_arr
         self._out = self._out_arr
-        self._pos = self._pos_arr
         self._cnt = self._cnt_arr
+        self._lag = self._lag_arr
+        self._mode = self._mode_arr
         self._scratch = self._scratch_arr
-        self._saved = self._saved_arr
-        self._aside = self._aside_arr
+        self._col = self._col_arr
+        self.reset()
 
         views = []
-        for row in range(5):
-            v = self._out_arr[row]
+        for v in (self._out_arr[O_MEAN], self._out_arr[O_STD], self._out_arr[O_SLOPE],
+                  self._state_arr[R_EW], self._out_arr[O_THR]):
+            v = v.view()
             v.flags.writeable = False
             views.append(v)
         self._views = tuple(views)
@@ -311,39 +467,54 @@ cdef class RollingWindow:
         cnt_view.flags.writeable = False
         self._count_view = cnt_view
 
-    # -- public API ---------------------------------------------------------
+    # -- public API -----------------------------------------------------------
 
     def push(self, const double[:] x not None):
         """Ingest one sample per series; return (mean, std, slope, ewma, threshold).
 
-        ``x``: float64, length ``n_series``, any stride. Non-finite = missing.
+        ``x``: float64, length ``n_series``, any stride; non-finite = missing.
         The returned arrays are read-only views, overwritten by the next push.
         """
+        cdef const double* xp
+        cdef Py_ssize_t i
         if x.shape[0] != self.n_series:
             raise ValueError(f"expected {self.n_series} samples, got {x.shape[0]}")
+        if x.strides[0] == sizeof(double):
+            xp = &x[0]
+        else:
+            if self._xbuf_arr is None:
+                self._xbuf_arr = np.empty(self.n_series, dtype=np.float64)
+                self._xbuf = self._xbuf_arr
+            for i in range(self.n_series):
+                self._xbuf[i] = x[i]
+            xp = &self._xbuf[0]
         with nogil:
-            self._push(x)
+            self._push(xp)
         self.pushes += 1
         return self._views
 
     def reset(self, series=None):
-        """Forget series ``series`` (a slot freed for reuse), or all if None."""
+        """Forget one series (a slot freed for reuse), or all when None."""
         cdef Py_ssize_t i
         if series is None:
             self._ring_arr.fill(0.0)
             self._state_arr.fill(0.0)
+            self._state_arr[R_EW].fill(np.nan)
             self._out_arr.fill(np.nan)
-            self._pos_arr.fill(0)
             self._cnt_arr.fill(0)
+            self._lag_arr.fill(0)
+            self._mode_arr.fill(0)
             return
         i = series
         if not 0 <= i < self.n_series:
             raise IndexError(f"series {series} out of range 0..{self.n_series - 1}")
         self._ring_arr[:, i] = 0.0
         self._state_arr[:, i] = 0.0
+        self._state_arr[R_EW, i] = np.nan
         self._out_arr[:, i] = np.nan
-        self._pos[i] = 0
         self._cnt[i] = 0
+        self._lag[i] = 0
+        self._mode[i // CHUNK] = MODE_MIXED
 
     @property
     def mean(self):
@@ -367,115 +538,123 @@ cdef class RollingWindow:
 
     @property
     def count(self):
-        """Valid samples currently in each series' window (read-only view)."""
+        """Samples currently in each series' window (a read-only view)."""
         return self._count_view
 
     @property
     def nbytes(self):
-        """Bytes held per series times n_series: ring, state, positions, outputs
-        (the fixed chunk buffers, about 12 KiB, are not included)."""
+        """Bytes held per series, times n_series: ring, state, counters and
+        outputs (the fixed scratch, 4 KiB + 8 H bytes, is left out)."""
         return (self._ring_arr.nbytes + self._state_arr.nbytes + self._out_arr.nbytes
-                + self._pos_arr.nbytes + self._cnt_arr.nbytes)
+                + self._cnt_arr.nbytes + self._lag_arr.nbytes)
 
     @staticmethod
     def bytes_per_series(Py_ssize_t window):
-        """State bytes one series costs at this window length."""
-        return 8 * window + 8 * N_STATE + 8 * 5 + 2 * sizeof(int)
+        """Bytes one series costs at this window length (see ``nbytes``)."""
+        return 8 * window + 8 * N_STATE + 8 * N_OUT + 2 * sizeof(int)
 
     def window_values(self, Py_ssize_t series):
         """Series ``series``' window, oldest first (a copy; for tests and debugging)."""
-        cdef Py_ssize_t n, p, H = self.window, start
+        cdef Py_ssize_t n, nxt, H = self.window
         if not 0 <= series < self.n_series:
             raise IndexError(f"series {series} out of range 0..{self.n_series - 1}")
         n = self._cnt[series]
-        p = self._pos[series]
-        start = (p - n + H) % H
-        idx = (start + np.arange(n)) % H
+        nxt = self._head - self._lag[series]
+        idx = (nxt - n + np.arange(n)) % H
         return self._ring_arr[idx, series].copy()
 
-    # -- internals ----------------------------------------------------------
+    # -- internals ------------------------------------------------------------
 
-    cdef void _push(self, const double[:] x) noexcept nogil:
+    cdef void _push(self, const double* x) noexcept nogil:
         cdef Py_ssize_t N = self.n_series, H = self.window
-        cdef Py_ssize_t c0, c1, m, i, j, e, n_aside, idx, r, b
-        cdef int p, cnt
-        cdef double xv, flag
-        cdef double* ring = &self._ring[0, 0]
+        cdef Py_ssize_t g = self._head, c0, m, c, j, i, b
         cdef double* st = &self._state[0, 0]
         cdef double* out = &self._out[0, 0]
-        cdef int* pos = &self._pos[0]
-        cdef int* cntp = &self._cnt[0]
-        cdef double* xs = &self._scratch[0, 0]
-        cdef double* old = &self._scratch[1, 0]
-        cdef double* saved = &self._saved[0, 0]
-        cdef Py_ssize_t* aside = &self._aside[0]
-        cdef double* row
+        cdef double* row = &self._ring[g, 0]
+        cdef double* fl = &self._scratch[1, 0]
+        cdef int* cnt = &self._cnt[0]
+        cdef int* mode = &self._mode[0]
+        cdef double bad, flag, xv
+        cdef int cm
+        cdef double cf[N_CF]
 
+        self._head = g + 1 if g + 1 < H else 0
+        c = 0
         c0 = 0
         while c0 < N:
-            c1 = c0 + CHUNK if c0 + CHUNK < N else N
-            m = c1 - c0
-            # pass 1 (scalar): move the ring for full windows; set the rest aside
-            n_aside = 0
-            for i in range(c0, c1):
-                j = i - c0
-                xv = x[i]
-                cnt = cntp[i]
-                if isfinite(xv) and cnt == H:
-                    p = pos[i]
-                    idx = <Py_ssize_t>p * N + i
-                    old[j] = ring[idx]
-                    ring[idx] = xv
-                    xs[j] = xv
-                    p = p + 1
-                    pos[i] = 0 if p == H else p
+            m = CHUNK if c0 + CHUNK <= N else N - c0
+            cm = mode[c]
+            if cm == H:
+                # the normal case: full and in step; missing samples are
+                # handled inside the loop and flagged
+                flag = _steady(m, x + c0, row + c0, st + R_K * N + c0,
+                               st + R_S1 * N + c0, st + R_C1 * N + c0,
+                               st + R_S2 * N + c0, st + R_C2 * N + c0,
+                               st + R_SJ * N + c0, st + R_CJ * N + c0,
+                               st + R_EW * N + c0, st + R_SRTT * N + c0,
+                               st + R_RV * N + c0,
+                               out + O_MEAN * N + c0, out + O_STD * N + c0,
+                               out + O_SLOPE * N + c0, out + O_THR * N + c0,
+                               fl, self._cf_full)
+                if flag != 0.0:
+                    for j in range(m):
+                        if fl[j] == 1.0:
+                            self._recompute(c0 + j)
+                            self._finalize(c0 + j)
+                        elif fl[j] == 2.0:
+                            # missing: unchanged, and now one row behind
+                            self._lag[c0 + j] = 1
+                            mode[c] = MODE_MIXED
+            else:
+                bad = 0.0
+                if cm != MODE_MIXED:
+                    for j in range(m):
+                        xv = x[c0 + j]
+                        bad = bad if xv - xv == 0.0 else 1.0
+                if cm == MODE_MIXED or bad != 0.0:
+                    self._mixed(x, g, c0, m)
+                    mode[c] = self._uniform(c0, m)
+                elif cm == 0:
+                    _first(m, x + c0, row + c0, st + R_K * N + c0,
+                           st + R_S1 * N + c0, st + R_C1 * N + c0,
+                           st + R_S2 * N + c0, st + R_C2 * N + c0,
+                           st + R_SJ * N + c0, st + R_CJ * N + c0,
+                           st + R_EW * N + c0, st + R_SRTT * N + c0,
+                           st + R_RV * N + c0,
+                           out + O_MEAN * N + c0, out + O_STD * N + c0,
+                           out + O_SLOPE * N + c0, out + O_THR * N + c0, self.jk_k)
+                    for j in range(m):
+                        cnt[c0 + j] = 1
+                    mode[c] = 1
                 else:
-                    # y = y_old = 0 keeps the lane finite; its state is restored below
-                    xs[j] = st[R_K * N + i]
-                    old[j] = st[R_K * N + i]
-                    row = saved + n_aside * SAVED
-                    for r in range(N_STATE - 1):
-                        row[r] = st[(r + 1) * N + i]
-                    for r in range(5):
-                        row[N_STATE - 1 + r] = out[r * N + i]
-                    aside[n_aside] = i
-                    n_aside += 1
-            # pass 2 (vectorized): every lane of the chunk
-            flag = _steady(m, xs, old, st + R_K * N + c0,
-                            st + R_S1 * N + c0, st + R_C1 * N + c0,
-                            st + R_S2 * N + c0, st + R_C2 * N + c0,
-                            st + R_SJ * N + c0, st + R_CJ * N + c0,
-                            st + R_EW * N + c0, st + R_SRTT * N + c0,
-                            st + R_RV * N + c0,
-                            out + c0, out + N + c0, out + 2 * N + c0,
-                            out + 3 * N + c0, out + 4 * N + c0, self._full)
-            # pass 3 (scalar): restore the set-aside series, then update them
-            for e in range(n_aside):
-                i = aside[e]
-                row = saved + e * SAVED
-                for r in range(N_STATE - 1):
-                    st[(r + 1) * N + i] = row[r]
-                for r in range(5):
-                    out[r * N + i] = row[N_STATE - 1 + r]
-                xv = x[i]
-                if isfinite(xv):
-                    self._warm_add(i, xv)
-                    self._finalize(i)
-            # pass 4 (rare): recompute the lanes that detected cancellation
-            if flag != 0.0:
-                for i in range(c0, c1):
-                    j = i - c0
-                    # (a set-aside lane that just filled is checked too: harmless)
-                    if cntp[i] == H and isfinite(x[i]):
-                        self._check_full(i, old[j])
-            c0 = c1
+                    _coef(cf, cm + 1, self.ewma_alpha, self.jk_alpha,
+                          self.jk_beta, self.jk_k)
+                    flag = _warm(m, x + c0, row + c0, st + R_K * N + c0,
+                                 st + R_S1 * N + c0, st + R_C1 * N + c0,
+                                 st + R_S2 * N + c0, st + R_C2 * N + c0,
+                                 st + R_SJ * N + c0, st + R_CJ * N + c0,
+                                 st + R_EW * N + c0, st + R_SRTT * N + c0,
+                                 st + R_RV * N + c0,
+                                 out + O_MEAN * N + c0, out + O_STD * N + c0,
+                                 out + O_SLOPE * N + c0, out + O_THR * N + c0,
+                                 fl, cf, <double>cm)
+                    for j in range(m):
+                        cnt[c0 + j] = cm + 1
+                    mode[c] = cm + 1
+                    if flag != 0.0:
+                        for j in range(m):
+                            if fl[j] != 0.0:
+                                self._recompute(c0 + j)
+                                self._finalize(c0 + j)
+            c0 += m
+            c += 1
 
-        # staggered refresh: each series is recomputed once per refresh_every pushes
+        # staggered refresh: every series is recomputed once per refresh_every pushes
         if self.refresh_every > 0:
             b = (N + self.refresh_every - 1) // self.refresh_every
             i = self._cursor
             for j in range(b):
-                if cntp[i] >= 2 and isfinite(x[i]):
+                if cnt[i] >= 2 and isfinite(x[i]):
                     self._recompute(i)
                     self._finalize(i)
                 i += 1
@@ -483,38 +662,104 @@ cdef class RollingWindow:
                     i = 0
             self._cursor = i
 
-    cdef inline void _check_full(self, Py_ssize_t i, double old_x) noexcept nogil:
+    cdef int _uniform(self, Py_ssize_t c0, Py_ssize_t m) noexcept nogil:
+        """The chunk's mode: its series' common count if all are in step."""
+        cdef int* cnt = &self._cnt[c0]
+        cdef int* lag = &self._lag[c0]
+        cdef int cmin = cnt[0], cmax = cnt[0], lor = 0, v
+        cdef Py_ssize_t j
+        for j in range(m):
+            v = cnt[j]
+            cmin = v if v < cmin else cmin
+            cmax = v if v > cmax else cmax
+            lor = lor | lag[j]
+        return cmin if cmin == cmax and lor == 0 else MODE_MIXED
+
+    cdef void _mixed(self, const double* x, Py_ssize_t g, Py_ssize_t c0,
+                     Py_ssize_t m) noexcept nogil:
+        """A chunk with lagging, warming-up or empty series."""
+        cdef Py_ssize_t N = self.n_series, H = self.window
+        cdef Py_ssize_t i, j
+        cdef double* st = &self._state[0, 0]
+        cdef double* out = &self._out[0, 0]
+        cdef double* row = &self._ring[g, 0]
+        cdef double* xs = &self._scratch[0, 0]
+        cdef double* fl = &self._scratch[1, 0]
+        cdef int* cnt = &self._cnt[0]
+        cdef int* lag = &self._lag[0]
+        cdef double xv, flag
+        # pass 1 (scalar): full windows with a sample go through the vector
+        # loop, in step; the others are fed NaN, which leaves them untouched
+        for j in range(m):
+            i = c0 + j
+            xv = x[i]
+            if isfinite(xv) and cnt[i] == H:
+                if lag[i] != 0:
+                    self._realign(i, g)
+                xs[j] = xv
+            else:
+                xs[j] = NAN
+        # pass 2: the vector loop over the whole chunk
+        flag = _steady(m, xs, row + c0, st + R_K * N + c0,
+                       st + R_S1 * N + c0, st + R_C1 * N + c0,
+                       st + R_S2 * N + c0, st + R_C2 * N + c0,
+                       st + R_SJ * N + c0, st + R_CJ * N + c0,
+                       st + R_EW * N + c0, st + R_SRTT * N + c0,
+                       st + R_RV * N + c0,
+                       out + O_MEAN * N + c0, out + O_STD * N + c0,
+                       out + O_SLOPE * N + c0, out + O_THR * N + c0,
+                       fl, self._cf_full)
+        # pass 3 (scalar): the series left out
+        for j in range(m):
+            if fl[j] == 2.0:
+                i = c0 + j
+                xv = x[i]
+                if isfinite(xv):
+                    if lag[i] != 0:
+                        self._realign(i, g)
+                    self._warm_add(i, xv, g)
+                    self._finalize(i)
+                elif cnt[i] > 0:
+                    # missing: the series stays as it is and falls one row behind
+                    lag[i] = lag[i] + 1 if lag[i] + 1 < H else 0
+            elif fl[j] == 1.0:
+                self._recompute(c0 + j)
+                self._finalize(c0 + j)
+
+    cdef void _realign(self, Py_ssize_t i, Py_ssize_t g) noexcept nogil:
+        """Rotate series i's window so that its next slot is row g (lag 0)."""
+        cdef Py_ssize_t N = self.n_series, H = self.window
+        cdef Py_ssize_t n = self._cnt[i], L = self._lag[i], k, src, dst
+        cdef double* ring = &self._ring[0, 0]
+        cdef double* col = &self._col[0]
+        src = (g - L - n + 2 * H) % H
+        for k in range(n):
+            col[k] = ring[src * N + i]
+            src = src + 1 if src + 1 < H else 0
+        dst = (g - n + H) % H
+        for k in range(n):
+            ring[dst * N + i] = col[k]
+            dst = dst + 1 if dst + 1 < H else 0
+        self._lag[i] = 0
+
+    cdef void _warm_add(self, Py_ssize_t i, double x, Py_ssize_t g) noexcept nogil:
+        """Add a finite sample at row g to series i (in step, window not full)."""
         cdef Py_ssize_t N = self.n_series
         cdef double* st = &self._state[0, 0]
-        cdef double k = st[R_K * N + i]
-        cdef double a1 = st[R_S1 * N + i], a2 = st[R_S2 * N + i]
-        cdef double m2 = _m2(a1, a2, self._full.inv_n)
-        if not _sound(a1, m2, old_x - k, a2, self._full.ratio_n):
-            self._recompute(i)
-            self._finalize(i)
-
-    cdef void _warm_add(self, Py_ssize_t i, double x) noexcept nogil:
-        """Add a finite sample to a series whose window is not full."""
-        cdef Py_ssize_t N = self.n_series, H = self.window
-        cdef double* st = &self._state[0, 0]
         cdef int n = self._cnt[i]
-        cdef int p = self._pos[i]
-        cdef double k, y, e, s, r, a1, a2, m2
-        cdef Py_ssize_t row
-        self._ring[p, i] = x
-        p = p + 1
-        self._pos[i] = 0 if p == H else p
+        cdef double y, e, s, r, a1, a2
+        cdef Py_ssize_t q
+        self._ring[g, i] = x
         self._cnt[i] = n + 1
         if n == 0:
             st[R_K * N + i] = x
-            for row in range(R_S1, R_CJ + 1):
-                st[row * N + i] = 0.0
+            for q in range(R_S1, R_CJ + 1):
+                st[q * N + i] = 0.0
             st[R_EW * N + i] = x
             st[R_SRTT * N + i] = x
-            st[R_RV * N + i] = 0.5 * x   # RFC 6298: RTTVAR <- R/2
+            st[R_RV * N + i] = 0.5 * x      # RFC 6298: RTTVAR <- R/2
             return
-        k = st[R_K * N + i]
-        y = x - k
+        y = x - st[R_K * N + i]
         _kahan(st + R_S1 * N + i, st + R_C1 * N + i, y)
         _kahan(st + R_S2 * N + i, st + R_C2 * N + i, y * y)
         _kahan(st + R_SJ * N + i, st + R_CJ * N + i, <double>n * y)
@@ -526,49 +771,40 @@ cdef class RollingWindow:
         st[R_SRTT * N + i] = s + self.jk_alpha * (x - s)
         a1 = st[R_S1 * N + i]
         a2 = st[R_S2 * N + i]
-        m2 = _m2(a1, a2, 1.0 / <double>(n + 1))
-        if not _sound(a1, m2, 0.0, a2, RATIO * <double>(n + 1)):
+        if not _sound(a1, _m2(a1, a2, 1.0 / <double>(n + 1)), 0.0, a2,
+                      RATIO * <double>(n + 1)):
             self._recompute(i)
 
     cdef void _recompute(self, Py_ssize_t i) noexcept nogil:
         """Fresh sums for series i from its ring, shifted by the sample nearest
-        the mean (so a constant window sums to exactly 0)."""
+        the window's mean (so a constant window sums to exactly 0, and the
+        shift's offset from the mean is at most the spread)."""
         cdef Py_ssize_t N = self.n_series, H = self.window
         cdef double* st = &self._state[0, 0]
         cdef double* ring = &self._ring[0, 0]
+        cdef double* col = &self._col[0]
         cdef Py_ssize_t n = self._cnt[i], j, slot
-        cdef Py_ssize_t start = (self._pos[i] - n + H) % H
         cdef double acc = 0.0, mu, k, best, dist, y, a1 = 0.0, a2 = 0.0, aj = 0.0
         if n == 0:
             return
-        slot = start
+        slot = (self._head - self._lag[i] - n + 2 * H) % H
         for j in range(n):
-            acc += ring[slot * N + i]
-            slot += 1
-            if slot == H:
-                slot = 0
+            col[j] = ring[slot * N + i]
+            acc += col[j]
+            slot = slot + 1 if slot + 1 < H else 0
         mu = acc / <double>n
-        k = ring[start * N + i]
+        k = col[0]
         best = fabs(k - mu)
-        slot = start
-        for j in range(n):
-            y = ring[slot * N + i]
-            dist = fabs(y - mu)
+        for j in range(1, n):
+            dist = fabs(col[j] - mu)
             if dist < best:
                 best = dist
-                k = y
-            slot += 1
-            if slot == H:
-                slot = 0
-        slot = start
+                k = col[j]
         for j in range(n):
-            y = ring[slot * N + i] - k
+            y = col[j] - k
             a1 += y
             a2 += y * y
             aj += <double>j * y
-            slot += 1
-            if slot == H:
-                slot = 0
         st[R_K * N + i] = k
         st[R_S1 * N + i] = a1
         st[R_C1 * N + i] = 0.0
@@ -579,29 +815,30 @@ cdef class RollingWindow:
 
     cdef void _finalize(self, Py_ssize_t i) noexcept nogil:
         """Write series i's outputs from its state (the scalar path)."""
-        cdef Py_ssize_t N = self.n_series, n = self._cnt[i]
+        cdef Py_ssize_t N = self.n_series, n = self._cnt[i], r
         cdef double* st = &self._state[0, 0]
         cdef double* out = &self._out[0, 0]
-        cdef Coef cf
+        cdef double cfl[N_CF]
+        cdef const double* cf
         cdef double k, a1, a2, aj
-        cdef Py_ssize_t r
         if n == 0:
-            for r in range(5):
+            for r in range(N_OUT):
                 out[r * N + i] = NAN
             return
-        cf = self._full if n == self.window else _coef(
-            n, self.ewma_alpha, self.jk_alpha, self.jk_beta, self.jk_k)
+        if n == self.window:
+            cf = self._cf_full
+        else:
+            _coef(cfl, n, self.ewma_alpha, self.jk_alpha, self.jk_beta, self.jk_k)
+            cf = cfl
         k = st[R_K * N + i]
         a1 = st[R_S1 * N + i]
         a2 = st[R_S2 * N + i]
         aj = st[R_SJ * N + i]
-        out[i] = _mean(k, a1, cf.inv_n)
+        out[O_MEAN * N + i] = _mean(k, a1, cf[CF_INV_N])
         if n >= 2:
-            out[N + i] = _std(_m2(a1, a2, cf.inv_n), cf.inv_nm1)
-            out[2 * N + i] = _slope(a1, aj, cf.half_nm1, cf.inv_d)
+            out[O_STD * N + i] = _std(_m2(a1, a2, cf[CF_INV_N]), cf[CF_INV_NM1])
+            out[O_SLOPE * N + i] = _slope(a1, aj, cf[CF_HALF], cf[CF_INV_D])
         else:
-            out[N + i] = NAN
-            out[2 * N + i] = NAN
-        out[3 * N + i] = st[R_EW * N + i]
-        out[4 * N + i] = st[R_SRTT * N + i] + self.jk_k * st[R_RV * N + i]
-
+            out[O_STD * N + i] = NAN
+            out[O_SLOPE * N + i] = NAN
+        out[O_THR * N + i] = st[R_SRTT * N + i] + self.jk_k * st[R_RV * N + i]

@@ -291,7 +291,7 @@ def _token(raw: object) -> str:
 _ORIGIN_RE = re.compile(r"https?://[^/\s?#]+")
 
 
-def _origins(raw: object) -> tuple[str, ...]:
+def _origins(raw: object, *, star: bool = True) -> tuple[str, ...]:
     if isinstance(raw, str):
         items = [p.strip() for p in raw.split(",")]
     elif isinstance(raw, (list, tuple)) and all(isinstance(p, str) for p in raw):
@@ -301,6 +301,8 @@ def _origins(raw: object) -> tuple[str, ...]:
     items = [p.rstrip("/") if p != "*" else p for p in items if p]
     if not items:
         raise _Invalid(f"must be '*' or a comma-separated list of origins, {_got(raw)}")
+    if "*" in items and not star:
+        raise _Invalid(f"must list the origins; '*' is not allowed for writes, {_got(raw)}")
     if "*" in items and len(items) > 1:
         raise _Invalid(f"'*' cannot be combined with other origins, {_got(raw)}")
     for p in items:
@@ -464,6 +466,10 @@ _FIELDS: tuple[_Field, ...] = (
     _f("CORS_ALLOW_ORIGINS", "list", ("*",),
        "origins allowed to read the API from a browser ('*' or a comma-separated list)",
        _origins),
+    _f("CORS_ALLOW_WRITE_ORIGINS", "list", (),
+       "origins allowed to send mutating requests from a browser (comma-separated; the "
+       "token is still required)", lambda raw: _origins(raw, star=False),
+       default_text="(none)"),
     _f("CONTAINER_CPUS", "float", None, "CPU limit of each worker (e.g. 0.5); unset = none",
        _POSITIVE),
     _f("CONTAINER_MEMORY", "str", None,
@@ -521,7 +527,8 @@ class Settings:
     Build it with `load_settings`; the constructor does not validate (it exists
     for tests and embedding). Attributes are the setting names in lower case.
     `sources` maps each name to where its value came from: "default", "derived",
-    "env-file:<path>", "environment", "toml:<path>", "cli" or "runtime".
+    "env-file:<path>", "environment", "toml:<path>", "cli", "generated" (the API
+    token, `with_token`) or "runtime" (`with_updates`).
     """
 
     docker_image: str
@@ -565,6 +572,7 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     agent_api_token: str | None = None
     cors_allow_origins: tuple[str, ...] = ("*",)
+    cors_allow_write_origins: tuple[str, ...] = ()
     container_cpus: float | None = None
     container_memory: str | None = None
     ledger_max_len: int = 10000
@@ -662,6 +670,15 @@ class Settings:
         raw.update(layer)
         return _build(raw, dict(self._context))
 
+    def with_token(self, token: str) -> Settings:
+        """A copy whose AGENT_API_TOKEN is `token` (e.g. one generated at start-up).
+
+        Kept through later `with_updates` calls; its source reads "generated".
+        """
+        raw = dict(self._raw) if self._raw else _raw_from_values(self)
+        raw["AGENT_API_TOKEN"] = _Raw(token, "AGENT_API_TOKEN", "generated")
+        return _build(raw, dict(self._context))
+
     def scorer_config(self) -> ScorerConfig:
         """The `agent.scoring.ScorerConfig` for these settings.
 
@@ -702,7 +719,7 @@ class Settings:
         )
 
 
-_SOURCE_RANK = ("default", "env-file", "environment", "toml", "cli", "runtime")
+_SOURCE_RANK = ("default", "env-file", "environment", "toml", "cli", "generated", "runtime")
 
 
 def _rank(source: str) -> int:
@@ -727,7 +744,7 @@ def _raw_from_values(settings: Settings) -> dict[str, _Raw]:
     raw: dict[str, _Raw] = {}
     for f in _FIELDS:
         value = getattr(settings, f.spec.attr)
-        if value is not None:
+        if value is not None and value != ():
             raw[f.spec.name] = _Raw(value, f.spec.name, "default")
     return raw
 
@@ -873,13 +890,13 @@ def load_settings(
     if toml_file is not None:
         raw.update(_read_toml(Path(toml_file)))
 
-    for key, value in (overrides or {}).items():
-        if value is None:
+    for key, given in (overrides or {}).items():
+        if given is None:
             continue
-        name = _canonical(key) if isinstance(key, str) else None
-        if name is None:
+        canonical = _canonical(key) if isinstance(key, str) else None
+        if canonical is None:
             raise ConfigError(str(key), "unknown setting")
-        raw[name] = _Raw(value, key, "cli")
+        raw[canonical] = _Raw(given, key, "cli")
 
     context = {k: env[k] for k in ("XDG_DATA_HOME", "HOME") if env.get(k)}
     return _build(raw, context)

@@ -23,6 +23,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from agent.engine import open_api_client
 from agent.errors import EngineError
 
 __all__ = [
@@ -100,45 +101,47 @@ def build_context(busybox: str | Path = "/bin/busybox") -> tuple[bytes, str]:
 
 
 def ensure_demo_image(
-    client_or_base_url: docker.DockerClient | str,
+    client_or_base_url: docker.DockerClient | docker.APIClient | str,
     tag: str = DEMO_IMAGE,
     *,
     busybox: str | Path = "/bin/busybox",
 ) -> str:
     """Build the demo image as `tag` unless an identical one exists; return `tag`.
 
-    `client_or_base_url` is a `docker.DockerClient` (left open) or an engine address
+    `client_or_base_url` is a docker-py client (left open) or an engine address
     such as ``unix:///var/run/docker.sock`` (a client is made and closed here).
-    Raises `EngineError` when the engine fails or cannot be reached, and
-    `FileNotFoundError` when busybox is missing.
+    Raises `EngineError` when the engine fails, cannot be reached or the build
+    fails, and `FileNotFoundError` when busybox is missing.
     """
     context, digest = build_context(busybox)
     if isinstance(client_or_base_url, str):
         try:
-            client = docker.DockerClient(
-                base_url=client_or_base_url, version="auto", timeout=_BUILD_TIMEOUT
-            )
-        except docker.errors.DockerException as exc:
+            api = open_api_client(client_or_base_url, timeout=_BUILD_TIMEOUT)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineError(
                 f"cannot reach the Docker engine at {client_or_base_url}: {exc}"
             ) from exc
         try:
-            return _ensure(client, tag, context, digest)
+            return _ensure(api, tag, context, digest)
         finally:
-            client.close()
+            api.close()
+    if isinstance(client_or_base_url, docker.DockerClient):
+        return _ensure(client_or_base_url.api, tag, context, digest)
     return _ensure(client_or_base_url, tag, context, digest)
 
 
-def _ensure(client: docker.DockerClient, tag: str, context: bytes, digest: str) -> str:
+def _ensure(api: docker.APIClient, tag: str, context: bytes, digest: str) -> str:
     try:
         try:
-            existing = client.images.get(tag)
+            existing = api.inspect_image(tag)
         except docker.errors.ImageNotFound:
             pass
         else:
-            if (existing.labels or {}).get(DIGEST_LABEL) == digest:
+            labels = (existing.get("Config") or {}).get("Labels") or {}
+            if labels.get(DIGEST_LABEL) == digest:
                 return tag
-        client.images.build(
+        log: list[str] = []
+        for chunk in api.build(
             fileobj=io.BytesIO(context),
             custom_context=True,
             tag=tag,
@@ -146,10 +149,32 @@ def _ensure(client: docker.DockerClient, tag: str, context: bytes, digest: str) 
             pull=False,
             rm=True,
             forcerm=True,
-        )
-    except docker.errors.BuildError as exc:
-        log = "".join(str(line.get("stream", "")) for line in exc.build_log)
-        raise EngineError(f"building the demo image {tag} failed: {exc}\n{log}") from exc
+            decode=True,
+        ):
+            if "stream" in chunk:
+                log.append(str(chunk["stream"]))
+            if "error" in chunk:
+                raise EngineError(
+                    f"building the demo image {tag} failed: {chunk['error']}\n{''.join(log)}"
+                )
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EngineError(f"building the demo image {tag} failed: {exc}") from exc
     return tag
+
+
+def main() -> None:
+    """``python -m agent.demo_image [TAG]``: build the image on ``$DOCKER_HOST``."""
+    import os
+    import sys
+
+    base_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    tag = sys.argv[1] if len(sys.argv) > 1 else DEMO_IMAGE
+    try:
+        print(ensure_demo_image(base_url, tag))
+    except (EngineError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -32,13 +32,17 @@ import datetime as _dt
 import math
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 import docker
+import docker.constants
 import docker.errors
+import docker.transport.unixconn
+import docker.utils
 import requests.exceptions
 import trio
 import urllib3.exceptions
@@ -53,6 +57,7 @@ __all__ = [
     "DockerEngine",
     "Engine",
     "container_name_prefix",
+    "open_api_client",
     "parse_engine_time",
 ]
 
@@ -62,6 +67,7 @@ OWNER_VALUE = "deployment-agent"
 
 _T = TypeVar("_T")
 _DEFAULT_TIMEOUT = 10.0  # seconds, per HTTP request to the engine
+_NEGOTIATE_TIMEOUT = 3.0  # seconds, for the first (API version) request
 _DEFAULT_THREADS = 8
 _NAME_INVALID = re.compile(r"[^a-z0-9_.-]+")
 
@@ -172,6 +178,11 @@ class DockerEngine:
             raise ValueError(f"stop_timeout must be >= 0, got {stop_timeout}")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
+        if mem_limit is not None:
+            try:
+                docker.utils.parse_bytes(mem_limit)
+            except docker.errors.DockerException as exc:
+                raise ValueError(f"mem_limit {mem_limit!r} is not a size: {exc}") from None
         self.base_url = base_url
         self.app_identifier = app_identifier
         self.image = image
@@ -294,9 +305,8 @@ class DockerEngine:
             if self._closed:
                 raise EngineError("the engine adapter is closed")
             if self._client is None:
-                self._client = docker.APIClient(
-                    base_url=self.base_url,
-                    version="auto",
+                self._client = open_api_client(
+                    self.base_url,
                     timeout=self.timeout,
                     max_pool_size=max(10, int(self._limiter.total_tokens)),
                 )
@@ -384,6 +394,89 @@ class DockerEngine:
             if exc.status_code == 409 and "already in progress" in str(exc.explanation):
                 return
             raise
+
+
+# -- the docker-py client ------------------------------------------------------------
+
+
+def open_api_client(
+    base_url: str, *, timeout: float = _DEFAULT_TIMEOUT, max_pool_size: int = 10
+) -> docker.APIClient:
+    """A low-level docker-py client speaking the highest API version both sides know.
+
+    Blocking (one ``/version`` request). docker-py's default API version (1.45 in
+    docker-py 7.1) is newer than older engines accept (dockerd 20.10 speaks 1.41),
+    hence the negotiation; ``version="auto"`` would do it too, but through a
+    connection that leaks its socket when the engine is down (see
+    `_ClosingUnixHTTPAdapter`). Raises docker-py / requests errors (callers
+    translate them).
+    """
+    # The version request is tiny: give up on it sooner than on real work.
+    probe_timeout = min(timeout, _NEGOTIATE_TIMEOUT)
+    probe = docker.APIClient(
+        base_url=base_url,
+        version=docker.constants.MINIMUM_DOCKER_API_VERSION,
+        timeout=probe_timeout,
+    )
+    try:
+        _harden(probe, base_url, probe_timeout, 1)
+        server = str(probe.version(api_version=False)["ApiVersion"])
+    finally:
+        probe.close()
+    version = docker.constants.DEFAULT_DOCKER_API_VERSION
+    if docker.utils.version_lt(server, version):
+        version = server
+    client = docker.APIClient(
+        base_url=base_url, version=version, timeout=timeout, max_pool_size=max_pool_size
+    )
+    _harden(client, base_url, timeout, max_pool_size)
+    return client
+
+
+class _ClosingUnixConnection(docker.transport.unixconn.UnixHTTPConnection):
+    """docker-py's unix-socket connection, closing its socket when connect() fails.
+
+    Upstream leaves it open for the garbage collector (a ResourceWarning at every
+    failed attempt while the engine is down; docker/docker-py PR #3356).
+    """
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_socket)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _ClosingUnixConnectionPool(docker.transport.unixconn.UnixHTTPConnectionPool):
+    def _new_conn(self) -> _ClosingUnixConnection:
+        return _ClosingUnixConnection(self.base_url, self.socket_path, self.timeout)
+
+
+class _ClosingUnixHTTPAdapter(docker.transport.unixconn.UnixHTTPAdapter):
+    def get_connection(self, url: Any, proxies: Any = None) -> Any:
+        with self.pools.lock:
+            pool = self.pools.get(url)
+            if pool:
+                return pool
+            pool = _ClosingUnixConnectionPool(
+                url, self.socket_path, self.timeout, maxsize=self.max_pool_size
+            )
+            self.pools[url] = pool
+        return pool
+
+
+def _harden(client: docker.APIClient, base_url: str, timeout: float, max_pool_size: int) -> None:
+    """Swap in the socket-closing adapter for unix-socket engines."""
+    url = docker.utils.parse_host(base_url)
+    if url.startswith("http+unix://"):
+        client.mount(
+            "http+docker://",
+            _ClosingUnixHTTPAdapter(url, timeout, max_pool_size=max_pool_size),
+        )
 
 
 # -- translation of library errors -------------------------------------------------

@@ -217,7 +217,9 @@ class EmbeddedRedis:
         unusable or locked by another server, or the server does not come up.
         """
         if self._proc is not None:
-            raise RuntimeError("EmbeddedRedis is already started")
+            if self.running:
+                raise RuntimeError("EmbeddedRedis is already started")
+            await self.stop()  # it died on its own: clean up, then start afresh
         binary = shutil.which(self.binary)
         if binary is None:
             raise StoreError(

@@ -50,7 +50,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import redis
 import redis.connection
@@ -474,8 +474,10 @@ class RedisStore:
         # Fields known to be in each tick hash; None = unknown, fetch before writing.
         self._known: dict[str, set[str]] | None = None
         # The config overrides last read or saved; rewritten by the first tick
-        # write after an outage, since Redis may have come back without them.
+        # write after an outage, since Redis may have come back without them,
+        # and by the next tick write when `save_config` failed (`_config_dirty`).
         self._config_fields: dict[str, str] | None = None
+        self._config_dirty = False
 
         # Events waiting for the next write_tick.
         self._pending: collections.deque[_Pending] = collections.deque(maxlen=max_pending_events)
@@ -573,14 +575,14 @@ class RedisStore:
             if reconnecting:  # if this write succeeds, the outage notice goes with it
                 entries.append(self._outage_notice())
             known, known_connects = self._known, self._known_connects
-            config_fields = self._config_fields
+            config_fields, config_dirty = self._config_fields, self._config_dirty
             maxlen = self._ledger_max_len
 
             def write(client: redis.Redis) -> tuple[int, dict[str, set[str]]]:
                 connects = self._settle_connection(client)
                 trusted = known is not None and connects == known_connects
                 current = known if trusted and known is not None else _fetch_fields(client, k)
-                config = None if trusted else config_fields
+                config = config_fields if config_dirty or not trusted else None
                 pipe = client.pipeline(transaction=True)
                 pipe.set(k.desired, encoded["desired"])
                 for name in TICK_HASHES:
@@ -589,13 +591,13 @@ class RedisStore:
                     if hdel:
                         pipe.hdel(key, *hdel)
                     if hset:
-                        pipe.hset(key, mapping=hset)
+                        pipe.hset(key, mapping=cast(Any, hset))
                 if config is not None:
                     pipe.delete(k.config)
                     if config:
-                        pipe.hset(k.config, mapping=config)
+                        pipe.hset(k.config, mapping=cast(Any, config))
                 for fields in entries:
-                    pipe.xadd(k.events, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                    pipe.xadd(k.events, cast(Any, fields), maxlen=maxlen, approximate=True)
                 pipe.execute()
                 return connects, {name: set(encoded[name]) for name in TICK_HASHES}
 
@@ -606,6 +608,7 @@ class RedisStore:
             except BaseException:
                 self._known = None  # the EXEC may or may not have been applied
                 raise
+            self._config_dirty = False
             self._dropped -= dropped
             if batch:
                 last = batch[-1].seq
@@ -643,7 +646,10 @@ class RedisStore:
             upper, scanned = start, 0
             while len(out) < limit and scanned < budget:
                 count = min(batch, budget - scanned)
-                entries = client.xrevrange(key, max=upper, min="-", count=count)
+                entries = cast(
+                    "list[tuple[str, dict[str, str]]]",
+                    client.xrevrange(key, max=upper, min="-", count=count),
+                )
                 for entry_id, fields in entries:
                     if kind is None or fields.get("kind") == kind:
                         out.append((entry_id, fields))
@@ -663,7 +669,11 @@ class RedisStore:
 
     async def save_config(self, overrides: Mapping[str, object]) -> None:
         """Replace the stored runtime configuration overrides with `overrides`
-        (the complete set; an absent name is no longer overridden)."""
+        (the complete set; an absent name is no longer overridden).
+
+        On StoreError the overrides are kept and written by the next successful
+        `write_tick`, so a change made during an outage is not lost.
+        """
         fields = encode_json_hash(overrides, what="config")
         key = self.keys.config
 
@@ -671,11 +681,13 @@ class RedisStore:
             pipe = client.pipeline(transaction=True)
             pipe.delete(key)
             if fields:
-                pipe.hset(key, mapping=fields)
+                pipe.hset(key, mapping=cast(Any, fields))
             pipe.execute()
 
-        await self._call("save_config", write)
-        self._config_fields = fields
+        async with self._write_lock:  # never interleaved with a tick's config rewrite
+            self._config_fields, self._config_dirty = fields, True
+            await self._call("save_config", write)
+            self._config_dirty = False
 
     async def ping(self) -> float:
         """Round-trip time of a PING in seconds; StoreError when unreachable."""
@@ -706,7 +718,7 @@ class RedisStore:
 
     def _on_connect(self, connection: redis.connection.Connection) -> None:
         """redis-py's connect hook (worker thread): the usual handshake, counted."""
-        connection.on_connect()
+        cast(Any, connection).on_connect()
         self._connects += 1
 
     def _settle_connection(self, client: redis.Redis) -> int:
@@ -774,7 +786,7 @@ class RedisStore:
             self._down_since = self._wall_clock()
             self._known = None  # a restarted Redis may have lost or kept anything
         self._failures += 1
-        delay = min(self._backoff_max, self._backoff_initial * 2 ** (self._failures - 1))
+        delay = min(self._backoff_max, self._backoff_initial * 2.0 ** (self._failures - 1))
         self._retry_at = self._clock() + delay
         return delay
 
@@ -806,4 +818,4 @@ def _fetch_fields(client: redis.Redis, k: Keys) -> dict[str, set[str]]:
     pipe = client.pipeline(transaction=False)
     for name in TICK_HASHES:
         pipe.hkeys(getattr(k, name))
-    return {name: set(fields) for name, fields in zip(TICK_HASHES, pipe.execute())}
+    return {name: set(fields) for name, fields in zip(TICK_HASHES, pipe.execute(), strict=True)}

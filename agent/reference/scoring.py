@@ -94,7 +94,11 @@ def availability_step(state: _Availability, t: float, alpha: float) -> float:
     state.threshold = max(0.5, 0.9 * state.threshold + 0.1 * 1.5 * avg)
     best = float(np.mean(state.best))
     effective = 0.3 * t + 0.7 * avg
-    base = 100.0 * (best / effective) ** 1.5 if effective > 0 else 100.0
+    if effective > 0:
+        ratio = best / effective
+        base = 100.0 * ratio * math.sqrt(ratio)  # ** 1.5 raises OverflowError; this gives inf
+    else:
+        base = 100.0
     if effective > state.threshold:
         penalty = -20.0 * math.expm1(-(effective - state.threshold))
     else:
@@ -277,6 +281,17 @@ class ReferenceScorer:
             c.name, c.cpu, c.memory, c.network, c.availability, c.overall, c.category,
             c.weight, c.anomaly, c.slopes[0], c.forecast, c.stale, c.id,
         )
+
+    def window_spreads(self, name: str) -> tuple[float, float, float, float, float]:
+        """max - min of the overall, cpu, memory, network and response-time windows.
+
+        The natural scale of a slope's rounding error: tests compare slopes relative
+        to it (a slope near 0 over noisy data has no meaningful relative precision).
+        """
+        c = self._c[name]
+        cols = [list(col) for col in zip(*c.window)] if c.window else [[], [], [], []]
+        cols.append(list(c.rt_window))
+        return tuple(max(col) - min(col) if col else 0.0 for col in cols)  # type: ignore[return-value]
 
     def detail(self, name: str) -> ContainerDetail:
         c = self._c[name]

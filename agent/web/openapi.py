@@ -251,11 +251,15 @@ def build(settings: Any) -> dict[str, Any]:
         },
         "Decision": {
             "type": "object",
-            "required": ["action", "reason", "message"],
+            "description": "What the agent decided, with the reason as data (also recorded "
+            "in the ledger).",
+            "required": ["action", "reason"],
             "properties": {
-                "action": {"type": "string", "description": "scale_up, scale_down or none"},
+                "action": {"type": "string", "description": "scale_up, scale_down, sundown or none"},
                 "reason": {"type": "string", "description": "a stable reason code"},
-                "message": {"type": "string"},
+                "message": {"type": "string", "description": "a sentence with the numbers"},
+                "name": {"type": "string", "description": "the drained container (sundown)"},
+                "replacement": {"type": "boolean", "description": "a replacement keeps the pool at its floor"},
                 "desired": {"type": "integer"},
                 "add": {"type": "integer"},
                 "sundown": {"type": "array", "items": {"type": "string"}},

@@ -177,7 +177,7 @@ async def test_cancelled_start_leaves_no_server(tmp_path: Path) -> None:
 
 def test_argv_is_loopback_foreground_aof_only(tmp_path: Path) -> None:
     argv = redis_server_argv("redis-server", port=1234, data_dir=tmp_path)
-    pairs = dict(zip(argv[1::2], argv[2::2]))
+    pairs = dict(zip(argv[1::2], argv[2::2], strict=True))
     assert pairs == {
         "--bind": "127.0.0.1",
         "--port": "1234",
@@ -242,3 +242,23 @@ async def test_server_dies_with_a_killed_agent_and_data_survives(tmp_path: Path)
             await trio.sleep(0.01)
     async with EmbeddedRedis(tmp_path) as url:
         assert await _sync(_set_get, url, "da:app:desired") == "9"
+
+
+async def test_start_again_after_the_server_died(tmp_path: Path) -> None:
+    import signal
+
+    server = EmbeddedRedis(tmp_path)
+    url = await server.start()
+    try:
+        await _sync(_set_get, url, "k", "v")
+        with pytest.raises(RuntimeError, match="already started"):
+            await server.start()
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        with trio.fail_after(10):
+            while server.running:
+                await trio.sleep(0.01)
+        url = await server.start()
+        assert await _sync(_set_get, url, "k") == "v"  # in the AOF before the reply
+    finally:
+        await server.stop()

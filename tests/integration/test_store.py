@@ -248,7 +248,7 @@ async def test_ledger_is_capped(
     make_store: Callable[..., RedisStore], redis_client: redis.Redis, redis_app: str
 ) -> None:
     store = make_store(ledger_max_len=10)
-    for round_ in range(4):
+    for _ in range(4):
         await _ledger(store, ["scale_check"] * 150)
     length = redis_client.xlen(f"da:{redis_app}:events")
     # MAXLEN ~ trims whole stream nodes (100 entries by default): near the cap
@@ -287,10 +287,15 @@ async def test_a_tick_is_one_transaction(
         with redis_server.client() as marker:
             await trio.to_thread.run_sync(marker.ping)
 
-    mine = [c["command"].split(" ")[0] for c in commands if f"da:{redis_app}:" in c["command"]]
-    store_conn = {(c["client_address"], c["client_port"]) for c in commands if f"da:{redis_app}:" in c["command"]}
+    ours = [c for c in commands if f"da:{redis_app}:" in c["command"]]
+    mine = [c["command"].split(" ")[0] for c in ours]
+    store_conn = {(c["client_address"], c["client_port"]) for c in ours}
     assert len(store_conn) == 1  # one connection
-    everything = [c["command"].split(" ")[0] for c in commands if (c["client_address"], c["client_port"]) in store_conn]
+    everything = [
+        c["command"].split(" ")[0]
+        for c in commands
+        if (c["client_address"], c["client_port"]) in store_conn
+    ]
     assert everything[0] == "MULTI" and everything[-1] == "EXEC"
     assert everything[1:-1] == mine
     # containers: HDEL w2 + HSET; sundown: HSET; summary: HDEL w2 + HSET; policy: HSET
@@ -409,6 +414,21 @@ async def test_a_quick_restart_between_ticks_is_noticed(
         other.hset(f"da:{redis_app}:containers", "ghost", '{"name":"ghost"}')
     await store.write_tick(tick(1, ["w1"]))  # first try: the reconnect is seen
     assert (await make_store().load()).containers.keys() == {"w1"}
+
+
+async def test_config_saved_during_an_outage_is_written_back(
+    make_store: Callable[..., RedisStore], redis_server: RedisTestServer
+) -> None:
+    store = make_store(backoff_initial=0.05, backoff_max=0.2)
+    await store.load()
+    await store.save_config({"SCALE_STEP": 2})
+    await redis_server.astop()
+    with pytest.raises(StoreError):
+        await store.save_config({"SCALE_STEP": 3, "MAX_CONTAINERS": 9})
+    await redis_server.astart()
+    final = tick(1, ["w1"])
+    await write_until_ok(store, final)
+    assert await make_store().load() == expected_state(final, {"SCALE_STEP": 3, "MAX_CONTAINERS": 9})
 
 
 async def test_outage_buffer_is_bounded_and_counts_drops(

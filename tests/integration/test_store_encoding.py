@@ -44,7 +44,9 @@ def test_keys_follow_the_documented_layout() -> None:
 
 
 def test_container_record_has_the_spec_fields() -> None:
-    info = ContainerInfo(name="w1", id="abc", image="img:1", status="running", created=1700.5, host_port=32768)
+    info = ContainerInfo(
+        name="w1", id="abc", image="img:1", status="running", created=1700.5, host_port=32768
+    )
     record = container_record(info, category=Category.MU, score=55.5)
     assert record == {
         "name": "w1", "id": "abc", "category": "MU", "score": 55.5,

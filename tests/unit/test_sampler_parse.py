@@ -121,6 +121,8 @@ def test_flat_keyed_skips_odd_lines() -> None:
         pytest.param("3305472\n", MEMORY_STAT_V2, True, 3305472 - 1048576, id="v2-inactive_file"),
         pytest.param("1000\n", "inactive_file 5000\n", True, 1000, id="cache-above-usage-ignored"),
         pytest.param("1000\n", "", True, 1000, id="no-stat"),
+        pytest.param("1000\n", "total_inactive_file 10\n", True, 1000, id="v2-ignores-total_"),
+        pytest.param("1000\n", "inactive_file 10", True, 990, id="first-line-no-newline"),
     ],
 )
 def test_memory_usage_subtracts_inactive_file(usage: str, stat: str, v2: bool, expected: int) -> None:

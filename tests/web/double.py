@@ -185,17 +185,18 @@ class FakeAgent:
             (s.name, s.overall_score, Category.SUNDOWN if s.name == name else s.category)
             for s in snap.scores
         ]
-        self.publish(make_snapshot(rows, tick=snap.tick + 1, desired=max(0, snap.desired - 1)))
+        replaced = snap.desired - 1 < self.settings.default_container
+        desired = snap.desired if replaced else snap.desired - 1
+        self.publish(make_snapshot(rows, tick=snap.tick + 1, desired=desired))
         decision = {
-            "action": "scale_down",
-            "reason": "manual",
-            "message": f"operator drained {name}",
-            "desired": self.snapshot.desired,
-            "add": 0,
-            "sundown": [name],
-            "inputs": {"name": name},
+            "name": name,
+            "action": "sundown",
+            "reason": "manual_drain",
+            "desired": desired,
+            "replacement": replaced,
+            "message": f"{name} drains on request",
         }
-        self.record("sundown", decision)
+        self.record("drain", decision)
         return decision
 
     async def events(

@@ -56,7 +56,8 @@ async def request(
         stream = await trio.open_tcp_stream(host, port)
         async with stream:
             conn = h11.Connection(h11.CLIENT)
-            out = conn.send(h11.Request(method=method, target=target, headers=list(hdrs.items())))
+            raw_headers = [(k.encode(), v.encode("utf-8")) for k, v in hdrs.items()]
+            out = conn.send(h11.Request(method=method, target=target, headers=raw_headers))
             if body:
                 out += conn.send(h11.Data(data=body))
             out += conn.send(h11.EndOfMessage())
