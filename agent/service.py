@@ -7,6 +7,7 @@ embedded redis-server is stopped, and `run_service` returns normally (exit 0).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -115,15 +116,22 @@ async def run_service(
     handle_signals: bool = True,
 ) -> None:
     """Run the agent and its web server until SIGINT/SIGTERM or cancellation."""
-    from agent.web.serve import serve
+    from agent.web.server import serve
 
     token, token_file = ensure_token(settings)
     if token != settings.agent_api_token:
         settings = settings.with_token(token)
-    async with open_agent(settings) as (agent, redis_url):
-        async with trio.open_nursery() as nursery:
-            if handle_signals:
-                nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+    # The receiver stays open until everything is shut down, so a second Ctrl-C
+    # (or `timeout`, which signals the child and then its process group) during
+    # the final writes is absorbed instead of raising KeyboardInterrupt.
+    receiver = (
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        if handle_signals else contextlib.nullcontext(None)
+    )
+    with receiver as signals:
+        async with open_agent(settings) as (agent, redis_url), trio.open_nursery() as nursery:
+            if signals is not None:
+                nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
             await nursery.start(agent.run)
             info: Any = await nursery.start(serve, agent)
             task_status.started(Running(
@@ -135,10 +143,9 @@ async def run_service(
             ))
 
 
-async def _cancel_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            print(f"deployment-agent: {signal.Signals(signum).name} received, stopping",
-                  file=sys.stderr, flush=True)
-            scope.cancel()
-            return
+async def _cancel_on_signal(signals: Any, scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        print(f"deployment-agent: {signal.Signals(signum).name} received, stopping",
+              file=sys.stderr, flush=True)
+        scope.cancel()
+        return
