@@ -23,14 +23,20 @@ fresh allocation costs at N = 10,000) and double as the "held" values of a stale
 container, which keeps them untouched.
 
 Running window statistics are Kahan-compensated sums of ``x - shift`` (the shift is
-the window's first value, so magnitudes stay small); a run-length of identical
-values makes a constant window give a slope of exactly 0 (as pandas'
-``num_consecutive_same_value``), and every slot recomputes its sums from the rings
-once per ``P_RECOMPUTE`` valid ticks, staggered by slot, so rounding cannot drift.
+a value of the window, so magnitudes stay small). Three guards keep them exact:
+a run-length of identical values makes a constant window give a slope of exactly 0
+(pandas' ``num_consecutive_same_value``); a sum is recomputed from its ring when
+cancellation is detected (the largest |x - shift| it absorbed dwarfs the window's
+mean or spread, e.g. after a 5 s timeout left a window of millisecond times); and
+every slot recomputes all its sums once per ``P_RECOMPUTE`` valid ticks, staggered
+by slot so no tick pays for all of them. All three are O(1) amortized.
+
+The per-slot loop is branchy and gathers from per-slot ring positions, so it is not
+vectorized; at N = 10,000 it is bound by memory traffic (~15 cache lines per slot),
+which is why the state is laid out so that a slot's tick touches few lines and the
+weight normalisation is a separate, streaming pass.
 """
 from libc.math cimport exp, expm1, sqrt, pow, fabs, NAN
-
-import numpy as np
 
 # ---- fstate fields --------------------------------------------------------------
 cdef enum:
@@ -147,7 +153,8 @@ FSTATE_FIELDS = {
 ISTATE_FIELDS = {
     "seen": I_SEEN, "last_ok": I_LAST_OK, "cat": I_CAT, "holt_n": I_HOLT_N,
     "jk_n": I_JK_N, "anomaly": I_ANOM, "recompute": I_RC,
-    "hist_n": I_H_N, "best_n": I_B_N, "win_n": I_W_N, "rtw_n": I_R_N,
+    "hist_head": I_H_HEAD, "hist_n": I_H_N, "best_head": I_B_HEAD, "best_n": I_B_N,
+    "win_head": I_W_HEAD, "win_n": I_W_N, "rtw_head": I_R_HEAD, "rtw_n": I_R_N,
 }
 PARAMS = (
     "cpu_weight", "memory_weight", "network_weight", "availability_weight",
@@ -422,6 +429,134 @@ cdef inline double availability(double* fs, int* ist, double* hr, int HS,
     return fs[F_EMA]
 
 
+cdef struct Params:
+    double wc, wm, wn, wa, alpha, inv_capacity, ha, hb, horizon, m
+    double ss_window, ss_min, inv_aggr, tau, jk_k, lat_floor
+    int period
+
+
+cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br, int BW,
+                           double* wr, double* rw, int H, double cpu_v, double mem_v,
+                           double net_v, double rt_v, double now, const Params* P,
+                           double* out, signed char* cat, unsigned char* flags,
+                           Py_ssize_t cap) noexcept nogil:
+    """One container's tick (valid sample): scores, bands, windows, Holt, outputs.
+
+    `out`, `cat`, `flags` point at this slot's column: row r is at [r * cap].
+    """
+    cdef double c, mm, nn, t, av, ov, band, dt, w, prev
+    cdef bint answered, complete
+    cdef int h, n, k
+    cdef signed char cc
+    # -- cpu / memory / network: NaN keeps the previous score
+    c = cpu_v
+    mm = mem_v
+    nn = net_v
+    if c == c:
+        fs[F_CPU] = clamp100(100.0 - c)
+    if mm == mm:
+        fs[F_MEM] = clamp100(100.0 - mm)
+    if nn == nn:
+        fs[F_NET] = clamp100(100.0 - nn * P.inv_capacity)
+    complete = (c == c) and (mm == mm) and (nn == nn)
+
+    # -- availability, thresholds, latency: only on an answered probe
+    t = rt_v
+    answered = (t - t) == 0.0  # finite
+    if answered:
+        t = t if t > 0.0 else 0.0
+        # Jacobson/Karels (RFC 6298): the band is the one before this sample
+        if ist[I_JK_N] > 0:
+            band = fs[F_SRTT] + P.jk_k * fs[F_RTTVAR]
+            ist[I_ANOM] = t > band
+            fs[F_RTTVAR] = 0.75 * fs[F_RTTVAR] + 0.25 * fabs(fs[F_SRTT] - t)
+            fs[F_SRTT] = 0.875 * fs[F_SRTT] + 0.125 * t
+        else:
+            fs[F_SRTT] = t
+            fs[F_RTTVAR] = 0.5 * t
+            ist[I_JK_N] = 1
+            ist[I_ANOM] = 0
+        # peak EWMA (Finagle): jump up at once, decay toward lower values
+        if fs[F_PEAK] == fs[F_PEAK] and t <= fs[F_PEAK]:
+            dt = now - fs[F_PEAK_T]
+            dt = dt if dt > 0.0 else 0.0
+            w = exp(-dt / P.tau)
+            fs[F_PEAK] = fs[F_PEAK] * w + t * (1.0 - w)
+        else:
+            fs[F_PEAK] = t
+        fs[F_PEAK_T] = now
+        av = availability(fs, ist, hr, HS, br, BW, t, P.alpha)
+        # response-time window
+        h = ist[I_R_HEAD]
+        n = ist[I_R_N]
+        out[O_SLOPE_RT * cap] = win_push(rw, 1, H, h, n, &fs[F_WIN + WF * S_RT],
+                                      &ist[I_RUN + S_RT], t)
+        ist[I_R_HEAD] = h + 1 if h + 1 < H else 0
+        ist[I_R_N] = n + 1 if n < H else H
+        ist[I_LAST_OK] = 1
+    else:
+        av = 0.0
+        ist[I_ANOM] = 0
+        ist[I_LAST_OK] = 0
+
+    ov = clamp100(P.wc * fs[F_CPU] + P.wm * fs[F_MEM] + P.wn * fs[F_NET] + P.wa * av)
+
+    # -- category
+    cc = <signed char>ist[I_CAT]
+    if not ist[I_SEEN]:
+        if complete and answered:
+            ist[I_SEEN] = 1
+            if cc != C_SUNDOWN:
+                cc = plain_category(ov)
+    elif cc != C_SUNDOWN:
+        cc = hysteresis_category(cc, ov, P.m)
+    ist[I_CAT] = cc
+
+    # -- trend windows and Holt, once the container has a complete sample
+    if ist[I_SEEN]:
+        h = ist[I_W_HEAD]
+        n = ist[I_W_N]
+        out[O_SLOPE * cap] = win_push(wr + S_OVERALL, N_WIN, H, h, n,
+                                   &fs[F_WIN + WF * S_OVERALL], &ist[I_RUN + S_OVERALL], ov)
+        out[O_SLOPE_CPU * cap] = win_push(wr + S_CPU, N_WIN, H, h, n,
+                                       &fs[F_WIN + WF * S_CPU], &ist[I_RUN + S_CPU], fs[F_CPU])
+        out[O_SLOPE_MEM * cap] = win_push(wr + S_MEM, N_WIN, H, h, n,
+                                       &fs[F_WIN + WF * S_MEM], &ist[I_RUN + S_MEM], fs[F_MEM])
+        out[O_SLOPE_NET * cap] = win_push(wr + S_NET, N_WIN, H, h, n,
+                                       &fs[F_WIN + WF * S_NET], &ist[I_RUN + S_NET], fs[F_NET])
+        ist[I_W_HEAD] = h + 1 if h + 1 < H else 0
+        ist[I_W_N] = n + 1 if n < H else H
+        if ist[I_HOLT_N] > 0:
+            prev = fs[F_LEVEL]
+            fs[F_LEVEL] = P.ha * ov + (1.0 - P.ha) * (prev + fs[F_TREND])
+            fs[F_TREND] = P.hb * (fs[F_LEVEL] - prev) + (1.0 - P.hb) * fs[F_TREND]
+        else:
+            fs[F_LEVEL] = ov
+            fs[F_TREND] = 0.0
+            ist[I_HOLT_N] = 1
+        out[O_FORECAST * cap] = clamp100(fs[F_LEVEL] + P.horizon * fs[F_TREND])
+
+    # -- staggered exact recompute of every running sum of this slot
+    ist[I_RC] -= 1
+    if ist[I_RC] <= 0:
+        ist[I_RC] = P.period
+        ring_recompute(hr, HS, &fs[F_H_SH], &ist[I_H_HEAD])
+        ring_recompute(br, BW, &fs[F_B_SH], &ist[I_B_HEAD])
+        for k in range(N_WIN):
+            win_recompute(wr + k, N_WIN, H, ist[I_W_HEAD], ist[I_W_N],
+                          &fs[F_WIN + WF * k], ist[I_RUN + k])
+        win_recompute(rw, 1, H, ist[I_R_HEAD], ist[I_R_N],
+                      &fs[F_WIN + WF * S_RT], ist[I_RUN + S_RT])
+
+    out[O_CPU * cap] = fs[F_CPU]
+    out[O_MEM * cap] = fs[F_MEM]
+    out[O_NET * cap] = fs[F_NET]
+    out[O_AVAIL * cap] = av
+    out[O_OVERALL * cap] = ov
+    cat[0] = cc
+    flags[G_ANOMALY * cap] = <unsigned char>ist[I_ANOM]
+
+
 def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] net,
                const double[::1] rt, const unsigned char[::1] valid,
                const unsigned char[::1] active, double now, const double[::1] params,
@@ -453,165 +588,62 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
             or rtw.shape[1] != H or HS < 1 or BW < 1 or H < 1):
         raise ValueError("score_tick: array shapes do not match the kernel layout")
 
-    cdef double wc = params[P_WCPU], wm = params[P_WMEM], wn = params[P_WNET]
-    cdef double wa = params[P_WAV], alpha = params[P_ALPHA]
-    cdef double inv_capacity = 100.0 / params[P_CAPACITY]
-    cdef double ha = params[P_HOLT_A], hb = params[P_HOLT_B], horizon = params[P_HORIZON]
-    cdef double m = params[P_HYST]
-    cdef double ss_window = params[P_SS_WINDOW], ss_min = params[P_SS_MIN]
-    cdef double inv_aggr = 1.0 / params[P_SS_AGGR]
-    cdef double tau = params[P_TAU], jk_k = params[P_JK_K], lat_floor = params[P_LAT_FLOOR]
-    cdef int period = <int>params[P_RECOMPUTE]
+    cdef Params P
+    P.wc = params[P_WCPU]
+    P.wm = params[P_WMEM]
+    P.wn = params[P_WNET]
+    P.wa = params[P_WAV]
+    P.alpha = params[P_ALPHA]
+    P.inv_capacity = 100.0 / params[P_CAPACITY]
+    P.ha = params[P_HOLT_A]
+    P.hb = params[P_HOLT_B]
+    P.horizon = params[P_HORIZON]
+    P.m = params[P_HYST]
+    P.ss_window = params[P_SS_WINDOW]
+    P.ss_min = params[P_SS_MIN]
+    P.inv_aggr = 1.0 / params[P_SS_AGGR]
+    P.tau = params[P_TAU]
+    P.jk_k = params[P_JK_K]
+    P.lat_floor = params[P_LAT_FLOOR]
+    P.period = <int>params[P_RECOMPUTE]
 
     cdef Py_ssize_t s
     cdef double* fs
     cdef int* ist
-    cdef double* wr
-    cdef double c, mm, nn, t, av, ov, band, dt, w, prev, raw, total, ctot
-    cdef double age, f, lat, hdr, inv
-    cdef bint answered, complete
-    cdef int h, n, k, takes = 0
-    cdef signed char cc
+    cdef double raw, total, ctot, age, f, lat, hdr, inv
+    cdef int takes = 0
 
     with nogil:
-        for s in range(cap):
-            if not active[s]:
-                continue
-            if not valid[s]:
-                flags[G_STALE, s] = 1
-                continue
-            flags[G_STALE, s] = 0
-            fs = &fstate[s, 0]
-            ist = &istate[s, 0]
-
-            # -- cpu / memory / network: NaN keeps the previous score
-            c = cpu[s]
-            mm = mem[s]
-            nn = net[s]
-            if c == c:
-                fs[F_CPU] = clamp100(100.0 - c)
-            if mm == mm:
-                fs[F_MEM] = clamp100(100.0 - mm)
-            if nn == nn:
-                fs[F_NET] = clamp100(100.0 - nn * inv_capacity)
-            complete = (c == c) and (mm == mm) and (nn == nn)
-
-            # -- availability, thresholds, latency: only on an answered probe
-            t = rt[s]
-            answered = (t - t) == 0.0  # finite
-            if answered:
-                t = t if t > 0.0 else 0.0
-                # Jacobson/Karels (RFC 6298): the band is the one before this sample
-                if ist[I_JK_N] > 0:
-                    band = fs[F_SRTT] + jk_k * fs[F_RTTVAR]
-                    ist[I_ANOM] = t > band
-                    fs[F_RTTVAR] = 0.75 * fs[F_RTTVAR] + 0.25 * fabs(fs[F_SRTT] - t)
-                    fs[F_SRTT] = 0.875 * fs[F_SRTT] + 0.125 * t
-                else:
-                    fs[F_SRTT] = t
-                    fs[F_RTTVAR] = 0.5 * t
-                    ist[I_JK_N] = 1
-                    ist[I_ANOM] = 0
-                # peak EWMA (Finagle): jump up at once, decay toward lower values
-                if fs[F_PEAK] == fs[F_PEAK] and t <= fs[F_PEAK]:
-                    dt = now - fs[F_PEAK_T]
-                    dt = dt if dt > 0.0 else 0.0
-                    w = exp(-dt / tau)
-                    fs[F_PEAK] = fs[F_PEAK] * w + t * (1.0 - w)
-                else:
-                    fs[F_PEAK] = t
-                fs[F_PEAK_T] = now
-                av = availability(fs, ist, &hist[s, 0], HS, &best[s, 0], BW, t, alpha)
-                # response-time window
-                h = ist[I_R_HEAD]
-                n = ist[I_R_N]
-                out[O_SLOPE_RT, s] = win_push(&rtw[s, 0], 1, H, h, n, &fs[F_WIN + WF * S_RT],
-                                              &ist[I_RUN + S_RT], t)
-                ist[I_R_HEAD] = h + 1 if h + 1 < H else 0
-                ist[I_R_N] = n + 1 if n < H else H
-                ist[I_LAST_OK] = 1
-            else:
-                av = 0.0
-                ist[I_ANOM] = 0
-                ist[I_LAST_OK] = 0
-
-            ov = clamp100(wc * fs[F_CPU] + wm * fs[F_MEM] + wn * fs[F_NET] + wa * av)
-
-            # -- category
-            cc = <signed char>ist[I_CAT]
-            if not ist[I_SEEN]:
-                if complete and answered:
-                    ist[I_SEEN] = 1
-                    if cc != C_SUNDOWN:
-                        cc = plain_category(ov)
-            elif cc != C_SUNDOWN:
-                cc = hysteresis_category(cc, ov, m)
-            ist[I_CAT] = cc
-
-            # -- trend windows and Holt, once the container has a complete sample
-            if ist[I_SEEN]:
-                h = ist[I_W_HEAD]
-                n = ist[I_W_N]
-                wr = &win[s, 0, 0]
-                out[O_SLOPE, s] = win_push(wr + S_OVERALL, N_WIN, H, h, n,
-                                           &fs[F_WIN + WF * S_OVERALL], &ist[I_RUN + S_OVERALL], ov)
-                out[O_SLOPE_CPU, s] = win_push(wr + S_CPU, N_WIN, H, h, n,
-                                               &fs[F_WIN + WF * S_CPU], &ist[I_RUN + S_CPU], fs[F_CPU])
-                out[O_SLOPE_MEM, s] = win_push(wr + S_MEM, N_WIN, H, h, n,
-                                               &fs[F_WIN + WF * S_MEM], &ist[I_RUN + S_MEM], fs[F_MEM])
-                out[O_SLOPE_NET, s] = win_push(wr + S_NET, N_WIN, H, h, n,
-                                               &fs[F_WIN + WF * S_NET], &ist[I_RUN + S_NET], fs[F_NET])
-                ist[I_W_HEAD] = h + 1 if h + 1 < H else 0
-                ist[I_W_N] = n + 1 if n < H else H
-                if ist[I_HOLT_N] > 0:
-                    prev = fs[F_LEVEL]
-                    fs[F_LEVEL] = ha * ov + (1.0 - ha) * (prev + fs[F_TREND])
-                    fs[F_TREND] = hb * (fs[F_LEVEL] - prev) + (1.0 - hb) * fs[F_TREND]
-                else:
-                    fs[F_LEVEL] = ov
-                    fs[F_TREND] = 0.0
-                    ist[I_HOLT_N] = 1
-                out[O_FORECAST, s] = clamp100(fs[F_LEVEL] + horizon * fs[F_TREND])
-
-            # -- staggered exact recompute of every running sum of this slot
-            ist[I_RC] -= 1
-            if ist[I_RC] <= 0:
-                ist[I_RC] = period
-                ring_recompute(&hist[s, 0], HS, &fs[F_H_SH], &ist[I_H_HEAD])
-                ring_recompute(&best[s, 0], BW, &fs[F_B_SH], &ist[I_B_HEAD])
-                wr = &win[s, 0, 0]
-                for k in range(N_WIN):
-                    win_recompute(wr + k, N_WIN, H, ist[I_W_HEAD], ist[I_W_N],
-                                  &fs[F_WIN + WF * k], ist[I_RUN + k])
-                win_recompute(&rtw[s, 0], 1, H, ist[I_R_HEAD], ist[I_R_N],
-                              &fs[F_WIN + WF * S_RT], ist[I_RUN + S_RT])
-
-            out[O_CPU, s] = fs[F_CPU]
-            out[O_MEM, s] = fs[F_MEM]
-            out[O_NET, s] = fs[F_NET]
-            out[O_AVAIL, s] = av
-            out[O_OVERALL, s] = ov
-            cat[s] = cc
-            flags[G_ANOMALY, s] = <unsigned char>ist[I_ANOM]
-
-        # -- routing weights: slow start x headroom^2 / peak-EWMA latency, normalised
         total = 0.0
         ctot = 0.0
         for s in range(cap):
+            if not active[s]:
+                out[O_WEIGHT, s] = 0.0
+                continue
+            fs = &fstate[s, 0]
+            ist = &istate[s, 0]
+            if valid[s]:
+                flags[G_STALE, s] = 0
+                score_one(fs, ist, &hist[s, 0], HS, &best[s, 0], BW, &win[s, 0, 0],
+                          &rtw[s, 0], H, cpu[s], mem[s], net[s], rt[s], now, &P,
+                          &out[0, s], &cat[s], &flags[0, s], cap)
+            else:
+                flags[G_STALE, s] = 1
+            # routing weight while the row is in cache: slow start x headroom^2 / latency
             raw = 0.0
-            if active[s] and istate[s, I_LAST_OK] == 1 and istate[s, I_CAT] != C_SUNDOWN:
+            if ist[I_LAST_OK] == 1 and ist[I_CAT] != C_SUNDOWN:
                 hdr = out[O_OVERALL, s] * 0.01
                 hdr = hdr if hdr > 0.01 else 0.01
-                lat = fstate[s, F_PEAK]
-                lat = lat if lat > lat_floor else lat_floor
+                lat = fs[F_PEAK]
+                lat = lat if lat > P.lat_floor else P.lat_floor
                 raw = hdr * hdr / lat
-                age = now - fstate[s, F_ADDED]
-                if age < ss_window:
+                age = now - fs[F_ADDED]
+                if age < P.ss_window:
                     age = age if age > 0.0 else 0.0
-                    f = age / ss_window
-                    if inv_aggr != 1.0:
-                        f = pow(f, inv_aggr)
-                    f = f if f > ss_min else ss_min
+                    f = age / P.ss_window
+                    if P.inv_aggr != 1.0:
+                        f = pow(f, P.inv_aggr)
+                    f = f if f > P.ss_min else P.ss_min
                     raw = raw * f
                 takes += raw > 0.0
             out[O_WEIGHT, s] = raw
@@ -620,6 +652,7 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
         inv = 1.0 / total if total > 0.0 else 0.0
         for s in range(cap):
             out[O_WEIGHT, s] = out[O_WEIGHT, s] * inv
+
     return takes
 
 
@@ -678,10 +711,17 @@ def clear_slot(double[:, ::1] out, signed char[::1] cat, unsigned char[:, ::1] f
 
 def set_category(int[:, ::1] istate, signed char[::1] cat, const double[:, ::1] out,
                  Py_ssize_t slot, bint sundown):
-    """Mark or unmark SUNDOWN; unmarking returns to INIT or to the plain category."""
-    cdef signed char c
+    """Mark or unmark SUNDOWN; unmarking returns to INIT or to the plain category.
+
+    Idempotent: marking a SUNDOWN slot or unmarking one that is not SUNDOWN changes
+    nothing (so a caller may re-assert the mark every tick without resetting the
+    hysteresis state).
+    """
+    cdef signed char c = <signed char>istate[slot, I_CAT]
     if sundown:
         c = C_SUNDOWN
+    elif c != C_SUNDOWN:
+        return
     elif istate[slot, I_SEEN]:
         c = plain_category(out[O_OVERALL, slot])
     else:
@@ -690,11 +730,63 @@ def set_category(int[:, ::1] istate, signed char[::1] cat, const double[:, ::1] 
     cat[slot] = c
 
 
+def recompute_slot(double[:, ::1] fstate, int[:, ::1] istate, double[:, ::1] hist,
+                   double[:, ::1] best, double[:, :, ::1] win, double[:, ::1] rtw,
+                   Py_ssize_t slot):
+    """Rebuild every running sum and run-length of `slot` from its rings.
+
+    Used after the rings were re-laid out (a window size changed): ring entries must
+    be oldest-first at [0, n) or, when full, start at the head.
+    """
+    cdef double* fs = &fstate[slot, 0]
+    cdef int* ist = &istate[slot, 0]
+    cdef int H = <int>win.shape[1]
+    cdef int k, n, h, run, pos, stride
+    cdef double* r
+    cdef double newest
+    ring_recompute(&hist[slot, 0], <int>hist.shape[1], &fs[F_H_SH], &ist[I_H_HEAD])
+    ring_recompute(&best[slot, 0], <int>best.shape[1], &fs[F_B_SH], &ist[I_B_HEAD])
+    for k in range(N_WIN + 1):
+        if k < N_WIN:
+            r = &win[slot, 0, 0] + k
+            stride = N_WIN
+            h = ist[I_W_HEAD]
+            n = ist[I_W_N]
+        else:
+            r = &rtw[slot, 0]
+            stride = 1
+            h = ist[I_R_HEAD]
+            n = ist[I_R_N]
+        if n == 0:
+            continue
+        pos = (h - 1) if h > 0 else (H - 1)
+        newest = r[pos * stride]
+        run = 1
+        while run < n:
+            pos = (pos - 1) if pos > 0 else (H - 1)
+            if r[pos * stride] != newest:
+                break
+            run += 1
+        ist[I_RUN + k] = run
+        if run >= n:
+            fs[F_WIN + WF * k] = newest
+            for pos in range(1, WF):
+                fs[F_WIN + WF * k + pos] = 0.0
+        else:
+            win_recompute(r, stride, H, h, n, &fs[F_WIN + WF * k], run)
+
+
 def slot_detail(const double[:, ::1] fstate, const int[:, ::1] istate, Py_ssize_t slot):
-    """Internal per-slot quantities as a dict of floats (for details and tests)."""
-    cdef dict d = {name: float(fstate[slot, i]) for name, i in FSTATE_FIELDS.items()}
-    d.update({name: int(istate[slot, i]) for name, i in ISTATE_FIELDS.items()})
-    d["best_last"] = float(fstate[slot, F_B_LAST])
+    """Internal per-slot quantities as a dict (for `Scorer.detail` and tests)."""
+    cdef dict d = {}
+    cdef Py_ssize_t i
+    for name, index in FSTATE_FIELDS.items():
+        i = index
+        d[name] = fstate[slot, i]
+    for name, index in ISTATE_FIELDS.items():
+        i = index
+        d[name] = istate[slot, i]
+    d["best_last"] = fstate[slot, F_B_LAST]
     return d
 
 

@@ -254,7 +254,14 @@ def cmd_watch(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         return trio.run(_watch, args, out)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # Ctrl-C: a bare KeyboardInterrupt, or one grouped by a nursery
+        if not isinstance(exc, KeyboardInterrupt):
+            if not isinstance(exc, BaseExceptionGroup):
+                raise
+            _, rest = exc.split(KeyboardInterrupt)
+            if rest is not None:
+                raise
         if out.isatty():
             out.write("\x1b[?25h")  # cursor back
         print(file=out)
@@ -381,7 +388,7 @@ def add_client_commands(subparsers: Any) -> None:
     p.set_defaults(handler=_guarded(cmd_drain))
 
     p = subparsers.add_parser("events", parents=[common], help="the decision ledger, newest first")
-    p.add_argument("--kind", default=None, help="only events of this kind (e.g. scale, drain, config)")
+    p.add_argument("--kind", default=None, help="only events of this kind (e.g. scale_check, manual_scale, drain, config)")
     p.add_argument("--limit", type=_limit, default=20, metavar="N", help="how many (1–500, default 20)")
     p.add_argument("--before", default=None, metavar="ID", help="events older than this id (paging)")
     p.add_argument("--json", action="store_true", help="print the raw JSON page")

@@ -84,8 +84,9 @@ def _is_real(value: object) -> bool:
 class ScorerConfig:
     """Everything the scorer's arithmetic depends on; validated on construction.
 
-    The first eight fields are the compat settings of SPEC §2 (same defaults); the
-    rest tune the trend, hysteresis and routing extensions. Errors are `ValueError`
+    The first seven fields are the compat settings of SPEC §2 (same defaults),
+    `network_capacity_bps` is SPEC §3's link capacity; the rest tune the trend,
+    hysteresis and routing extensions. Errors are `ValueError`
     naming the field, e.g. ``ema_alpha must be in (0, 1], got 0``.
     """
 
@@ -301,6 +302,45 @@ class Scorer:
     def config(self) -> ScorerConfig:
         return self._config
 
+    def reconfigure(self, config: ScorerConfig) -> None:
+        """Switch to `config`, keeping every container's state (e.g. after PUT /config).
+
+        Weights, smoothing, hysteresis, slow start and band parameters apply from the
+        next tick on. When history_size, best_time_window or trend_window change,
+        each ring keeps its newest min(old, new) entries and its running sums are
+        rebuilt from them, so no container starts over.
+        """
+        if not isinstance(config, ScorerConfig):
+            raise TypeError(f"config must be a ScorerConfig, got {type(config).__name__}")
+        old, self._config = self._config, config
+        self._params = config._params()
+        self._period = config._recompute_period()
+        self._overall0 = config._initial_overall()
+        sizes = ("history_size", "best_time_window", "trend_window")
+        if all(getattr(old, f) == getattr(config, f) for f in sizes):
+            return
+        cap, H = self._cap, config.trend_window
+        hist = np.zeros((cap, config.history_size))
+        best = np.zeros((cap, config.best_time_window))
+        win = np.zeros((cap, H, _kernel.WIN_SERIES))
+        rtw = np.zeros((cap, H))
+        f = _kernel.ISTATE_FIELDS
+        rings = ((self._hist, hist, "hist"), (self._best, best, "best"),
+                 (self._win, win, "win"), (self._rtw, rtw, "rtw"))
+        for slot in self._slots.values():
+            row = self._istate[slot]
+            for src, dst, key in rings:
+                head, n = int(row[f[key + "_head"]]), int(row[f[key + "_n"]])
+                k = min(n, dst.shape[1])
+                # the newest k entries sit just before the head, oldest first
+                idx = (head - k + np.arange(k)) % src.shape[1]
+                dst[slot, :k] = src[slot, idx]
+                row[f[key + "_head"]] = k % dst.shape[1]
+                row[f[key + "_n"]] = k
+        self._hist, self._best, self._win, self._rtw = hist, best, win, rtw
+        for slot in self._slots.values():
+            _kernel.recompute_slot(self._fstate, self._istate, hist, best, win, rtw, slot)
+
     @property
     def capacity(self) -> int:
         """Number of slots currently allocated (grows by doubling)."""
@@ -324,7 +364,11 @@ class Scorer:
         return slot
 
     def remove(self, name: str) -> None:
-        """Forget a container and free its slot (KeyError if unknown)."""
+        """Forget a container and free its slot (KeyError if unknown).
+
+        Its outputs are blanked at once; the other weights are renormalised at the
+        next tick.
+        """
         slot = self._slots.pop(name)
         del self._ids[name]
         self._active[slot] = 0
@@ -332,7 +376,11 @@ class Scorer:
         self._free.append(slot)
 
     def set_sundown(self, name: str, flag: bool = True) -> None:
-        """Mark (or unmark) a container SUNDOWN: weight 0, category sticky until unmarked."""
+        """Mark (or unmark) a container SUNDOWN: category sticky until unmarked.
+
+        The category changes at once; its weight drops to 0 at the next tick.
+        Unmarking returns it to INIT, or to the plain category of its last score.
+        """
         slot = self._slots[name]
         _kernel.set_category(self._istate, self._cat, self._out, slot, bool(flag))
 

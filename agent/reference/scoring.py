@@ -24,6 +24,7 @@ from agent.scoring import LATENCY_FLOOR, ContainerDetail, ScorerConfig
 
 __all__ = [
     "ReferenceScorer",
+    "AvailabilityState",
     "availability_step",
     "least_squares_slope",
     "plain_category",
@@ -76,7 +77,7 @@ def hysteresis_category(current: Category, score: float, m: float) -> Category:
 
 
 @dataclass
-class _Availability:
+class AvailabilityState:
     """The compat availability state of one container (SPEC §3)."""
 
     history: deque[float]
@@ -85,7 +86,7 @@ class _Availability:
     ema: float = 100.0
 
 
-def availability_step(state: _Availability, t: float, alpha: float) -> float:
+def availability_step(state: AvailabilityState, t: float, alpha: float) -> float:
     """Ingest one answered response time `t` (seconds); return the new EMA."""
     state.history.append(t)
     if not state.best or t < state.best[-1]:
@@ -120,7 +121,7 @@ class _Container:
     name: str
     id: str
     added: float
-    avail: _Availability
+    avail: AvailabilityState
     window: deque[tuple[float, float, float, float]]  # overall, cpu, memory, network
     rt_window: deque[float]
     cpu: float = 100.0
@@ -140,6 +141,7 @@ class _Container:
     level: float = math.nan
     trend: float = 0.0
     slopes: list[float] = field(default_factory=lambda: [0.0] * 5)
+    spreads: list[float] = field(default_factory=lambda: [0.0] * 5)  # of each slope's window
     forecast: float = math.nan
     weight: float = 0.0
 
@@ -158,7 +160,7 @@ class ReferenceScorer:
         cfg = self.config
         c = _Container(
             name=name, id=id, added=now,
-            avail=_Availability(deque(maxlen=cfg.history_size), deque(maxlen=cfg.best_time_window)),
+            avail=AvailabilityState(deque(maxlen=cfg.history_size), deque(maxlen=cfg.best_time_window)),
             window=deque(maxlen=cfg.trend_window), rt_window=deque(maxlen=cfg.trend_window),
             peak_t=now,
         )
@@ -173,8 +175,17 @@ class ReferenceScorer:
         c = self._c[name]
         if flag:
             c.category = Category.SUNDOWN
-        else:
+        elif c.category is Category.SUNDOWN:
             c.category = plain_category(c.overall) if c.seen else Category.INIT
+
+    def reconfigure(self, config: ScorerConfig) -> None:
+        """New parameters from the next tick; rings keep their newest entries."""
+        self.config = config
+        for c in self._c.values():
+            c.avail.history = deque(c.avail.history, maxlen=config.history_size)
+            c.avail.best = deque(c.avail.best, maxlen=config.best_time_window)
+            c.window = deque(c.window, maxlen=config.trend_window)
+            c.rt_window = deque(c.rt_window, maxlen=config.trend_window)
 
     def __contains__(self, name: object) -> bool:
         return name in self._c
@@ -232,6 +243,7 @@ class ReferenceScorer:
             c.availability = availability_step(c.avail, t, cfg.ema_alpha)
             c.rt_window.append(t)
             c.slopes[4] = least_squares_slope(c.rt_window)
+            c.spreads[4] = max(c.rt_window) - min(c.rt_window)
             c.last_ok = True
         else:
             c.availability = 0.0
@@ -251,6 +263,7 @@ class ReferenceScorer:
             cols = list(zip(*c.window))
             for k in range(4):
                 c.slopes[k] = least_squares_slope(cols[k])
+                c.spreads[k] = max(cols[k]) - min(cols[k])
             if math.isnan(c.level):
                 c.level, c.trend = c.overall, 0.0
             else:
@@ -282,16 +295,14 @@ class ReferenceScorer:
             c.weight, c.anomaly, c.slopes[0], c.forecast, c.stale, c.id,
         )
 
-    def window_spreads(self, name: str) -> tuple[float, float, float, float, float]:
-        """max - min of the overall, cpu, memory, network and response-time windows.
+    def window_spreads(self, name: str) -> tuple[float, ...]:
+        """max - min of the windows the current slopes were computed over.
 
-        The natural scale of a slope's rounding error: tests compare slopes relative
-        to it (a slope near 0 over noisy data has no meaningful relative precision).
+        Order: overall, cpu, memory, network, response time. The natural scale of a
+        slope's rounding error: tests compare slopes relative to it (a slope near 0
+        over noisy data has no meaningful relative precision).
         """
-        c = self._c[name]
-        cols = [list(col) for col in zip(*c.window)] if c.window else [[], [], [], []]
-        cols.append(list(c.rt_window))
-        return tuple(max(col) - min(col) if col else 0.0 for col in cols)  # type: ignore[return-value]
+        return tuple(self._c[name].spreads)
 
     def detail(self, name: str) -> ContainerDetail:
         c = self._c[name]

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,8 @@ EXTENSION = "deployment_agent"
 MAX_BODY = 64 * 1024
 EVENTS_MAX_LIMIT = 500
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_CURSOR_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_KIND_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_EVENT_ID_RE = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")  # a Redis stream id
 
 # Settings that only take effect at start-up or that would widen what the API
 # can do (another image, another engine, another token): never writable over
@@ -268,21 +269,15 @@ def _query_int(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def _query_token(name: str, pattern: re.Pattern[str]) -> str | None:
+def _query_token(name: str, pattern: re.Pattern[str], expected: str) -> str | None:
     values = request.args.getlist(name)
     if not values:
         return None
     if len(values) > 1:
         raise ApiError(422, "invalid_query", f"{name}: give it once")
     if not pattern.fullmatch(values[0]):
-        raise ApiError(
-            422, "invalid_query", f"{name}: 1 to 64 characters among letters, digits and _.:-"
-        )
+        raise ApiError(422, "invalid_query", f"{name}: must be {expected}, got {values[0]!r:.80}")
     return values[0]
-
-
-def _normalise_key(key: str) -> str:
-    return key.strip().lower()
 
 
 # --------------------------------------------------------------------------- the app
@@ -454,14 +449,17 @@ def create_app(agent: Any) -> QuartTrio:
     @app.get("/events")
     async def events() -> Response:
         limit = _query_int("limit", 50, 1, EVENTS_MAX_LIMIT)
-        before = _query_token("before", _CURSOR_RE)
-        kind = _query_token("kind", _CURSOR_RE)
-        items = list(await agent.events(limit=limit, before=before, kind=kind))[:limit]
+        before = _query_token("before", _EVENT_ID_RE, "an event id such as 1700000000000-0")
+        kind = _query_token("kind", _KIND_RE, "1 to 64 characters among letters, digits and _.:-")
+        try:
+            items = list(await agent.events(limit=limit, before=before, kind=kind))[:limit]
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, "invalid_query", str(exc)) from None
         out = [
             {
                 "id": str(e.get("id")),
                 "kind": str(e.get("kind", "")),
-                "ts": e.get("ts"),
+                "ts": _as_float(e.get("ts")),
                 "data": e.get("data") if isinstance(e.get("data"), Mapping) else {"value": e.get("data")},
             }
             for e in items
@@ -649,6 +647,14 @@ def scale_bounds(settings: Any) -> tuple[int, int]:
     lo = int(getattr(settings, "default_container", 0) or 0)
     hi = int(getattr(settings, "max_containers", lo))
     return min(lo, hi), hi
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _allow_origin_value(settings: Any, origin: str, method: str) -> str:

@@ -26,7 +26,8 @@ _NAME = {
     "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
     "description": "container name (its DNS name on the pool's network)",
 }
-_CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+_KIND = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+_EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"}
 
 
 def config_value_schema(value: Any) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def build(settings: Any) -> dict[str, Any]:
             "type": "object",
             "required": ["id", "kind", "ts", "data"],
             "properties": {
-                "id": {"type": "string", "description": "opaque cursor, usable as `before`"},
+                "id": {"type": "string", "description": "the event's id (a Redis stream id), usable as `before`"},
                 "kind": {"type": "string"},
                 "ts": {**_NUM, "description": "epoch seconds"},
                 "data": {"type": "object", "description": "the decision's inputs, reason and message"},
@@ -354,8 +355,8 @@ def build(settings: Any) -> dict[str, Any]:
                 "summary": "The decision ledger, newest first, paginated",
                 "parameters": [
                     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                    {"name": "before", "in": "query", "required": False, "description": "return events older than this id", "schema": _CURSOR},
-                    {"name": "kind", "in": "query", "required": False, "description": "only events of this kind", "schema": _CURSOR},
+                    {"name": "before", "in": "query", "required": False, "description": "return events older than this id (a Redis stream id such as 1700000000000-0)", "schema": _EVENT_ID},
+                    {"name": "kind", "in": "query", "required": False, "description": "only events of this kind", "schema": _KIND},
                 ],
                 "responses": {
                     "200": _json("a page of events", "EventPage"),

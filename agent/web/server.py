@@ -20,12 +20,19 @@ Three things here are not plain ``hypercorn.trio.serve``:
   listeners close, every WebSocket client gets close code 1001 *at once* (the
   handlers wait on cancellable scopes that `WebState.stop` cancels, rather than
   Hypercorn's graceful timeout), idle keep-alive connections are closed, then the
-  cancellation carries on. Ports may be 0 (tests): the bound ports are reported
-  through ``task_status.started(ServerInfo(...))``.
+  cancellation carries on. A connection still stuck after the grace period (a
+  peer that stopped reading, its socket buffer full: Hypercorn's send is shielded
+  and no cancellation reaches it) is reset by `abort_connections`, so shutdown
+  always completes. Ports may be 0 (tests): the bound ports are reported through
+  ``task_status.started(ServerInfo(...))``.
 """
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import stat
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -35,7 +42,9 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-__all__ = ["ServerInfo", "serve", "hypercorn_config", "settings_port"]
+from ..errors import ConfigError
+
+__all__ = ["ServerInfo", "serve", "hypercorn_config", "settings_port", "abort_connections"]
 
 log = logging.getLogger("agent.web.server")
 
@@ -81,6 +90,59 @@ def settings_port(settings: Any, which: str) -> int:
         if value is not None:
             return int(value)
     raise AttributeError(f"settings have no {which} port")
+
+
+def abort_connections(ports: set[int]) -> int:
+    """Reset every accepted TCP connection of this process on one of `ports`.
+
+    The last resort of shutdown (Linux): Hypercorn sends under a shielded cancel
+    scope, so a peer that stopped reading blocks it for good. Shutting the socket
+    down through a duplicate of its descriptor fails that send (the connection
+    is reset), Hypercorn tears the connection down, and its task ends. Listening
+    sockets and our own client sockets (whose *peer* has the port) are left alone.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return 0
+    aborted = 0
+    for fd in fds:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            dup = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with dup:
+            try:
+                if dup.type != socket.SOCK_STREAM or dup.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                if dup.getsockname()[1] not in ports:
+                    continue
+                dup.getpeername()  # raises for a listening socket
+                dup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                dup.shutdown(socket.SHUT_RDWR)
+                aborted += 1
+            except OSError:
+                continue
+    return aborted
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Bind and release `host:port` as Hypercorn will (it leaks its socket when
+    the bind fails, so a port in use is caught here first)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The OSError of a failed bind, alone or alone in (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
 
 
 def _port_of(binds: list[str]) -> int:
@@ -205,54 +267,82 @@ async def serve(
         backlog=backlog,
     )
 
-    async with trio.open_nursery() as outer:
-        servers_scope = trio.CancelScope(shield=True)
+    # Which port is being bound; None once both listen (a later OSError is not a bind error).
+    binding: list[Any] | None = ["HOST_PORT_HTTP_DEPLOYMENT_AGENT", http_port]
+    try:
+        async with trio.open_nursery() as outer:
+            servers_scope = trio.CancelScope(shield=True)
+            servers_done = trio.Event()
+            ports: set[int] = set()
 
-        def begin_stop() -> None:
-            if stop.is_set():
-                return
-            log.info("web server stopping")
-            state.stop()  # WebSocket handlers close with 1001 now
-            stop.set()  # Hypercorn: stop accepting, close idle connections
-            servers_scope.deadline = trio.current_time() + graceful_timeout + _HARD_MARGIN
+            def begin_stop() -> None:
+                if stop.is_set():
+                    return
+                log.info("web server stopping")
+                state.stop()  # WebSocket handlers close with 1001 now
+                stop.set()  # Hypercorn: stop accepting, close idle connections
+                servers_scope.deadline = trio.current_time() + graceful_timeout + _HARD_MARGIN
 
-        async def watch() -> None:
-            try:
-                if shutdown_trigger is not None:
-                    await shutdown_trigger()
-                else:
-                    await trio.sleep_forever()
-            finally:
-                begin_stop()
+            async def watch() -> None:
+                try:
+                    if shutdown_trigger is not None:
+                        await shutdown_trigger()
+                    else:
+                        await trio.sleep_forever()
+                finally:
+                    begin_stop()
+                    # A peer that stopped reading, with its socket buffer full,
+                    # holds Hypercorn in a *shielded* send that no cancellation
+                    # reaches; once the grace period is over, abort such
+                    # connections so that shutdown always completes.
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(graceful_timeout + _HARD_MARGIN):
+                            await servers_done.wait()
+                        if not servers_done.is_set() and ports:
+                            aborted = abort_connections(ports)
+                            log.warning("aborted %d stalled connection(s) at shutdown", aborted)
 
-        outer.start_soon(watch)
-        # Shielded so that an outside cancellation becomes a graceful stop
-        # (begin_stop, from the watcher) rather than dropped connections.
-        with servers_scope:
-            async with trio.open_nursery() as servers:
-                binds = await servers.start(
-                    partial(
-                        hypercorn_serve,
-                        _ShieldedSend(app),
-                        make_config(host, http_port),
-                        shutdown_trigger=stop.wait,
-                        mode="asgi",
-                    )
-                )
-                bound_http = _port_of(binds)
-                bound_ws = bound_http
-                if ws_port != http_port or ws_port == 0:
-                    ws_binds = await servers.start(
+            outer.start_soon(watch)
+            # Shielded so that an outside cancellation becomes a graceful stop
+            # (begin_stop, from the watcher) rather than dropped connections.
+            with servers_scope:
+                async with trio.open_nursery() as servers:
+                    _check_bindable(host, http_port)
+                    binds = await servers.start(
                         partial(
                             hypercorn_serve,
-                            _WebSocketPort(_ShieldedSend(app)),
-                            make_config(host, ws_port),
+                            _ShieldedSend(app),
+                            make_config(host, http_port),
                             shutdown_trigger=stop.wait,
                             mode="asgi",
                         )
                     )
-                    bound_ws = _port_of(ws_binds)
-                info = ServerInfo(host, bound_http, bound_ws)
-                log.info("serving HTTP on %s, WebSocket on %s", info.http_url, info.ws_url)
-                task_status.started(info)
-        outer.cancel_scope.cancel()
+                    bound_http = _port_of(binds)
+                    bound_ws = bound_http
+                    if ws_port != http_port or ws_port == 0:
+                        binding = ["HOST_PORT_WS_DEPLOYMENT_AGENT", ws_port]
+                        _check_bindable(host, ws_port)
+                        ws_binds = await servers.start(
+                            partial(
+                                hypercorn_serve,
+                                _WebSocketPort(_ShieldedSend(app)),
+                                make_config(host, ws_port),
+                                shutdown_trigger=stop.wait,
+                                mode="asgi",
+                            )
+                        )
+                        bound_ws = _port_of(ws_binds)
+                    info = ServerInfo(host, bound_http, bound_ws)
+                    ports.update((bound_http, bound_ws))
+                    binding = None
+                    log.info("serving HTTP on %s, WebSocket on %s", info.http_url, info.ws_url)
+                    task_status.started(info)
+            servers_done.set()
+            outer.cancel_scope.cancel()
+    except BaseException as exc:
+        error = _bind_error(exc) if binding is not None else None
+        if error is None or binding is None:
+            raise
+        raise ConfigError(
+            str(binding[0]), f"cannot listen on {_bind(host, int(binding[1]))}: {error.strerror or error}"
+        ) from exc

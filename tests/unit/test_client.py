@@ -154,3 +154,22 @@ def test_client_commands_register_and_validate(monkeypatch: pytest.MonkeyPatch) 
     for bad in (["scale", "-1"], ["scale", "x"], ["events", "--limit", "0"], ["drain"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
+def test_public_exports() -> None:
+    import agent.client
+    import agent.cli_client
+    import agent.hub
+    import agent.metrics
+    import agent.web
+
+    assert sorted(agent.web.__all__) == ["ServerInfo", "create_app", "serve"]
+    assert sorted(agent.client.__all__) == ["Backoff", "Picker", "QueueSubscriber", "parse_queue", "ws_url"]
+    assert agent.hub.__all__ == ["Hub", "Subscription"]
+    assert sorted(agent.metrics.__all__) == ["CONTENT_TYPE", "Metrics"]
+    for module in (agent.web, agent.client, agent.cli_client, agent.hub, agent.metrics):
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)
+    from agent.web.app import create_app, serve
+
+    assert serve is agent.web.serve and create_app is agent.web.create_app

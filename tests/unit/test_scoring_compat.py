@@ -137,6 +137,8 @@ def cpu_only(**kw: float) -> Scorer:
     [
         pytest.param([70.0, 69.99, 40.0, 39.99, 70.0], ["LU", "MU", "MU", "HU", "LU"],
                      id="compat-boundaries"),
+        pytest.param([75.0, 70.0, 40.0, 45.0, 39.99, 40.0], ["LU", "LU", "MU", "MU", "HU", "MU"],
+                     id="exactly-on-a-boundary-stays-above"),
     ],
 )
 def test_category_boundaries_without_hysteresis(scores, categories):
@@ -149,11 +151,24 @@ def test_category_boundaries_without_hysteresis(scores, categories):
 def test_category_hysteresis():
     # m = 5: leave LU below 65, enter LU from MU at >= 75; leave HU at >= 45, enter HU < 35
     s = cpu_only(hysteresis=5.0)
-    seq = [(75, "LU"), (68, "LU"), (64, "MU"), (72, "MU"), (75, "LU"), (36, "MU"),
+    seq = [(75, "LU"), (68, "LU"), (65, "LU"), (64, "MU"), (40, "MU"), (35, "MU"), (44.99, "MU"), (72, "MU"), (75, "LU"), (36, "MU"),
            (38, "MU"), (34, "HU"), (44, "HU"), (45, "MU"), (20, "HU"), (80, "LU")]
     for i, (score, expected) in enumerate(seq):
         [r] = s.update({"a": ok(0.01, cpu=100.0 - score)}, now=i + 1.0)
         assert str(r.category) == expected, (i, score)
+
+
+def test_unmarking_a_container_that_is_not_sundown_changes_nothing():
+    # the runtime re-asserts every container's mark each tick; that must not reset
+    # the hysteresis: at 66 with m = 5 the container stays LU (plain would say MU)
+    s = cpu_only(hysteresis=5.0)
+    s.update({"a": ok(0.01, cpu=25.0)}, now=1.0)
+    [r] = s.update({"a": ok(0.01, cpu=34.0)}, now=2.0)
+    assert r.category is Category.LU
+    for i in range(3):
+        s.set_sundown("a", False)
+        [r] = s.update({"a": ok(0.01, cpu=34.0)}, now=3.0 + i)
+        assert r.category is Category.LU
 
 
 def test_init_until_first_complete_sample_and_nan_metric_keeps_score():

@@ -2,9 +2,11 @@
 
 Hypothesis drives `agent.scoring.Scorer` and `agent.reference.scoring.ReferenceScorer`
 with the same operations: ticks with NaN, zero, huge and infinite values, stale
-samples, adds (slot reuse and capacity growth from capacity 1), removals and SUNDOWN
-marks, with windows small enough to fill and wrap. Every float must agree within
-1e-9 relative (absolute below magnitude 1).
+samples, adds (slot reuse and capacity growth from capacity 1), removals, SUNDOWN
+marks and reconfigurations (windows shrinking and growing), with windows small enough
+to fill and wrap. Floats agree within 1e-9 relative to the larger of the two values
+and their natural scale: 0.1 for scores (so 1e-10 absolute), the window's spread for
+slopes (a slope near 0 over noisy data has no relative precision to speak of).
 """
 from __future__ import annotations
 
@@ -32,24 +34,17 @@ def close(a: float, b: float, scale: float = 0.0, rel: float = 1e-9) -> bool:
 metric = st.one_of(st.floats(-10.0, 150.0, allow_subnormal=False), st.just(math.nan),
                    st.sampled_from([0.0, 100.0]))
 bps = st.one_of(st.floats(0.0, 3e8, allow_subnormal=False), st.just(math.nan), st.just(0.0))
-# physically plausible response times (a microsecond and up) plus the exact edge values
+# response times: plausible ones, absurdly tiny ones, and the exact edge values.
+# Subnormal inputs are left out: there rounding flips the documented "effective
+# time 0" edge (the mean of [0, 5e-324] is 0 in one summation order, 5e-324 in another).
 response = st.one_of(
-    st.floats(1e-6, 5.0), st.floats(1e-6, 0.01), st.just(math.nan), st.just(0.0),
+    st.floats(1e-6, 5.0), st.floats(1e-6, 0.01), st.floats(1e-150, 1e-100),
+    st.just(math.nan), st.just(0.0),
     st.just(1e6), st.just(math.inf), st.just(-1.0), st.just(0.05),
 )
 stale = st.sampled_from([False] * 7 + [True])
 sample = st.builds(Sample, metric, metric, bps, response, stale)
 maybe_sample = st.one_of(sample, sample, sample, st.none())  # None = missing -> stale
-
-step = st.one_of(st.just(0.0), st.just(1.0), st.floats(1e-3, 20.0))
-tick = st.tuples(step, st.fixed_dictionaries({n: maybe_sample for n in NAMES}))
-burst = st.tuples(st.just("ticks"), st.lists(tick, min_size=1, max_size=15))
-op = st.one_of(
-    burst, burst, burst,
-    st.tuples(st.just("add"), st.sampled_from(NAMES)),
-    st.tuples(st.just("remove"), st.sampled_from(NAMES)),
-    st.tuples(st.just("sundown"), st.sampled_from(NAMES), st.booleans()),
-)
 
 config = st.builds(
     ScorerConfig,
@@ -66,6 +61,17 @@ config = st.builds(
     cpu_weight=st.sampled_from([0.35, 1.0]),
 )
 
+
+step = st.one_of(st.just(0.0), st.just(1.0), st.floats(1e-3, 20.0))
+tick = st.tuples(step, st.fixed_dictionaries({n: maybe_sample for n in NAMES}))
+burst = st.tuples(st.just("ticks"), st.lists(tick, min_size=1, max_size=25))
+op = st.one_of(
+    burst, burst, burst,
+    st.tuples(st.just("add"), st.sampled_from(NAMES)),
+    st.tuples(st.just("remove"), st.sampled_from(NAMES)),
+    st.tuples(st.just("sundown"), st.sampled_from(NAMES), st.booleans()),
+    st.tuples(st.just("reconfigure"), config),
+)
 
 def near_boundary(score: float, m: float) -> bool:
     return any(abs(score - (b + d)) < 1e-6 for b in BOUNDARIES for d in (-m, 0.0, m))
@@ -127,6 +133,9 @@ def test_kernel_matches_reference(cfg, capacity, initial, ops):
             if step[1] in kernel:
                 kernel.set_sundown(step[1], step[2])
                 ref.set_sundown(step[1], step[2])
+        elif kind == "reconfigure":
+            kernel.reconfigure(step[1])
+            ref.reconfigure(step[1])
         else:
             for dt, batch in step[1]:
                 now += dt
@@ -136,7 +145,7 @@ def test_kernel_matches_reference(cfg, capacity, initial, ops):
                     return
     assert sorted(kernel.names()) == sorted(ref.names())
     event(f"capacity grew to {kernel.capacity}")
-    event(f"ticks: {'>= 30' if ticks >= 30 else '< 30'}")
+    event(f"ticks: {'>= 30' if ticks >= 30 else '10-29' if ticks >= 10 else '< 10'}")
     total = sum(r.weight for r in kernel.scores())
     assert total == 0.0 or math.isclose(total, 1.0, rel_tol=1e-12)
 

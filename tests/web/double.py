@@ -140,7 +140,7 @@ class FakeAgent:
         self.sundown_requests: list[str] = []
         self.config_updates: list[dict[str, Any]] = []
         self.publish(snapshot if snapshot is not None else make_snapshot(DEFAULT_CONTAINERS))
-        self.record("scale", {"action": "none", "reason": "within_band", "message": "start-up"})
+        self.record("scale_check", {"action": "none", "reason": "within_band", "message": "start-up"})
 
     # -- facade -------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class FakeAgent:
             "inputs": {"requested": count, "desired_before": before},
         }
         self.publish(replace(self.snapshot, tick=self.snapshot.tick + 1, desired=count))
-        self.record("scale", decision)
+        self.record("manual_scale", decision)
         return decision
 
     async def request_sundown(self, name: str) -> dict[str, Any]:

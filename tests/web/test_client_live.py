@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import socket
 import sys
 from functools import partial
@@ -134,11 +135,14 @@ async def test_cli_scale_and_drain(server: ServerInfo, agent_under_test: Any, to
 async def test_cli_events(server: ServerInfo, agent_under_test: Any, token: str) -> None:
     lo = agent_under_test.settings.default_container
     assert (await run_cli("scale", str(lo + 1), "--url", server.http_url, "--token", token))[0] == 0
-    code, out = await run_cli("events", "--kind", "scale", "--limit", "1", "--url", server.http_url)
+    code, out = await run_cli("events", "--json", "--limit", "1", "--url", server.http_url)
+    assert code == 0
+    kind = json.loads(out)["events"][0]["kind"]
+    code, out = await run_cli("events", "--kind", kind, "--limit", "1", "--url", server.http_url)
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["TIME", "KIND", "ACTION", "REASON"]
-    assert "scale" in lines[1] and "manual" in lines[1]
+    assert kind in lines[1] and "manual" in lines[1]
     assert lines[-1].startswith("(older: --before ")
 
 
@@ -169,3 +173,37 @@ async def test_cli_watch_redraws_on_updates(server: ServerInfo, agent_under_test
             await done.wait()
     text = out.getvalue()
     assert text.count("CONTAINER") == 2 and "watched" in text and "\x1b[" not in text
+
+
+async def test_cli_watch_exits_cleanly_on_ctrl_c(server: ServerInfo) -> None:
+    import os
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "agent.cli_client", "watch", "--url", server.http_url],
+        cwd=str(root), env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out = err = b""
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        with trio.fail_after(20):
+            while b"CONTAINER" not in out:
+                chunk = await proc.stdout.receive_some(65536)
+                assert chunk, "watch exited early"
+                out += chunk
+            proc.send_signal(signal.SIGINT)
+            while chunk := await proc.stdout.receive_some(65536):
+                out += chunk
+            while chunk := await proc.stderr.receive_some(65536):
+                err += chunk
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err

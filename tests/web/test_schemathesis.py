@@ -97,12 +97,8 @@ def live(live_agent_factory: Callable[[], AbstractAsyncContextManager[Any]]) -> 
     if "error" in box:
         raise box["error"]
     agent = box["agent"]
-    from agent.web.app import _clean, writable_settings
-
-    current = _clean(agent.settings.as_dict(redact=True))
-    restore = {k: current[k] for k in writable_settings(current)}
     try:
-        yield Live(box["info"], api_token(agent.settings) or "", restore)
+        yield Live(box["info"], api_token(agent.settings) or "", writable_config(agent))
     finally:
         trio.from_thread.run_sync(box["cancel"], trio_token=box["trio_token"])
         thread.join(30)
@@ -134,18 +130,36 @@ def test_schema_loads_and_lists_every_operation(api: Any) -> None:
 @pytest.mark.parametrize("authenticated", [True, False], ids=["token", "no-token"])
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
 def test_api_conforms_to_its_schema(api: Any, live: Live, mode: GenerationMode, authenticated: bool) -> None:
+    failures = conformance_failures(api, live.info.http_url, live.token, live.restore_config, mode, authenticated)
+    assert not failures, "\n\n".join(failures)
+
+
+def conformance_failures(
+    api: Any,
+    base_url: str,
+    token: str,
+    restore_config: dict[str, Any],
+    mode: GenerationMode,
+    authenticated: bool,
+    examples: int = EXAMPLES,
+) -> list[str]:
+    """Run every operation of `api` (a loaded schema) against `base_url`; the failures.
+
+    Synchronous (schemathesis sends with requests): from a Trio test, call it
+    through ``trio.to_thread.run_sync`` while the server runs in the test's loop.
+    """
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {live.token}"} if authenticated else {}
+    headers = {"Authorization": f"Bearer {token}"} if authenticated else {}
     failures: list[str] = []
 
-    for operation in _operations(api):
+    for operation in [result.ok() for result in api.get_all_operations()]:
         if operation.path == "/ws":
             continue  # a WebSocket upgrade; covered by test_api/test_serving
         strategy = operation.as_strategy(generation_mode=mode)
 
         @given(case=strategy)
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=examples,
             deadline=None,
             derandomize=True,
             database=None,
@@ -158,9 +172,9 @@ def test_api_conforms_to_its_schema(api: Any, live: Live, mode: GenerationMode, 
                 if operation.path == "/config" and operation.method.upper() == "PUT":
                     # keep the bounds the document was loaded with
                     session.put(
-                        live.info.http_url + "/config",
-                        json=live.restore_config,
-                        headers={"Authorization": f"Bearer {live.token}"},
+                        base_url + "/config",
+                        json=restore_config,
+                        headers={"Authorization": f"Bearer {token}"},
                         timeout=10,
                     ).raise_for_status()
 
@@ -173,7 +187,15 @@ def test_api_conforms_to_its_schema(api: Any, live: Live, mode: GenerationMode, 
         except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failures
             failures.append(f"{operation.method.upper()} {operation.path}: {_describe(exc)}")
     session.close()
-    assert not failures, "\n\n".join(failures)
+    return failures
+
+
+def writable_config(agent: Any) -> dict[str, Any]:
+    """The agent's current run-time settings, to PUT back after fuzzing PUT /config."""
+    from agent.web.app import _clean, writable_settings
+
+    current = _clean(agent.settings.as_dict(redact=True))
+    return {k: current[k] for k in writable_settings(current)}
 
 
 def _describe(exc: BaseException) -> str:

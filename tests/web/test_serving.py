@@ -208,3 +208,22 @@ async def test_a_response_before_closing_says_connection_close(slow_keepalive_se
     head = data.split(b"\r\n\r\n", 1)[0].lower()
     assert head.startswith(b"http/1.1 4")
     assert b"\r\nconnection: close" in head
+
+
+async def test_a_port_in_use_is_a_clear_config_error(agent_under_test: Any) -> None:
+    import socket
+
+    from agent.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(ConfigError) as caught:
+                await nursery.start(partial(serve, agent_under_test, http_port=port, ws_port=0))
+            assert caught.value.variable == "HOST_PORT_HTTP_DEPLOYMENT_AGENT"
+            assert f"127.0.0.1:{port}" in str(caught.value) and "in use" in str(caught.value)
+            with pytest.raises(ConfigError) as caught:
+                await nursery.start(partial(serve, agent_under_test, http_port=0, ws_port=port))
+            assert caught.value.variable == "HOST_PORT_WS_DEPLOYMENT_AGENT"
