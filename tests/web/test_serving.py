@@ -16,7 +16,7 @@ from trio_websocket import open_websocket_url
 
 from agent.web import ServerInfo, serve
 
-from .double import FakeAgent
+from .double import FakeAgent, make_snapshot
 from .http import request
 from .util import close_code, websocket
 
@@ -227,3 +227,41 @@ async def test_a_port_in_use_is_a_clear_config_error(agent_under_test: Any) -> N
             with pytest.raises(ConfigError) as caught:
                 await nursery.start(partial(serve, agent_under_test, http_port=0, ws_port=port))
             assert caught.value.variable == "HOST_PORT_WS_DEPLOYMENT_AGENT"
+
+
+async def test_shutdown_completes_despite_a_stalled_subscriber(caplog: pytest.LogCaptureFixture) -> None:
+    """A peer that never reads fills its socket buffers; Hypercorn's send to it is
+    shielded, so only the abort after the grace period can end the server."""
+    import base64
+    import dataclasses
+    import logging
+    import secrets
+    import socket
+
+    caplog.set_level(logging.WARNING, logger="agent.web.server")
+    agent = FakeAgent()
+    big = make_snapshot([(f"container-{i:04d}-with-a-long-name", 50.0 + i % 40) for i in range(300)])
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # tiny: no autotuning
+    try:
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(partial(serve, agent, http_port=0, ws_port=0, graceful_timeout=0.5))
+            await sock.connect(("127.0.0.1", info.ws_port))
+            key = base64.b64encode(secrets.token_bytes(16)).decode()
+            await sock.send(
+                f"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            with trio.fail_after(5):
+                assert (await sock.recv(1024)).startswith(b"HTTP/1.1 101")
+            # ~12 MB offered, the buffers hold ~4 MB: the handler ends up blocked
+            for tick in range(2, 270):
+                agent.hub.publish(dataclasses.replace(big, tick=tick))
+                await trio.sleep(0)
+            start = trio.current_time()
+            nursery.cancel_scope.cancel()
+        elapsed = trio.current_time() - start
+    finally:
+        sock.close()
+    assert elapsed < 5, f"shutdown took {elapsed:.1f} s"
+    assert "aborted 1 stalled connection(s)" in caplog.text
