@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:  # `deployment-agent check-config | head`
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
