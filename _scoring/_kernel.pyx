@@ -868,11 +868,11 @@ cdef inline Py_ssize_t p2c_one(const double* w, const double* cum, Py_ssize_t n,
         b = last_positive(w, n, a)
     if b < 0:
         return a
-    if load != NULL:
-        if load[b] < load[a] or (load[b] == load[a] and w[b] > w[a]):
-            return b
-        return a
-    return b if w[b] > w[a] else a
+    # Lower load per unit of weight wins; ties (and no load at all) keep the first
+    # draw, so without load the picks follow the weights exactly.
+    if load != NULL and load[b] * w[a] < load[a] * w[b]:
+        return b
+    return a
 
 
 def p2c_fill(const double[::1] weights, const double[::1] cum, const double[::1] u,
@@ -881,8 +881,9 @@ def p2c_fill(const double[::1] weights, const double[::1] cum, const double[::1]
 
     Two distinct indices are drawn with probability proportional to weight
     (`cum` = cumulative weights, `u` = 2 * len(out) uniforms in [0, 1)); the one with
-    the lower `load` wins when a load array is given (ties: higher weight), else the
-    one with the higher weight. -1 when no weight is positive.
+    the lower load per unit of weight wins, ties keep the first draw. Without a load
+    array that is the first draw: picks then follow the weights exactly (keeping the
+    heavier of two would starve light backends). -1 when no weight is positive.
     """
     cdef Py_ssize_t n = weights.shape[0], k
     cdef const double* lp = NULL

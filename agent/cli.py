@@ -150,17 +150,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first AgentError inside (nested) exception groups from Trio nurseries."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _unwrap(inner)
+            if isinstance(found, AgentError):
+                return found
+    return exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "check-config":
-            return _check_config(args)
-        if args.command == "build-demo":
-            return _build_demo(args)
-        return int(args.handler(args))
+        try:
+            return _dispatch(args)
+        except BaseExceptionGroup as group:
+            inner = _unwrap(group)
+            if inner is group:
+                raise
+            raise inner from None
     except ConfigError as exc:
         print(f"deployment-agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -171,6 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except BrokenPipeError:  # `deployment-agent check-config | head`
         return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "check-config":
+        return _check_config(args)
+    if args.command == "build-demo":
+        return _build_demo(args)
+    return int(args.handler(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -180,7 +180,8 @@ class Agent:
                 raise ContainerNotFound(f"no running container named {name!r} in this pool")
             if name in self._sundown:
                 return {"name": name, "action": "none", "reason": "already_sundown",
-                        "desired": self._state.desired}
+                        "desired": self._state.desired,
+                        "message": f"{name} is already draining"}
             desired = self._state.desired
             replaced = desired - 1 < self._policy.min_containers
             if not replaced:

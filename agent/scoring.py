@@ -550,9 +550,11 @@ class WeightedP2C:
     """Weighted power of two choices.
 
     Draws two distinct backends with probability proportional to weight and keeps
-    the better: the lower `load` (e.g. in-flight requests) when given, else the
-    higher weight. Random but sticky to good backends, and it reacts to load the
-    weights have not yet seen. `seed` feeds a numpy Generator.
+    the one with the lower `load` (e.g. in-flight requests) per unit of weight, so
+    it reacts to load the weights have not yet seen. Without `load` the first draw
+    is kept: picks follow the weights (keeping the heavier of the two would send
+    ~95 % to the top backend and starve the lightest). `seed` feeds a numpy
+    Generator.
     """
 
     def __init__(self, weights: Sequence[float] | npt.ArrayLike, seed: int | None = None) -> None:

@@ -132,8 +132,9 @@ async def run_service(
         async with open_agent(settings) as (agent, redis_url), trio.open_nursery() as nursery:
             if signals is not None:
                 nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
-            await nursery.start(agent.run)
+            # Listen first: a port in use must fail before any container is made.
             info: Any = await nursery.start(serve, agent)
+            await nursery.start(agent.run)
             task_status.started(Running(
                 agent=agent,
                 http_port=info.http_port,

@@ -364,8 +364,6 @@ def p2c_pick(weights: Sequence[float], u1: float, u2: float,
         b = last_positive(a)
     if b < 0:
         return a
-    if load is not None:
-        if load[b] < load[a] or (load[b] == load[a] and weights[b] > weights[a]):
-            return b
-        return a
-    return b if weights[b] > weights[a] else a
+    if load is not None and load[b] * weights[a] < load[a] * weights[b]:
+        return b
+    return a

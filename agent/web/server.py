@@ -299,7 +299,7 @@ async def serve(
                         with trio.move_on_after(graceful_timeout + _HARD_MARGIN):
                             await servers_done.wait()
                         if not servers_done.is_set() and ports:
-                            aborted = 0  # abort_connections(ports)
+                            aborted = abort_connections(ports)
                             log.warning("aborted %d stalled connection(s) at shutdown", aborted)
 
             outer.start_soon(watch)

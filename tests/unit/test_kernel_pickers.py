@@ -77,16 +77,26 @@ def test_p2c_matches_reference(weights, u, use_load, seed):
         assert got == -1
 
 
-def test_p2c_distribution_is_weighted_best_of_two():
-    # exact law: first a with w_a / T, then b != a with w_b / (T - w_a); the heavier wins
+def test_p2c_without_load_follows_the_weights():
     w = [1.0, 2.0, 3.0, 4.0]
+    n = 200_000
+    picks = p2c(w, np.random.default_rng(7).random(2 * n))
+    freq = np.bincount(picks, minlength=4) / n
+    assert freq == pytest.approx([x / sum(w) for x in w], abs=0.005)
+
+
+def test_p2c_with_equal_load_per_weight_follows_the_weights():
+    # exact law with load: first a with w_a / T, then b != a with w_b / (T - w_a);
+    # the lower load per unit of weight wins, ties keep a
+    w = [1.0, 2.0, 3.0, 4.0]
+    load = [1.0, 1.0, 6.0, 4.0]  # per weight: 1, 0.5, 2, 1
     total = sum(w)
     expected = [0.0] * 4
     for a, b in itertools.permutations(range(4), 2):
         p = w[a] / total * w[b] / (total - w[a])
-        expected[max(a, b, key=lambda i: w[i])] += p
+        expected[b if load[b] * w[a] < load[a] * w[b] else a] += p
     n = 200_000
-    picks = p2c(w, np.random.default_rng(7).random(2 * n))
+    picks = p2c(w, np.random.default_rng(7).random(2 * n), load=load)
     freq = np.bincount(picks, minlength=4) / n
     assert freq == pytest.approx(expected, abs=0.005)
 
