@@ -15,7 +15,6 @@ from .util import eventually
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not browser.available(), reason="chromium is not installed"),
 ]
 
 READ_DOM = """(() => { try { return JSON.stringify({
