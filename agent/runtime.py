@@ -121,23 +121,22 @@ class Agent:
         }
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Ready when the engine and Redis both answer now."""
+        """Ready when the engine and Redis both answer now (checked concurrently)."""
         report: dict[str, str] = {}
-        with trio.move_on_after(3):
-            try:
-                await self.engine.ping()
-                report["engine"] = "ok"
-            except AgentError as exc:
-                report["engine"] = str(exc)
-        report.setdefault("engine", "timed out")
-        with trio.move_on_after(3):
-            try:
-                await self.store.ping()
-                report["redis"] = "ok"
-            except AgentError as exc:
-                report["redis"] = str(exc)
-        report.setdefault("redis", "timed out")
-        return all(v == "ok" for v in report.values()), report
+
+        async def check(name: str, ping: Callable[[], Any]) -> None:
+            report[name] = "timed out"
+            with trio.move_on_after(3):
+                try:
+                    await ping()
+                    report[name] = "ok"
+                except AgentError as exc:
+                    report[name] = str(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(check, "engine", self.engine.ping)
+            nursery.start_soon(check, "redis", self.store.ping)
+        return all(v == "ok" for v in report.values()), dict(sorted(report.items()))
 
     async def events(
         self, limit: int = 50, before: str | None = None, kind: str | None = None
@@ -200,6 +199,12 @@ class Agent:
             await self._emit("drain", event)
             await self._persist()
             return event
+
+    async def aclose(self) -> None:
+        """Close the engine and store clients (idempotent; shielded)."""
+        with trio.CancelScope(shield=True):
+            await self.engine.aclose()
+            await self.store.aclose()
 
     # -- running ---------------------------------------------------------------
 

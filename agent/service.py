@@ -87,12 +87,11 @@ async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
             mem_limit=settings.container_memory,
         )
         sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats)
+        agent = Agent(settings, engine=engine, store=store, sampler=sampler)
         try:
-            yield Agent(settings, engine=engine, store=store, sampler=sampler), redis_url
+            yield agent, redis_url
         finally:
-            with trio.CancelScope(shield=True):
-                await engine.aclose()
-                await store.aclose()
+            await agent.aclose()
 
 
 @asynccontextmanager

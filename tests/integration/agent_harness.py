@@ -22,6 +22,10 @@ from agent.store import RedisStore
 
 T = TypeVar("T")
 
+# Agents made by `make_agent` in the current test; tests/integration/conftest.py
+# closes their engine and store clients at teardown.
+CREATED: list[Agent] = []
+
 # Fast settings for tests. CPU carries most of the weight so that the real load the
 # tests drive (a busy core, shared with whatever else this 2-core machine runs) is
 # what moves the score: with the compat weights a saturated core alone gives ≈ 65.
@@ -53,7 +57,9 @@ def make_agent(app: Any, redis_url: str, data_dir: Path, **extra: object) -> Age
     engine = app.engine(limiter=limiter)
     store = RedisStore(redis_url, settings.app_identifier, limiter=limiter)
     sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats)
-    return Agent(settings, engine=engine, store=store, sampler=sampler)
+    agent = Agent(settings, engine=engine, store=store, sampler=sampler)
+    CREATED.append(agent)
+    return agent
 
 
 async def wait_for(

@@ -31,8 +31,7 @@ async def test_sundown_mark_survives_a_restart_and_the_container_drains(docker_a
     result = await first.request_sundown(victim)
     assert result["action"] == "sundown" and result["replacement"] is True  # at the floor
     # The first agent dies here (no further tick): the mark is already in Redis.
-    await first.engine.aclose()
-    await first.store.aclose()
+    await first.aclose()
 
     second = make_agent(docker_app, redis_url, tmp_path, DEFAULT_CONTAINER=2, MAX_CONTAINERS=3,
                         DRAIN_TIMEOUT=60)
@@ -48,5 +47,3 @@ async def test_sundown_mark_survives_a_restart_and_the_container_drains(docker_a
                       and len(running_names(docker_app)) == 2,
                       what="the victim drained and removed")
     assert second.desired == 2
-    await second.engine.aclose()
-    await second.store.aclose()
