@@ -73,7 +73,7 @@ once per ``refresh_every`` pushes, staggered (about
 """
 cimport cython
 from libc.math cimport NAN, fabs, isfinite, sqrt
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -116,6 +116,7 @@ cdef extern from *:
     };
     """
     double RATIO "DA_WINDOW_RATIO"
+    void _prefetch "__builtin_prefetch"(const void*) nogil
     # gcc only vectorizes a loop over ~20 arrays if it knows they are disjoint
     ctypedef double* dptr "double * __restrict__"
     ctypedef const double* cdptr "const double * __restrict__"
@@ -213,6 +214,19 @@ cdef inline double _pick(int64_t keep, double new, double old) noexcept nogil:
     a = (a & keep) | (b & ~keep)
     memcpy(&r, &a, 8)
     return r
+
+
+cdef inline bint _any_missing(const double* x, Py_ssize_t m) noexcept nogil:
+    """True if some x[j] is not finite (exponent field all ones). Integer
+    arithmetic: ``(bits & EXP) + 2**52`` reaches bit 63 only for that exponent,
+    and an OR reduction has no floating-point dependency chain, so the scan
+    runs at load speed."""
+    cdef uint64_t b, acc = 0
+    cdef Py_ssize_t j
+    for j in range(m):
+        memcpy(&b, &x[j], 8)
+        acc |= (b & 0x7ff0000000000000ULL) + 0x0010000000000000ULL
+    return (acc >> 63) != 0
 
 
 cdef inline void _kahan(double* s, double* c, double v) noexcept nogil:
@@ -636,7 +650,7 @@ cdef class RollingWindow:
         cdef double* fl = &self._scratch[1, 0]
         cdef int* cnt = &self._cnt[0]
         cdef int* mode = &self._mode[0]
-        cdef double bad, flag, xv
+        cdef double flag
         cdef int cm
         cdef double cf[N_CF]
 
@@ -646,16 +660,18 @@ cdef class RollingWindow:
         while c0 < N:
             m = CHUNK if c0 + CHUNK <= N else N - c0
             cm = mode[c]
+            # the next chunk's samples: their first touch of the tick (the
+            # missing-sample scan) would otherwise wait for them
+            j = c0 + CHUNK
+            while j < c0 + 2 * CHUNK and j < N:
+                _prefetch(x + j)
+                j += 8
             if cm == H:
                 # the normal case: full and in step. A chunk with no missing
                 # sample (one vectorized scan of x) takes the loop without
                 # selects; otherwise missing samples are handled inside the
                 # loop and flagged
-                bad = 0.0
-                for j in range(m):
-                    xv = x[c0 + j]
-                    bad = bad if xv - xv == 0.0 else 1.0
-                if bad == 0.0:
+                if not _any_missing(x + c0, m):
                     flag = _clean(m, x + c0, row + c0, st + R_K * N + c0,
                                   st + R_S1 * N + c0, st + R_C1 * N + c0,
                                   st + R_S2 * N + c0, st + R_C2 * N + c0,
@@ -685,12 +701,7 @@ cdef class RollingWindow:
                             self._lag[c0 + j] = 1
                             mode[c] = MODE_MIXED
             else:
-                bad = 0.0
-                if cm != MODE_MIXED:
-                    for j in range(m):
-                        xv = x[c0 + j]
-                        bad = bad if xv - xv == 0.0 else 1.0
-                if cm == MODE_MIXED or bad != 0.0:
+                if cm == MODE_MIXED or _any_missing(x + c0, m):
                     self._mixed(x, g, c0, m)
                     mode[c] = self._uniform(c0, m)
                 elif cm == 0:
