@@ -269,6 +269,9 @@ class Agent:
         except AgentError as exc:
             log.warning("tick %d: %s", self._tick, exc)
             self.metrics.error(type(exc).__name__)
+        except Exception:  # a bug must not end the loop: report it, tick again
+            log.exception("tick %d failed", self._tick)
+            self.metrics.error("internal")
         finally:
             self._last_tick_end = trio.current_time()
             self.metrics.observe_tick(self._last_tick_end - started)
