@@ -28,8 +28,6 @@ Errors are translated once, here (`_translate`)::
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import math
 import re
 import secrets
 import socket
@@ -48,6 +46,7 @@ import trio
 import urllib3.exceptions
 
 from agent.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.timestamps import parse_engine_time
 from agent.model import ContainerInfo
 
 __all__ = [
@@ -114,29 +113,6 @@ def container_name_prefix(app_identifier: str) -> str:
     """
     prefix = _NAME_INVALID.sub("-", app_identifier.lower()).strip("-_.")
     return prefix or "worker"
-
-
-def parse_engine_time(text: str) -> float:
-    """Epoch seconds of an engine timestamp (RFC 3339, nanoseconds, ``Z``).
-
-    Returns NaN for the zero time (``0001-01-01T00:00:00Z``) and unparsable text.
-    """
-    match = re.fullmatch(
-        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip()
-    )
-    if match is None:
-        return math.nan
-    base, fraction, zone = match.groups()
-    try:
-        when = _dt.datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    except ValueError:
-        return math.nan
-    if when.year <= 1:
-        return math.nan
-    seconds = when.timestamp()
-    if fraction:
-        seconds += int(fraction) / 10 ** len(fraction)
-    return seconds
 
 
 class DockerEngine:

@@ -1,18 +1,5 @@
 """Persistence of the agent's state in Redis (SPEC §6, docs/architecture.md).
 
-Keys, all under the prefix ``da:<APP_IDENTIFIER>:``::
-
-    desired     string  desired container count
-    containers  hash    name -> JSON record (name, id, category, score, host_port,
-                        image, created)
-    sundown     hash    name -> epoch seconds when it was marked SUNDOWN
-    config      hash    runtime configuration overrides, name -> JSON value
-    summary     hash    name -> JSON performance summary (last scores, slope, ...)
-    policy      hash    policy state, field -> JSON value (last scale-up epoch,
-                        stabilization recommendations, ...)
-    events      stream  decision ledger, fields kind / ts / data (JSON),
-                        capped with XADD MAXLEN ~
-
 Writing. `write_tick` writes the *complete* state of one tick in one MULTI/EXEC
 pipeline: one round trip, and a reader (or a restarted agent) sees either the
 previous tick or this one, never a mix. Each hash is replaced by HSET of the
@@ -38,18 +25,16 @@ message naming the operation and the server. Bad *data* passed in by the caller
 (not JSON-encodable, a record under the wrong name) is a bug in the caller and
 raises `ValueError`/`TypeError` before anything is sent.
 
-The encoding between Python values and Redis fields is a set of small pure
-functions (`encode_*` / `decode_*`), tested without a server.
+The key layout (`Keys`) and the encoding between Python values and Redis fields
+are pure and live in `agent.store_codec`, tested without a server; this module
+holds the `Store` seam and its Redis adapter.
 """
 from __future__ import annotations
 
 import collections
-import json
-import math
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import redis
@@ -60,295 +45,38 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from agent.errors import StoreError
-from agent.model import Category, ContainerInfo
+from agent.store_codec import (
+    TICK_HASHES,
+    Keys,
+    StoredState,
+    TickWrite,
+    _decode_records,
+    container_record,
+    decode_containers,
+    decode_desired,
+    decode_event,
+    decode_json_hash,
+    decode_sundown,
+    encode_event,
+    encode_json_hash,
+    encode_tick,
+    plan_hash_replace,
+    validate_stream_id,
+)
 
 __all__ = [
     "Store",
     "RedisStore",
+    # re-exported from agent.store_codec: the records the runtime hands to a Store
     "StoredState",
     "TickWrite",
-    "Keys",
     "container_record",
-    "encode_json",
-    "decode_json",
-    "encode_desired",
-    "decode_desired",
-    "encode_json_hash",
-    "decode_json_hash",
-    "encode_containers",
-    "decode_containers",
-    "encode_sundown",
-    "decode_sundown",
-    "encode_event",
-    "decode_event",
-    "encode_tick",
-    "plan_hash_replace",
-    "validate_stream_id",
 ]
 
 T = TypeVar("T")
 
-# The hashes `write_tick` replaces as a whole, by their `Keys` attribute name.
-TICK_HASHES: tuple[str, ...] = ("containers", "sundown", "summary", "policy")
-
 # `events(kind=...)` scans past non-matching entries, but never more than this.
 FILTER_SCAN_MAX = 20_000
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """The Redis key names of one application (docs/architecture.md)."""
-
-    prefix: str
-    desired: str
-    containers: str
-    sundown: str
-    config: str
-    summary: str
-    policy: str
-    events: str
-
-    @classmethod
-    def for_app(cls, app_identifier: str) -> Keys:
-        if not isinstance(app_identifier, str) or not app_identifier:
-            raise ValueError("app_identifier must be a non-empty string")
-        p = f"da:{app_identifier}:"
-        return cls(
-            prefix=p,
-            desired=p + "desired",
-            containers=p + "containers",
-            sundown=p + "sundown",
-            config=p + "config",
-            summary=p + "summary",
-            policy=p + "policy",
-            events=p + "events",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredState:
-    """What `load()` found in Redis; empty containers and `desired=None` on a
-    first start."""
-
-    desired: int | None = None
-    containers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sundown: dict[str, float] = field(default_factory=dict)
-    config: dict[str, object] = field(default_factory=dict)
-    policy: dict[str, object] = field(default_factory=dict)
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        return (
-            self.desired is None
-            and not self.containers
-            and not self.sundown
-            and not self.config
-            and not self.policy
-            and not self.summaries
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TickWrite:
-    """The complete persisted state after one tick; `write_tick` replaces the
-    stored state with exactly this (names absent here are deleted)."""
-
-    desired: int
-    containers: Mapping[str, Mapping[str, object]]
-    sundown: Mapping[str, float] = field(default_factory=dict)
-    summaries: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    policy: Mapping[str, object] = field(default_factory=dict)
-
-
-def container_record(
-    info: ContainerInfo, *, category: Category | str, score: float | None
-) -> dict[str, object]:
-    """The stored record of one container (SPEC §6 fields)."""
-    return {
-        "name": info.name,
-        "id": info.id,
-        "category": str(category),
-        "score": score,
-        "host_port": info.host_port,
-        "image": info.image,
-        "created": info.created,
-    }
-
-
-# ------------------------------------------------------------------ pure encoding
-
-
-def _strict(value: object) -> object:
-    """`value` with non-finite floats replaced by None (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
-
-
-def encode_json(value: object, *, what: str = "value") -> str:
-    """Compact, strict JSON; NaN/±inf are stored as null so any client can read it.
-
-    Raises TypeError naming `what` when the value is not JSON-encodable.
-    """
-    try:
-        return json.dumps(_strict(value), separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what}: cannot be stored as JSON: {exc}") from exc
-
-
-def decode_json(text: str, *, what: str = "value") -> object:
-    """Parse a stored JSON value; ValueError naming `what` if it is not JSON."""
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: invalid JSON {text!r:.80}") from exc
-
-
-def encode_desired(desired: int) -> str:
-    if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
-        raise ValueError(f"desired: must be an integer >= 0, got {desired!r}")
-    return str(desired)
-
-
-def decode_desired(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"desired: not an integer: {text!r:.80}") from None
-    if value < 0:
-        raise ValueError(f"desired: negative: {value}")
-    return value
-
-
-def encode_json_hash(mapping: Mapping[str, object], *, what: str) -> dict[str, str]:
-    """Hash fields holding one JSON value each."""
-    out: dict[str, str] = {}
-    for name, value in mapping.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what}: field names must be non-empty strings, got {name!r}")
-        out[name] = encode_json(value, what=f"{what}[{name}]")
-    return out
-
-
-def decode_json_hash(raw: Mapping[str, str], *, what: str) -> dict[str, object]:
-    return {name: decode_json(text, what=f"{what}[{name}]") for name, text in raw.items()}
-
-
-def _encode_records(
-    records: Mapping[str, Mapping[str, object]], *, what: str
-) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, record in records.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what}: names must be non-empty strings, got {name!r}")
-        if not isinstance(record, Mapping):
-            raise TypeError(f"{what}[{name}]: a record must be a mapping, got {type(record).__name__}")
-        if record.get("name", name) != name:
-            raise ValueError(f"{what}[{name}]: record is named {record['name']!r}")
-        out[name] = encode_json({"name": name, **record}, what=f"{what}[{name}]")
-    return out
-
-
-def _decode_records(raw: Mapping[str, str], *, what: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for name, text in raw.items():
-        value = decode_json(text, what=f"{what}[{name}]")
-        if not isinstance(value, dict):
-            raise ValueError(f"{what}[{name}]: not a JSON object: {text!r:.80}")
-        out[name] = value
-    return out
-
-
-def encode_containers(records: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
-    """`containers` hash fields: name -> JSON record (the record's `name` is the key)."""
-    return _encode_records(records, what="containers")
-
-
-def decode_containers(raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    return _decode_records(raw, what="containers")
-
-
-def encode_sundown(marks: Mapping[str, float]) -> dict[str, str]:
-    """`sundown` hash fields: name -> epoch seconds (a finite number)."""
-    out: dict[str, str] = {}
-    for name, when in marks.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"sundown: names must be non-empty strings, got {name!r}")
-        if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-            raise ValueError(f"sundown[{name}]: must be a finite epoch time, got {when!r}")
-        out[name] = repr(float(when))
-    return out
-
-
-def decode_sundown(raw: Mapping[str, str]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, text in raw.items():
-        try:
-            out[name] = float(text)
-        except ValueError:
-            raise ValueError(f"sundown[{name}]: not a number: {text!r:.80}") from None
-    return out
-
-
-def encode_event(kind: str, data: Mapping[str, object], ts: float) -> dict[str, str]:
-    """Stream entry fields of one ledger event."""
-    if not isinstance(kind, str) or not kind:
-        raise ValueError(f"event kind must be a non-empty string, got {kind!r}")
-    if not isinstance(data, Mapping):
-        raise TypeError(f"event {kind!r}: data must be a mapping, got {type(data).__name__}")
-    return {"kind": kind, "ts": repr(float(ts)), "data": encode_json(data, what=f"event {kind!r}")}
-
-
-def decode_event(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
-    """`{"id", "kind", "ts", "data"}` from one stream entry."""
-    try:
-        kind = fields["kind"]
-        ts = float(fields["ts"])
-        data = decode_json(fields["data"], what=f"event {entry_id}")
-    except KeyError as exc:
-        raise ValueError(f"event {entry_id}: missing field {exc.args[0]!r}") from None
-    except ValueError as exc:
-        raise ValueError(f"event {entry_id}: {exc}") from None
-    return {"id": entry_id, "kind": kind, "ts": ts, "data": data}
-
-
-_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
-
-
-def validate_stream_id(value: str) -> str:
-    """A stream id such as ``1700000000000-3`` (or its millisecond part alone)."""
-    if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):
-        raise ValueError(f"before: not a stream id (like 1700000000000-0): {value!r:.80}")
-    return value
-
-
-def encode_tick(state: TickWrite) -> dict[str, Any]:
-    """All fields one `write_tick` sends: ``desired`` (str) and, for each name in
-    `TICK_HASHES`, the complete set of hash fields."""
-    return {
-        "desired": encode_desired(state.desired),
-        "containers": encode_containers(state.containers),
-        "sundown": encode_sundown(state.sundown),
-        "summary": _encode_records(state.summaries, what="summaries"),
-        "policy": encode_json_hash(state.policy, what="policy"),
-    }
-
-
-def plan_hash_replace(
-    new: Mapping[str, str], known: set[str]
-) -> tuple[dict[str, str], list[str]]:
-    """(HSET mapping, HDEL fields) turning a hash whose fields are `known` into `new`."""
-    return dict(new), sorted(known.difference(new))
 
 
 # ---------------------------------------------------------------------- the seam
@@ -707,6 +435,12 @@ class RedisStore:
         self._closed = True
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self._client.close, limiter=self._limiter)
+
+    def close(self) -> None:
+        """Synchronous `aclose` (closing the pool does not block on the network)."""
+        if not self._closed:
+            self._closed = True
+            self._client.close()
 
     async def __aenter__(self) -> RedisStore:
         return self

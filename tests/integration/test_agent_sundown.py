@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import trio
 
 from agent.errors import ContainerNotFound
 from agent.model import Category

@@ -417,7 +417,7 @@ def test_policy_config_validation(changes: dict[str, Any], message: str) -> None
 
 def test_pure_modules_import_no_io() -> None:
     code = (
-        "import sys, agent.policy, agent.queue, agent.config\n"
+        "import sys, agent.policy, agent.queue, agent.config, agent.cgroups, agent.store_codec\n"
         "bad = {'trio', 'docker', 'redis', 'quart', 'numpy'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -1,5 +1,6 @@
-"""The sampler's pure parsing and formulas, on literal file contents, and its file
-reading on fake /proc and cgroup trees (v1, v2, hybrid, co-mounted, namespaced)."""
+"""The pure cgroup parsing and formulas (`agent.cgroups`), on literal file contents,
+and the sampler's file reading on fake /proc and cgroup trees (v1, v2, hybrid,
+co-mounted, namespaced)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sampler import (
+from agent.cgroups import (
     CgroupPaths,
     Counters,
     counters_from_stats,
@@ -24,8 +25,8 @@ from agent.sampler import (
     parse_meminfo_total,
     parse_net_dev,
     parse_proc_cgroup,
-    read_local,
 )
+from agent.sampler import read_local
 
 CID = "a25c34bec7526b84c68cdd3bef6911e8979a8270e7c24268abb35aacc1574fa5"
 

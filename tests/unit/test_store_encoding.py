@@ -1,4 +1,4 @@
-"""The pure encoding of agent.store: records <-> Redis fields, no server needed."""
+"""The pure encoding of agent.store_codec: records <-> Redis fields, no server needed."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 
 from agent.model import Category, ContainerInfo
-from agent.store import (
+from agent.store_codec import (
     Keys,
     TickWrite,
     container_record,
