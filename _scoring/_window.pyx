@@ -38,17 +38,23 @@ each time (overwritten by the next push: copy to keep).
 Hot loop. Series are processed in chunks of ``CHUNK``; each chunk remembers
 whether its series are in step and at a common count. A chunk of full,
 in-step series -- the normal case -- runs one branch-free loop (``_steady``)
-over the ring row and the state rows, which gcc vectorizes; a missing
-sample is handled inside it by selects (that lane's ring slot, state and
-outputs are written back unchanged) and flagged, so the loop needs no
-pre-scan and no branch. Warm-up has its own loops (``_first``, ``_warm``),
-so no warm-up branch sits in the steady loop. A chunk that is not uniform
+over the ring row and the state rows, which gcc vectorizes. Each loop also
+scans the *next* chunk's samples for missing ones (an integer OR over their
+bits, so the first load of a sample overlaps arithmetic instead of stalling
+a separate scan); a chunk known to have none takes ``_clean``, which has no
+selects and does not read the outputs back. In a chunk with a missing sample,
+``_steady`` handles it by selects (that lane's ring slot, state and outputs
+are written back unchanged) and flags it; both loops do the same arithmetic
+term for term, so which one ran does not change a result. Warm-up has its
+own loops (``_first``, ``_warm``), so no warm-up branch sits in the steady
+loop. A chunk that is not uniform
 (a series added later and still warming up, one that lags) takes a scalar
 pass that feeds such series NaN (leaving them to the selects), runs the same
-vector loop, then updates them one by one. The two vector loops are compiled
-twice, for x86-64 baseline (SSE2) and x86-64-v3 (AVX2, FMA), and gcc picks
-one at load time (``target_clones``); with FMA the last bit of a result can
-differ between machines. The kernel is memory-bound at N = 10,000: it moves
+vector loop, then updates them one by one. The three vector loops are compiled
+three times, for x86-64 baseline (SSE2), x86-64-v3 (AVX2, FMA) and x86-64-v4
+(AVX-512: twice the lanes, 32 registers, mask selects), and gcc picks one at
+load time (``target_clones``); with FMA the last bit of a result can differ
+between machines (v3 and v4 contract the same expressions). The kernel is memory-bound at N = 10,000: it moves
 about 240 bytes per series and tick.
 
 Numerics. Sums are kept over shifted values ``y = x - K``, where ``K`` is a
@@ -84,9 +90,9 @@ cdef extern from *:
        sample) is this many times the spread; ~12 of 53 bits may go first. */
     #define DA_WINDOW_RATIO 4096.0
 
-    /* Runtime SIMD dispatch for the two vector loops: this declaration adds
+    /* Runtime SIMD dispatch for the three vector loops: this declaration adds
        gcc's target_clones to the functions Cython generates below (a
-       baseline and an x86-64-v3 body, chosen by an ifunc resolver at load
+       baseline, an x86-64-v3 and an x86-64-v4 body, chosen by an ifunc resolver at load
        time). It must name Cython's C names for them; the table after it
        takes their addresses, so if those names ever change the module fails
        to import ("undefined symbol") instead of silently losing the clones.
@@ -95,7 +101,7 @@ cdef extern from *:
     #define DA_CR const double * __restrict__
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
         && !defined(DA_WINDOW_NO_CLONES)
-    #define DA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+    #define DA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
     #else
     #define DA_CLONES
     #endif
@@ -104,11 +110,12 @@ cdef extern from *:
         DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, const double *) DA_CLONES;
     static double __pyx_f_8_scoring_7_window__clean(
         Py_ssize_t, DA_CR, DA_R, DA_CR, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R,
-        DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, const double *) DA_CLONES;
+        DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, const double *,
+        const double *) DA_CLONES;
     static double __pyx_f_8_scoring_7_window__warm(
         Py_ssize_t, DA_CR, DA_R, DA_CR, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R,
         DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, DA_R, const double *,
-        double) DA_CLONES;
+        double, const double *) DA_CLONES;
     static void *const da_window_loops[3] __attribute__((used)) = {
         (void *)__pyx_f_8_scoring_7_window__steady,
         (void *)__pyx_f_8_scoring_7_window__clean,
@@ -116,7 +123,6 @@ cdef extern from *:
     };
     """
     double RATIO "DA_WINDOW_RATIO"
-    void _prefetch "__builtin_prefetch"(const void*) nogil
     # gcc only vectorizes a loop over ~20 arrays if it knows they are disjoint
     ctypedef double* dptr "double * __restrict__"
     ctypedef const double* cdptr "const double * __restrict__"
@@ -229,6 +235,19 @@ cdef inline bint _any_missing(const double* x, Py_ssize_t m) noexcept nogil:
     return (acc >> 63) != 0
 
 
+cdef inline const double* _ahead(const double* x, Py_ssize_t c0, Py_ssize_t m,
+                                  Py_ssize_t N) noexcept nogil:
+    """What a loop over chunk [c0, c0 + m) scans for the next chunk: its m
+    samples; when the next chunk is the short last one, the last m samples
+    (the others are this chunk's, known finite); after the last chunk, this
+    chunk again."""
+    if c0 + m >= N:
+        return x + c0
+    if N - (c0 + m) >= m:
+        return x + c0 + m
+    return x + N - m
+
+
 cdef inline void _kahan(double* s, double* c, double v) noexcept nogil:
     cdef double t = v - c[0]
     cdef double u = s[0] + t
@@ -307,11 +326,15 @@ cdef double _clean(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
                    dptr s1, dptr c1, dptr s2, dptr c2, dptr sj, dptr cj,
                    dptr ew, dptr srtt, dptr rv,
                    dptr o_mean, dptr o_std, dptr o_slope, dptr o_thr,
-                   dptr fl, const double* cf) noexcept nogil:
+                   dptr fl, const double* cf, const double* xn) noexcept nogil:
     """``_steady`` for a chunk whose samples are all finite (the caller has
     checked): the same arithmetic, term for term, without the selects, so it
-    neither reads the outputs back nor blends every store."""
+    neither reads the outputs back nor blends every store. It also scans
+    ``xn[0..m)`` (the next chunk's samples) for missing ones, so that their
+    first load overlaps this chunk's arithmetic: 2.0 is added to the return
+    value if one is not finite."""
     cdef Py_ssize_t j
+    cdef uint64_t b, acc = 0
     cdef double flag = 0.0, f
     cdef double xv, old, k, y, yo, d, u, t, a1, a2, aj, o1, o2, oj, m2, e, s, r
     cdef double hm1 = cf[CF_HM1], inv_n = cf[CF_INV_N], inv_nm1 = cf[CF_INV_NM1]
@@ -319,6 +342,8 @@ cdef double _clean(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
     cdef double a_ew = cf[CF_A_EW], a_jk = cf[CF_A_JK], b_jk = cf[CF_B_JK]
     cdef double k_jk = cf[CF_K_JK]
     for j in range(m):
+        memcpy(&b, &xn[j], 8)           # first, so that its load starts early
+        acc |= (b & 0x7ff0000000000000ULL) + 0x0010000000000000ULL
         xv = x[j]
         old = row[j]
         row[j] = xv
@@ -358,17 +383,20 @@ cdef double _clean(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
         srtt[j] = s
         rv[j] = r
         o_thr[j] = s + k_jk * r
-    return flag
+    return flag + (2.0 if (acc >> 63) != 0 else 0.0)
 
 
 cdef double _warm(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
                   dptr s1, dptr c1, dptr s2, dptr c2, dptr sj, dptr cj,
                   dptr ew, dptr srtt, dptr rv,
                   dptr o_mean, dptr o_std, dptr o_slope, dptr o_thr,
-                  dptr fl, const double* cf, double c) noexcept nogil:
+                  dptr fl, const double* cf, double c,
+                  const double* xn) noexcept nogil:
     """Windows holding c >= 1 samples (all the same c, all samples finite):
-    add ``x``, evict nothing; ``cf`` is for n = c + 1."""
+    add ``x``, evict nothing; ``cf`` is for n = c + 1. Scans ``xn`` like
+    ``_clean``."""
     cdef Py_ssize_t j
+    cdef uint64_t b, acc = 0
     cdef double flag = 0.0
     cdef double xv, k, y, t, v, a1, a2, aj, m2, e, s, r
     cdef double inv_n = cf[CF_INV_N], inv_nm1 = cf[CF_INV_NM1]
@@ -376,6 +404,8 @@ cdef double _warm(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
     cdef double a_ew = cf[CF_A_EW], a_jk = cf[CF_A_JK], b_jk = cf[CF_B_JK]
     cdef double k_jk = cf[CF_K_JK]
     for j in range(m):
+        memcpy(&b, &xn[j], 8)
+        acc |= (b & 0x7ff0000000000000ULL) + 0x0010000000000000ULL
         xv = x[j]
         row[j] = xv
         k = shift[j]
@@ -413,7 +443,7 @@ cdef double _warm(Py_ssize_t m, cdptr x, dptr row, cdptr shift,
         srtt[j] = s
         rv[j] = r
         o_thr[j] = s + k_jk * r
-    return flag
+    return flag + (2.0 if (acc >> 63) != 0 else 0.0)
 
 
 cdef void _first(Py_ssize_t m, cdptr x, dptr row, dptr shift,
@@ -651,6 +681,7 @@ cdef class RollingWindow:
         cdef int* cnt = &self._cnt[0]
         cdef int* mode = &self._mode[0]
         cdef double flag
+        cdef int nbad = -1     # the next chunk has a missing sample: 1, 0, -1 unknown
         cdef int cm
         cdef double cf[N_CF]
 
@@ -660,18 +691,14 @@ cdef class RollingWindow:
         while c0 < N:
             m = CHUNK if c0 + CHUNK <= N else N - c0
             cm = mode[c]
-            # the next chunk's samples: their first touch of the tick (the
-            # missing-sample scan) would otherwise wait for them
-            j = c0 + CHUNK
-            while j < c0 + 2 * CHUNK and j < N:
-                _prefetch(x + j)
-                j += 8
             if cm == H:
                 # the normal case: full and in step. A chunk with no missing
                 # sample (one vectorized scan of x) takes the loop without
                 # selects; otherwise missing samples are handled inside the
                 # loop and flagged
-                if not _any_missing(x + c0, m):
+                if nbad < 0:
+                    nbad = _any_missing(x + c0, m)
+                if nbad == 0:
                     flag = _clean(m, x + c0, row + c0, st + R_K * N + c0,
                                   st + R_S1 * N + c0, st + R_C1 * N + c0,
                                   st + R_S2 * N + c0, st + R_C2 * N + c0,
@@ -680,8 +707,12 @@ cdef class RollingWindow:
                                   st + R_RV * N + c0,
                                   out + O_MEAN * N + c0, out + O_STD * N + c0,
                                   out + O_SLOPE * N + c0, out + O_THR * N + c0,
-                                  fl, self._cf_full)
+                                  fl, self._cf_full, _ahead(x, c0, m, N))
+                    if flag >= 2.0:
+                        flag -= 2.0
+                        nbad = 1
                 else:
+                    nbad = -1
                     flag = _steady(m, x + c0, row + c0, st + R_K * N + c0,
                                    st + R_S1 * N + c0, st + R_C1 * N + c0,
                                    st + R_S2 * N + c0, st + R_C2 * N + c0,
@@ -701,10 +732,14 @@ cdef class RollingWindow:
                             self._lag[c0 + j] = 1
                             mode[c] = MODE_MIXED
             else:
-                if cm == MODE_MIXED or _any_missing(x + c0, m):
+                if cm != MODE_MIXED and nbad < 0:
+                    nbad = _any_missing(x + c0, m)
+                if cm == MODE_MIXED or nbad != 0:
+                    nbad = -1
                     self._mixed(x, g, c0, m)
                     mode[c] = self._uniform(c0, m)
                 elif cm == 0:
+                    nbad = -1
                     _first(m, x + c0, row + c0, st + R_K * N + c0,
                            st + R_S1 * N + c0, st + R_C1 * N + c0,
                            st + R_S2 * N + c0, st + R_C2 * N + c0,
@@ -727,7 +762,10 @@ cdef class RollingWindow:
                                  st + R_RV * N + c0,
                                  out + O_MEAN * N + c0, out + O_STD * N + c0,
                                  out + O_SLOPE * N + c0, out + O_THR * N + c0,
-                                 fl, cf, <double>cm)
+                                 fl, cf, <double>cm, _ahead(x, c0, m, N))
+                    if flag >= 2.0:
+                        flag -= 2.0
+                        nbad = 1
                     for j in range(m):
                         cnt[c0 + j] = cm + 1
                     mode[c] = cm + 1

@@ -649,7 +649,7 @@ def print_report(rep: dict[str, Any]) -> None:
     nruns = {k: len(v["runs_s"]) for k, v in sw.items()}
     print(f"a. SAME WORK  N={N:,} containers, T={T} ticks, H={H}; one thread; median of "
           f"{m['runs']} interleaved rounds")
-    print(f"   (runs per method: " + ", ".join(f"{k} {v}" for k, v in nruns.items()) + ")")
+    print("   (runs per method: " + ", ".join(f"{k} {v}" for k, v in nruns.items()) + ")")
     print("   per tick: ingest one sample per container -> rolling mean, std, LS slope, "
           "EWMA, JK threshold")
     print(f"   agreement checked first: worst relative error "
