@@ -149,7 +149,11 @@ class Agent:
             new = self.settings.with_updates(partial)
             self._apply_settings(new)
             self._overrides.update(partial)
-            await self._emit("config", {"changed": dict(partial)})
+            await self._emit("config", {
+                "changed": dict(partial),
+                "message": "runtime configuration changed: "
+                + ", ".join(f"{k}={v}" for k, v in partial.items()),
+            })
             try:
                 await self.store.save_config(self._overrides)
             except StoreError as exc:
@@ -255,6 +259,8 @@ class Agent:
         self._state = dataclasses.replace(state, desired=self._clamp(state.desired))
         self._sundown = dict(stored.sundown)
         await self._emit("recovered", {
+            "message": f"resumed from Redis: desired {self._state.desired}, "
+            f"{len(stored.containers)} known container(s), {len(self._sundown)} draining",
             "desired": self._state.desired,
             "sundown": sorted(self._sundown),
             "known_containers": sorted(stored.containers),
@@ -320,12 +326,13 @@ class Agent:
             listed = await self.engine.list_owned()
         except EngineError as exc:
             if self._engine_ok:
-                await self._emit("engine_error", {"error": str(exc)})
+                await self._emit("engine_error", {
+                    "error": str(exc), "message": f"engine unreachable, actuation paused: {exc}"})
             self._engine_ok, self._engine_error = False, str(exc)
             self.metrics.error("engine")
             return None
         if not self._engine_ok:
-            await self._emit("engine_recovered", {})
+            await self._emit("engine_recovered", {"message": "engine reachable again"})
         self._engine_ok, self._engine_error = True, None
         self._infos = {i.name: i for i in listed}
         # Marks of containers that no longer exist are dropped (no orphans in Redis).
@@ -424,12 +431,15 @@ class Agent:
                 info = await self.engine.create()
             except EngineError as exc:
                 self.metrics.error("engine")
-                await self._emit("create_failed", {"error": str(exc), "reason": reason})
+                await self._emit("create_failed", {
+                    "error": str(exc), "reason": reason, "message": f"could not create a worker: {exc}"})
                 return
             self._infos[info.name] = info
             self.scorer.add(info.name, now=info.created)
-            await self._emit("created", {"name": info.name, "reason": reason,
-                                         "host_port": info.host_port})
+            await self._emit("created", {
+                "name": info.name, "reason": reason, "host_port": info.host_port,
+                "message": f"created {info.name} on {info.address}:{info.host_port} ({reason})",
+            })
 
     async def _persist(self) -> None:
         records = {}
