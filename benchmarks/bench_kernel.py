@@ -13,7 +13,9 @@ Sections (see benchmarks/README.md):
                  the kernel (and the kernel against agent.reference.window)
                  before anything is timed.
   b. full tick   agent.scoring.Scorer.update_arrays for N containers vs the
-                 pure-Python agent.reference.scoring.ReferenceScorer.
+                 vectorized agent.reference.scoring_numpy.NumpyScorer and the
+                 pure-Python agent.reference.scoring.ReferenceScorer, each
+                 checked against the kernel on every output before timing.
   c. bound       the bytes the same work must move per tick over this
                  machine's copy bandwidth (np.copyto of 256 MiB, best of 5).
   d. memory      state bytes per container.
@@ -368,6 +370,53 @@ def check_agreement(x: np.ndarray, p: Params, n_sub: int, n_ref: int) -> dict[st
 
 # -- full scoring tick ---------------------------------------------------------------------
 
+# outputs of a scoring tick compared before timing: floats within AGREE_REL of the
+# larger value or the natural scale (scores and their slopes 100, weights 1, the
+# response-time slope the data's largest time); categories and flags exactly
+TICK_FLOATS = {
+    "cpu_score": 100.0, "memory_score": 100.0, "network_score": 100.0,
+    "availability_score": 100.0, "overall_score": 100.0, "weight": 1.0, "slope": 100.0,
+    "slope_cpu": 100.0, "slope_memory": 100.0, "slope_network": 100.0,
+    "slope_response_time": None, "forecast": 100.0,
+}
+TICK_EXACT = ("category", "anomaly", "stale", "active")
+
+
+def tick_errors(got: Any, ref: Any, rt_scale: float, errs: dict[str, float]) -> None:
+    """Fold the worst relative error per output of two TickArrays into `errs`
+    (inf for a differing NaN pattern, category or flag)."""
+    for name in TICK_EXACT:
+        e = 0.0 if np.array_equal(getattr(got, name), getattr(ref, name)) else math.inf
+        errs[name] = max(errs.get(name, 0.0), e)
+    for name, scale in TICK_FLOATS.items():
+        scale = rt_scale if scale is None else scale
+        g, r = getattr(got, name), getattr(ref, name)
+        if not np.array_equal(np.isnan(g), np.isnan(r)):
+            errs[name] = math.inf
+            continue
+        ok = ~np.isnan(r)
+        e = np.abs(g[ok] - r[ok]) / np.maximum(np.maximum(np.abs(g[ok]), np.abs(r[ok])), scale)
+        errs[name] = max(errs.get(name, 0.0), float(e.max()) if e.size else 0.0)
+
+
+def record_errors(got: list[Any], ref: list[Any], errs: dict[str, float]) -> None:
+    """The same for ContainerScore records (pure-Python reference vs kernel)."""
+    for a, b in zip(got, ref, strict=True):
+        for name, scale in (("cpu_score", 100.0), ("memory_score", 100.0),
+                            ("network_score", 100.0), ("availability_score", 100.0),
+                            ("overall_score", 100.0), ("weight", 1.0), ("slope", 100.0),
+                            ("forecast", 100.0)):
+            x, y = getattr(a, name), getattr(b, name)
+            if math.isnan(x) or math.isnan(y):
+                e = 0.0 if (math.isnan(x) and math.isnan(y)) else math.inf
+            else:
+                e = float(abs(x - y) / max(abs(x), abs(y), scale))
+            errs[name] = max(errs.get(name, 0.0), e)
+        for name in ("category", "anomaly", "stale"):
+            e = 0.0 if getattr(a, name) == getattr(b, name) else math.inf
+            errs[name] = max(errs.get(name, 0.0), e)
+
+
 def full_tick(n: int, ticks: int, runs: int, n_sub: int, seed: int) -> dict[str, Any]:
     try:
         from agent.model import Sample
@@ -377,6 +426,10 @@ def full_tick(n: int, ticks: int, runs: int, n_sub: int, seed: int) -> dict[str,
         return {"available": False, "reason": f"skipped: agent.scoring not available ({exc})"}
     if not hasattr(Scorer, "update_arrays"):
         return {"available": False, "reason": "skipped: Scorer.update_arrays not available"}
+    try:
+        from agent.reference.scoring_numpy import NumpyScorer
+    except ImportError:
+        NumpyScorer = None
     log(f"full scoring tick: N={n}, {ticks} ticks x {runs} runs ...")
     rng = np.random.default_rng(seed)
     cfg = ScorerConfig()
@@ -386,11 +439,16 @@ def full_tick(n: int, ticks: int, runs: int, n_sub: int, seed: int) -> dict[str,
     rt = rng.lognormal(math.log(0.005), 0.5, (ticks, n))
     rt[rng.random((ticks, n)) < 0.01] = math.nan          # failed probes
     valid = np.ones(n, dtype=bool)
+    rt_scale = float(np.nanmax(rt))
 
-    def kernel_run() -> float:
-        sc = Scorer(cfg, capacity=n)
-        for i in range(n):
+    def make(cls: Any, count: int) -> Any:
+        sc = cls(cfg, capacity=count)
+        for i in range(count):
             sc.add(f"c{i}", now=0.0)
+        return sc
+
+    def array_run(cls: Any) -> float:
+        sc = make(cls, n)
         t0 = time.perf_counter()
         for t in range(ticks):
             sc.update_arrays(cpu[t], mem[t], net[t], rt[t], valid, now=float(t + 1))
@@ -408,23 +466,68 @@ def full_tick(n: int, ticks: int, runs: int, n_sub: int, seed: int) -> dict[str,
             ref.update(samples[t], now=float(t + 1))
         return (time.perf_counter() - t0) / ticks * (n / n_sub)
 
-    kernel_s, python_s = [], []
+    # agreement first, every output of every tick: NumPy vs kernel on all N
+    # containers, pure Python vs a kernel scorer of the same n_sub containers
+    log("  checking that the full-tick methods agree ...")
+    agreement: dict[str, Any] = {
+        "tolerance": f"|a - b| <= {AGREE_REL:g} * max(|a|, |b|, scale); scale 100 for "
+                     f"scores and score slopes, 1 for weights, max response time "
+                     f"({rt_scale:.3g} s) for its slope; categories and flags exact",
+    }
+    if NumpyScorer is not None:
+        ks, ns = make(Scorer, n), make(NumpyScorer, n)
+        errs: dict[str, float] = {}
+        for t in range(ticks):
+            a = ks.update_arrays(cpu[t], mem[t], net[t], rt[t], valid, now=float(t + 1))
+            b = ns.update_arrays(cpu[t], mem[t], net[t], rt[t], valid, now=float(t + 1))
+            tick_errors(b, a, rt_scale, errs)
+        agreement["numpy vs kernel"] = errs
+    ks, ref = make(Scorer, n_sub), ReferenceScorer(cfg)
+    for i in range(n_sub):
+        ref.add(f"c{i}", now=0.0)
+    errs = {}
+    for t in range(ticks):
+        record_errors(ref.update(samples[t], now=float(t + 1)),
+                      ks.update(samples[t], now=float(t + 1)), errs)
+    agreement["python vs kernel"] = errs
+    agreement["worst"] = {k: float(max(v.values()))
+                          for k, v in agreement.items() if isinstance(v, dict)}
+    numpy_ok = bool(NumpyScorer is not None and agreement["worst"]["numpy vs kernel"] <= AGREE_REL)
+    python_ok = bool(agreement["worst"]["python vs kernel"] <= AGREE_REL)
+    agreement["ok"] = numpy_ok and python_ok
+    if NumpyScorer is None:
+        numpy_label = "not available: agent.reference.scoring_numpy cannot be imported"
+    elif numpy_ok:
+        numpy_label = "all outputs agree with the kernel"
+    else:
+        numpy_label = (f"NOT TIMED: disagrees with the kernel (worst relative error "
+                       f"{agreement['worst']['numpy vs kernel']:.3g})")
+
+    kernel_s: list[float] = []
+    numpy_s: list[float] = []
+    python_s: list[float] = []
     for r in range(runs):
-        kernel_s.append(kernel_run())
-        python_s.append(python_run())
-        log(f"  run {r + 1}/{runs}: kernel {kernel_s[-1] * 1e3:.3f} ms/tick, "
-            f"pure Python {python_s[-1] * 1e3:.1f} ms/tick (scaled)")
+        kernel_s.append(array_run(Scorer))
+        if numpy_ok:
+            numpy_s.append(array_run(NumpyScorer))
+        if python_ok:
+            python_s.append(python_run())
+        log(f"  run {r + 1}/{runs}: kernel {kernel_s[-1] * 1e3:.3f} ms/tick"
+            + (f", NumPy {numpy_s[-1] * 1e3:.2f} ms/tick" if numpy_ok else "")
+            + (f", pure Python {python_s[-1] * 1e3:.1f} ms/tick (scaled)" if python_ok else ""))
     sc = Scorer(cfg, capacity=n)
     scorer_bytes = sc.state_bytes_per_slot() if hasattr(sc, "state_bytes_per_slot") else None
     return {
         "available": True,
         "n": n,
         "ticks_per_run": ticks,
+        "agreement": agreement,
         "kernel_s_per_tick": statistics.median(kernel_s),
         "kernel_runs": kernel_s,
-        "numpy_reference": "not available: agent.reference.scoring is a per-container "
-                           "Python reference (timed below as pure Python)",
-        "python_s_per_tick": statistics.median(python_s),
+        "numpy_s_per_tick": statistics.median(numpy_s) if numpy_s else None,
+        "numpy_runs": numpy_s,
+        "numpy_label": numpy_label,
+        "python_s_per_tick": statistics.median(python_s) if python_s else None,
         "python_runs": python_s,
         "python_subset": n_sub,
         "scorer_bytes_per_slot": scorer_bytes,
@@ -672,11 +775,29 @@ def print_report(rep: dict[str, Any]) -> None:
     print()
     print(f"b. FULL SCORING TICK  (agent.scoring.Scorer.update_arrays, N={N:,})")
     if ft.get("available"):
-        print(f"   {'kernel (Scorer.update_arrays)':32s} {fmt_time(ft['kernel_s_per_tick']):>12s}"
+        ag = ft["agreement"]
+        print("   per tick: every score, category, weight, slope, forecast and anomaly flag")
+        print(f"   agreement checked first on every output of every tick (tolerance {AGREE_REL:g}):")
+        print("   worst relative error " + ", ".join(f"{k} {v:.2g}" for k, v in ag["worst"].items()))
+        print()
+        k_s = ft["kernel_s_per_tick"]
+        print(f"   {'method':32s} {'per tick':>12s} {'kernel is':>11s}")
+        print(f"   {'kernel (Scorer.update_arrays)':32s} {fmt_time(k_s):>12s} {1.0:10.1f}x"
               f"   median of {len(ft['kernel_runs'])} runs x {ft['ticks_per_run']} ticks")
-        print(f"   {'NumPy reference':32s} {'n/a':>12s}   {ft['numpy_reference']}")
-        print(f"   {'pure Python (ReferenceScorer) *':32s} {fmt_time(ft['python_s_per_tick']):>12s}"
-              f"   kernel is {ft['python_s_per_tick'] / ft['kernel_s_per_tick']:.0f}x faster")
+        if ft["numpy_s_per_tick"] is not None:
+            print(f"   {'NumPy (vectorized, NumpyScorer)':32s} "
+                  f"{fmt_time(ft['numpy_s_per_tick']):>12s} "
+                  f"{ft['numpy_s_per_tick'] / k_s:10.1f}x   {ft['numpy_label']}")
+        else:
+            print(f"   {'NumPy (vectorized, NumpyScorer)':32s} {'n/a':>12s} {'':>11s}   "
+                  f"{ft['numpy_label']}")
+        if ft["python_s_per_tick"] is not None:
+            print(f"   {'pure Python (ReferenceScorer) *':32s} "
+                  f"{fmt_time(ft['python_s_per_tick']):>12s} "
+                  f"{ft['python_s_per_tick'] / k_s:10.0f}x")
+        else:
+            print(f"   {'pure Python (ReferenceScorer) *':32s} {'n/a':>12s} {'':>11s}   "
+                  "NOT TIMED: disagrees with the kernel")
         print(f"   * timed on {ft['python_subset']} containers, scaled per container to N={N:,}")
     else:
         print(f"   {ft['reason']}")

@@ -52,6 +52,14 @@ def test_benchmark_runs_and_writes_json(tmp_path):
     ft = rep["full_tick"]
     if ft["available"]:
         assert ft["kernel_s_per_tick"] > 0 and ft["python_s_per_tick"] > 0
+        assert ft["numpy_s_per_tick"] > 0 and len(ft["numpy_runs"]) == 5
+        assert ft["numpy_label"] == "all outputs agree with the kernel"
+        ag = ft["agreement"]
+        assert ag["ok"] is True
+        assert set(ag["worst"]) == {"numpy vs kernel", "python vs kernel"}
+        assert max(ag["worst"].values()) <= 1e-9
+        assert {"category", "weight", "slope_response_time", "forecast"} <= set(ag["numpy vs kernel"])
+        assert "NumPy (vectorized, NumpyScorer)" in proc.stdout
     else:
         assert ft["reason"].startswith("skipped: agent.scoring not available")
 
@@ -94,6 +102,24 @@ def test_disagreeing_method_aborts_before_timing(bench, monkeypatch, tmp_path, c
     rep = json.loads(out.read_text())
     assert rep["aborted"] is True and rep["agreement"]["ok"] is False
     assert rep["agreement"]["numpy vs kernel"]["slope"] > 1e-9
+
+
+def test_full_tick_numpy_that_disagrees_is_not_timed(bench, monkeypatch):
+    from agent.reference import scoring_numpy
+
+    class Broken(scoring_numpy.NumpyScorer):
+        def update_arrays(self, *args, **kwargs):
+            arrays = super().update_arrays(*args, **kwargs)
+            self.out[4] += 1e-3                # a wrong overall score
+            return arrays
+
+    monkeypatch.setattr(scoring_numpy, "NumpyScorer", Broken)
+    ft = bench.full_tick(50, 5, 2, 10, seed=1)
+    assert ft["available"] is True and ft["agreement"]["ok"] is False
+    assert ft["numpy_s_per_tick"] is None and ft["numpy_runs"] == []
+    assert ft["numpy_label"].startswith("NOT TIMED: disagrees")
+    assert ft["agreement"]["numpy vs kernel"]["overall_score"] > 1e-9
+    assert ft["python_s_per_tick"] > 0                 # the others are still timed
 
 
 def test_python_method_matches_kernel_exactly_enough(bench):
