@@ -184,7 +184,8 @@ def _clock(ts: Any) -> str:
 def render_events(events: Sequence[dict[str, Any]]) -> str:
     rows = []
     for e in events:
-        data = e.get("data") if isinstance(e.get("data"), dict) else {}
+        raw = e.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         message = data.get("message") or json.dumps(data, separators=(",", ":"))
         rows.append([_clock(e.get("ts")), str(e.get("kind", "")), str(data.get("action", "")),
                      str(data.get("reason", "")), str(message)[:120]])
@@ -278,7 +279,8 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
     fetched = -math.inf
 
     def fetch_counts() -> dict[str, Any]:
-        return api_call(args.url, "GET", "/queue", timeout=min(args.timeout, 5.0))
+        queue: dict[str, Any] = api_call(args.url, "GET", "/queue", timeout=min(args.timeout, 5.0))
+        return queue
 
     async with QueueSubscriber(args.url, backoff=Backoff(initial=0.25, maximum=5.0)) as sub:
         cursor = sub.__aiter__()

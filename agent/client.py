@@ -39,13 +39,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import trio
 import trio_websocket
 
 from .model import Category, QueueItem
+
+if TYPE_CHECKING:
+    from .scoring import SmoothWeightedRoundRobin, WeightedP2C
 
 __all__ = ["QueueSubscriber", "Picker", "Backoff", "parse_queue", "ws_url"]
 
@@ -277,10 +280,11 @@ class QueueSubscriber:
 
     async def _session(self) -> None:
         with trio.fail_after(self.connect_timeout):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(self._host, self._port)
+            tcp = await trio.open_tcp_stream(self._host, self._port)
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp
         try:
             if self._ssl is not None:
-                stream = trio.SSLStream(stream, self._ssl, server_hostname=self._host)
+                stream = trio.SSLStream(tcp, self._ssl, server_hostname=self._host)
             async with trio.open_nursery() as nursery:
                 with trio.fail_after(self.connect_timeout):
                     ws = await trio_websocket.wrap_client_stream(
@@ -357,7 +361,7 @@ class Picker:
         self._seed = seed
         self._key: tuple[tuple[str, float], ...] | None = None
         self._items: tuple[QueueItem, ...] = ()
-        self._picker: Any = None
+        self._picker: WeightedP2C | SmoothWeightedRoundRobin | None = None
         self._in_flight: dict[str, int] = {}
 
     def _queue(self) -> Sequence[QueueItem]:
@@ -392,7 +396,8 @@ class Picker:
             raise LookupError("no container in the queue can take traffic")
         if self.strategy == "p2c" and self._in_flight:
             load = [float(self._in_flight.get(i.dns_name, 0)) for i in self._items]
-            return self._items[self._picker.pick(load=load)]
+            picker = cast("WeightedP2C", self._picker)  # _refresh builds it for "p2c"
+            return self._items[picker.pick(load=load)]
         return self._items[self._picker.pick()]
 
     @contextmanager

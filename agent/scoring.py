@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,7 @@ __all__ = [
 LATENCY_FLOOR = 1e-3
 
 _FloatArray = npt.NDArray[np.float64]
+_ArrayT = TypeVar("_ArrayT", bound="np.ndarray[Any, Any]")
 
 
 def _check(ok: bool, name: str, rule: str, value: object) -> None:
@@ -194,7 +195,7 @@ class ContainerDetail:
     added: float
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
+def _readonly(a: _ArrayT) -> _ArrayT:
     v = a.view()
     v.flags.writeable = False
     return v
@@ -223,6 +224,23 @@ class Scorer:
     every weight is 0, and consumers must treat the pool as unavailable.
     """
 
+    # Per-slot arrays, (re)bound by `_allocate` (and the rings by `reconfigure`).
+    _fstate: _FloatArray
+    _istate: npt.NDArray[np.intc]
+    _hist: _FloatArray
+    _best: _FloatArray
+    _win: _FloatArray
+    _rtw: _FloatArray
+    _out: _FloatArray
+    _cat: npt.NDArray[np.int8]
+    _flags: npt.NDArray[np.uint8]
+    _active: npt.NDArray[np.uint8]
+    _in_cpu: _FloatArray
+    _in_mem: _FloatArray
+    _in_net: _FloatArray
+    _in_rt: _FloatArray
+    _in_valid: npt.NDArray[np.uint8]
+
     def __init__(self, config: ScorerConfig | None = None, capacity: int = 16) -> None:
         if config is None:
             config = ScorerConfig()
@@ -246,7 +264,7 @@ class Scorer:
         """Create (or grow into) arrays of `cap` slots, copying the old rows."""
         cfg = self._config
         H = cfg.trend_window
-        new = {
+        new: dict[str, np.ndarray[Any, Any]] = {
             "fstate": np.zeros((cap, _kernel.NF_), np.float64),
             "istate": np.zeros((cap, _kernel.NI_), np.intc),
             "hist": np.zeros((cap, cfg.history_size), np.float64),
@@ -576,7 +594,8 @@ class WeightedP2C:
         return a
 
     def pick(self, load: npt.ArrayLike | None = None) -> int:
-        return self.pick_with(*self._rng.random(2), load=load)
+        u = self._rng.random(2)
+        return self.pick_with(u[0], u[1], load=load)
 
     def pick_with(self, u1: float, u2: float, load: npt.ArrayLike | None = None) -> int:
         """Pick with the given uniforms in [0, 1) (deterministic; for tests and replay)."""

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request
@@ -44,6 +44,14 @@ from .security import (
     origin_may_write,
     read_origins,
 )
+
+if TYPE_CHECKING:
+    from hypercorn.typing import (
+        ASGIFramework,
+        ASGIReceiveCallable,
+        ASGISendCallable,
+        Scope,
+    )
 
 __all__ = ["create_app", "serve", "WebState", "queue_json", "stats_json", "ServerInfo"]
 
@@ -150,7 +158,7 @@ def container_json(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
     position = next((i for i, q in enumerate(snapshot.queue) if q.dns_name == name), None)
     item = snapshot.queue[position] if position is not None else None
     nan = math.nan
-    return _clean(
+    record: dict[str, Any] = _clean(
         {
             "name": name,
             "id": (score.id if score is not None and score.id else None) or (info.id if info else ""),
@@ -175,6 +183,7 @@ def container_json(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
             or (info.host_port if info else None),
         }
     )
+    return record
 
 
 class _QueueTextCache:
@@ -214,7 +223,8 @@ class WebState:
 
 
 def web_state(app: QuartTrio) -> WebState:
-    return app.extensions[EXTENSION]
+    state: WebState = app.extensions[EXTENSION]
+    return state
 
 
 # --------------------------------------------------------------------------- request parsing
@@ -597,6 +607,7 @@ def writable_settings(current: Mapping[str, Any]) -> set[str]:
     The config module's ``RUNTIME_MUTABLE`` decides; `READ_ONLY_SETTINGS` is a
     second fence that holds even if a setting were marked mutable by mistake.
     """
+    mutable: frozenset[str] | None
     try:
         from ..config import RUNTIME_MUTABLE as mutable
     except ImportError:  # pragma: no cover - config is part of the package
@@ -673,11 +684,11 @@ class _QueueFeed:
     Everything else goes to Quart.
     """
 
-    def __init__(self, app: Any, state: WebState) -> None:
+    def __init__(self, app: ASGIFramework, state: WebState) -> None:
         self.app = app
         self.state = state
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] == "websocket" and scope.get("path") == "/ws":
             await _ws_feed(self.state, receive, send)
         else:

@@ -36,13 +36,23 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from hypercorn.typing import (
+        ASGIFramework,
+        ASGIReceiveCallable,
+        ASGISendCallable,
+        ASGISendEvent,
+        Scope,
+        WebsocketScope,
+    )
 
 __all__ = ["ServerInfo", "serve", "hypercorn_config", "settings_port", "abort_connections"]
 
@@ -172,15 +182,15 @@ def hypercorn_config(
 class _ShieldedSend:
     """ASGI wrapper: HTTP ``send`` calls run shielded from cancellation (the close fix)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIFramework) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        async def shielded_send(message: dict) -> None:
+        async def shielded_send(message: ASGISendEvent) -> None:
             with trio.CancelScope(shield=True):
                 await send(message)
 
@@ -199,12 +209,11 @@ class _WebSocketPort:
     hooks run once (on the HTTP port's server), not once per port.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIFramework) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
@@ -212,8 +221,9 @@ class _WebSocketPort:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        elif kind == "websocket":
-            await self.app({**scope, "path": "/ws", "raw_path": b"/ws"}, receive, send)
+        elif scope["type"] == "websocket":
+            feed: WebsocketScope = {**scope, "path": "/ws", "raw_path": b"/ws"}
+            await self.app(feed, receive, send)
         else:
             with trio.CancelScope(shield=True):
                 await send(
@@ -226,7 +236,8 @@ class _WebSocketPort:
                         ],
                     }
                 )
-                await send({"type": "http.response.body", "body": _WS_PORT_404})
+                # (the ASGI default, spelt out: hypercorn's TypedDict requires it)
+                await send({"type": "http.response.body", "body": _WS_PORT_404, "more_body": False})
 
 
 async def serve(
