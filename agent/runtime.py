@@ -343,20 +343,30 @@ class Agent:
         for info in listed:
             if info.status not in DEAD_STATES:
                 continue
-            try:
-                await self.engine.remove(info.id)
-            except ContainerNotFound:
-                pass
-            except EngineError as exc:
-                self.metrics.error("engine")
-                log.warning("could not remove dead %s: %s", info.name, exc)
+            was_sundown = info.name in self._sundown
+            if not await self._remove(info, "dead"):
                 continue
-            was_sundown = self._sundown.pop(info.name, None) is not None
-            self._infos.pop(info.name, None)
             await self._emit("removed" if was_sundown else "replaced", {
                 "name": info.name, "status": info.status,
                 "message": f"{info.name} was {info.status}; removed, reconcile replaces it",
             })
+
+    async def _remove(self, info: ContainerInfo, why: str) -> bool:
+        """Remove a container from the engine and forget it; False if the engine failed."""
+        try:
+            await self.engine.remove(info.id)
+        except ContainerNotFound:
+            pass  # already gone: the goal is reached
+        except EngineError as exc:
+            self.metrics.error("engine")
+            log.warning("could not remove %s %s: %s", why, info.name, exc)
+            return False
+        self._infos.pop(info.name, None)
+        self._scores.pop(info.name, None)
+        self._sundown.pop(info.name, None)
+        if info.name in self.scorer:
+            self.scorer.remove(info.name)
+        return True
 
     def _sync_scorer(self) -> None:
         running = {n for n, i in self._infos.items() if i.running}
@@ -373,20 +383,9 @@ class Agent:
             info = self._infos.get(name)
             if info is None:
                 continue
-            try:
-                await self.engine.remove(info.id)
-            except ContainerNotFound:
-                pass
-            except EngineError as exc:
-                self.metrics.error("engine")
-                log.warning("could not remove drained %s: %s", name, exc)
-                continue
             idle = self._is_idle(name)
-            self._infos.pop(name, None)
-            self._scores.pop(name, None)
-            self._sundown.pop(name, None)
-            if name in self.scorer:
-                self.scorer.remove(name)
+            if not await self._remove(info, "drained"):
+                continue
             await self._emit("removed", {
                 "name": name,
                 "reason": "drained" if idle else "drain_timeout",
