@@ -143,15 +143,19 @@ def _resolve(cgroup_text: str, container_id: str, cgroup_root: Path) -> _Resolve
         return path if path is not None and container_id in path else None
 
     unified_mounts = [cgroup_root, cgroup_root / "unified"]
-    # CPU: v1 cpuacct, else v2 cpu.stat.
-    cpu_dir, cpu_v2 = None, False
-    if (p := own(paths.v1.get("cpuacct"))) is not None:
-        mounts = [cgroup_root / "cpuacct", cgroup_root / paths.v1_mounts["cpuacct"]]
-        cpu_dir = _find_dir(mounts, p, "cpuacct.usage")
-    if cpu_dir is None and (p := own(paths.v2)) is not None:
-        cpu_dir, cpu_v2 = _find_dir(unified_mounts, p, "cpu.stat"), True
-    if cpu_dir is None:
-        raise _Unreadable(f"no cgroup CPU accounting for {container_id[:12]}")
+
+    def controller(name: str, v1_probe: str, v2_probe: str, what: str) -> tuple[Path, bool]:
+        """The container's directory for a v1 controller, else its v2 group."""
+        if (p := own(paths.v1.get(name))) is not None:
+            mounts = [cgroup_root / name, cgroup_root / paths.v1_mounts[name]]
+            if (found := _find_dir(mounts, p, v1_probe)) is not None:
+                return found, False
+        if (p := own(paths.v2)) is not None:
+            if (found := _find_dir(unified_mounts, p, v2_probe)) is not None:
+                return found, True
+        raise _Unreadable(f"no cgroup {what} accounting for {container_id[:12]}")
+
+    cpu_dir, cpu_v2 = controller("cpuacct", "cpuacct.usage", "cpu.stat", "CPU")
     quota_files: tuple[Path, ...] = ()
     if cpu_v2:
         if (cpu_dir / "cpu.max").exists():
@@ -160,15 +164,7 @@ def _resolve(cgroup_text: str, container_id: str, cgroup_root: Path) -> _Resolve
         mounts = [cgroup_root / "cpu", cgroup_root / paths.v1_mounts["cpu"]]
         if (quota_dir := _find_dir(mounts, p, "cpu.cfs_quota_us")) is not None:
             quota_files = (quota_dir / "cpu.cfs_quota_us", quota_dir / "cpu.cfs_period_us")
-    # Memory: v1 memory controller, else v2 memory.current.
-    mem_dir, mem_v2 = None, False
-    if (p := own(paths.v1.get("memory"))) is not None:
-        mounts = [cgroup_root / "memory", cgroup_root / paths.v1_mounts["memory"]]
-        mem_dir = _find_dir(mounts, p, "memory.usage_in_bytes")
-    if mem_dir is None and (p := own(paths.v2)) is not None:
-        mem_dir, mem_v2 = _find_dir(unified_mounts, p, "memory.current"), True
-    if mem_dir is None:
-        raise _Unreadable(f"no cgroup memory accounting for {container_id[:12]}")
+    mem_dir, mem_v2 = controller("memory", "memory.usage_in_bytes", "memory.current", "memory")
     return _Resolved(
         cgroup_text=cgroup_text,
         cpu_file=cpu_dir / ("cpu.stat" if cpu_v2 else "cpuacct.usage"),

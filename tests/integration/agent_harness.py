@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from agent.config import Settings, load_settings
 from agent.runtime import Agent
 from agent.sampler import Sampler
 from agent.store import RedisStore
+from tests.web.util import eventually
 
 T = TypeVar("T")
 
@@ -66,18 +66,7 @@ async def wait_for(
     predicate: Callable[[], Awaitable[T] | T], *, timeout: float, what: str, every: float = 0.2
 ) -> T:
     """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = trio.current_time() + timeout
-    last: Any = None
-    while True:
-        result = predicate()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result  # type: ignore[return-value]
-        last = result
-        if trio.current_time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        await trio.sleep(every)
+    return await eventually(predicate, timeout=timeout, interval=every, message=f"waiting for {what}")
 
 
 def running_names(app: Any) -> set[str]:
@@ -155,7 +144,3 @@ class AgentProcess:
             return self.log.read_text()[-3000:]
         except FileNotFoundError:
             return ""
-
-
-def now() -> float:
-    return time.monotonic()
