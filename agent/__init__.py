@@ -1,6 +1,6 @@
 """deployment-agent: keeps a pool of Docker containers healthy and right-sized.
 
 The embeddable scorer lives in `agent.scoring`; the service starts from
-`agent.cli` (`deployment-agent run`).
+`agent.interfaces.cli` (`deployment-agent run`).
 """
 __version__ = "0.1.0"

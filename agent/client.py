@@ -45,10 +45,10 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 import trio_websocket
 
-from .model import Category, QueueItem
+from agent.core.records import Category, QueueItem
 
 if TYPE_CHECKING:
-    from .scoring import SmoothWeightedRoundRobin, WeightedP2C
+    from agent.scoring import SmoothWeightedRoundRobin, WeightedP2C
 
 __all__ = ["QueueSubscriber", "Picker", "Backoff", "parse_queue", "ws_url"]
 
@@ -381,7 +381,7 @@ class Picker:
         if key == self._key:
             self._items = items  # same weights: keep the picker's state, update addresses
             return
-        from .scoring import SmoothWeightedRoundRobin, WeightedP2C  # numpy + the kernel: lazily
+        from agent.scoring import SmoothWeightedRoundRobin, WeightedP2C  # numpy + the kernel: lazily
 
         weights = [i.weight for i in items]
         self._picker = (

@@ -6,7 +6,7 @@ per tick. This module is the thin typed shell around it: it validates, converts
 dtypes, maps names to slots and turns rows into `ContainerScore` records. It imports
 neither trio, docker nor redis, so any tool can embed it::
 
-    from agent.model import Sample
+    from agent.core.records import Sample
     from agent.scoring import Scorer, ScorerConfig, SmoothWeightedRoundRobin
 
     scorer = Scorer(ScorerConfig(hysteresis=2.0))
@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from _scoring import _kernel
-from agent.model import CATEGORY_CODES, ContainerScore, Sample
+from agent.core.records import CATEGORY_CODES, ContainerScore, Sample
 
 __all__ = [
     "ScorerConfig",

@@ -419,7 +419,7 @@ def record_errors(got: list[Any], ref: list[Any], errs: dict[str, float]) -> Non
 
 def full_tick(n: int, ticks: int, runs: int, n_sub: int, seed: int) -> dict[str, Any]:
     try:
-        from agent.model import Sample
+        from agent.core.records import Sample
         from agent.reference.scoring import ReferenceScorer
         from agent.scoring import Scorer, ScorerConfig
     except ImportError as exc:

@@ -4,8 +4,8 @@
     python -m benchmarks.bench_ws_fanout --clients 200 --updates 20 --json out.json
 
 What runs:
-  * the *server* — the real web app (`agent.web.serve`: Hypercorn's Trio worker,
-    Quart-Trio, `agent.hub.Hub`) over a synthetic agent (no engine, no Redis) —
+  * the *server* — the real web app (`agent.interfaces.web.serve`: Hypercorn's Trio worker,
+    Quart-Trio, `agent.service.hub.Hub`) over a synthetic agent (no engine, no Redis) —
     in a child process, so its memory and CPU are measured alone;
   * the *subscribers* in this process: plain loopback TCP sockets speaking just
     enough WebSocket (handshake checked, frames parsed) to time deliveries
@@ -95,9 +95,9 @@ class SyntheticAgent:
     """The Agent facade with nothing behind it but a hub."""
 
     def __init__(self) -> None:
-        from agent.config import Settings
-        from agent.hub import Hub
-        from agent.metrics import Metrics
+        from agent.core.settings import Settings
+        from agent.service.hub import Hub
+        from agent.service.metrics import Metrics
 
         self.settings = Settings(docker_image="bench:latest", target_port=8080,
                                  agent_api_token=secrets.token_urlsafe(16))
@@ -125,13 +125,13 @@ class SyntheticAgent:
         return {"action": "none", "reason": "benchmark"}
 
     async def request_sundown(self, name: str) -> dict[str, Any]:
-        from agent.errors import ContainerNotFound
+        from agent.core.errors import ContainerNotFound
 
         raise ContainerNotFound(name)
 
 
 def make_snapshot(seq: int, containers: int) -> Any:
-    from agent.model import Category, ContainerScore, QueueItem, Snapshot
+    from agent.core.records import Category, ContainerScore, QueueItem, Snapshot
 
     scores, queue = [], []
     stamp = f"{seq}:{time.monotonic():.9f}"
@@ -148,7 +148,7 @@ def make_snapshot(seq: int, containers: int) -> Any:
 async def serve_child(containers: int) -> None:
     from functools import partial
 
-    from agent.web import serve
+    from agent.interfaces.web import serve
 
     raise_fd_limit(MAX_CLIENTS * 2 + 512)
     agent = SyntheticAgent()

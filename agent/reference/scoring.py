@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.model import Category, ContainerScore, Sample
+from agent.core.records import Category, ContainerScore, Sample
 from agent.scoring import LATENCY_FLOOR, ContainerDetail, ScorerConfig
 
 __all__ = [

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 import trio
 
-from agent.config import Settings, load_settings
-from agent.runtime import Agent
-from agent.sampler import Sampler
-from agent.store import RedisStore
+from agent.core.settings import Settings, load_settings
+from agent.service.runtime import Agent
+from agent.adapters.sampler import Sampler
+from agent.adapters.redis_store import RedisStore
 from tests.web.util import eventually
 
 T = TypeVar("T")
@@ -121,7 +121,7 @@ class AgentProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--env-file", os.devnull],
+            [sys.executable, "-m", "agent.interfaces.cli", "run", "--env-file", os.devnull],
             env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()

@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 import trio
 
-from agent.model import Category
+from agent.core.records import Category
 
 from .agent_harness import all_owned_names, burn, make_agent, running_names, wait_for
 

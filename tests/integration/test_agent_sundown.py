@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import ContainerNotFound
-from agent.model import Category
+from agent.core.errors import ContainerNotFound
+from agent.core.records import Category
 
 from .agent_harness import all_owned_names, make_agent, running_names, wait_for
 

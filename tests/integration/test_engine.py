@@ -10,7 +10,7 @@ import docker
 import pytest
 import trio
 
-from agent.engine import (
+from agent.adapters.docker_engine import (
     APP_LABEL,
     OWNER_LABEL,
     OWNER_VALUE,
@@ -19,8 +19,8 @@ from agent.engine import (
     container_name_prefix,
     parse_engine_time,
 )
-from agent.errors import ContainerNotFound, EngineError, NotOwnedError
-from agent.probe import probe_http
+from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.adapters.probe import probe_http
 from tests.fixtures.docker import DockerTestApp
 
 pytestmark = pytest.mark.docker

@@ -9,8 +9,8 @@ import pytest
 import redis
 import trio
 
-from agent.errors import AgentError, StoreError
-from agent.redis_server import LOCK_NAME, EmbeddedRedis, free_loopback_port, redis_server_argv
+from agent.core.errors import AgentError, StoreError
+from agent.adapters.redis_server import LOCK_NAME, EmbeddedRedis, free_loopback_port, redis_server_argv
 
 pytestmark = pytest.mark.redis
 
@@ -209,7 +209,7 @@ async def test_server_dies_with_a_killed_agent_and_data_survives(tmp_path: Path)
     script = (
         "import sys, trio, redis\n"
         "from pathlib import Path\n"
-        "from agent.redis_server import EmbeddedRedis\n"
+        "from agent.adapters.redis_server import EmbeddedRedis\n"
         "async def main():\n"
         "    server = EmbeddedRedis(Path(sys.argv[1]))\n"
         "    url = await server.start()\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from agent.engine import DockerEngine
-from agent.model import ContainerInfo, Sample
-from agent.probe import probe_http
-from agent.sampler import Sampler
+from agent.adapters.docker_engine import DockerEngine
+from agent.core.records import ContainerInfo, Sample
+from agent.adapters.probe import probe_http
+from agent.adapters.sampler import Sampler
 from tests.fixtures.docker import DockerTestApp
 
 pytestmark = pytest.mark.docker

@@ -11,8 +11,8 @@ import pytest
 import redis
 import trio
 
-from agent.errors import StoreError
-from agent.store import RedisStore, Store, StoredState, TickWrite
+from agent.core.errors import StoreError
+from agent.adapters.redis_store import RedisStore, Store, StoredState, TickWrite
 from tests.fixtures.redis import RedisTestServer
 
 pytestmark = pytest.mark.redis

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from agent.model import Category
-from agent.web import serve
+from agent.core.records import Category
+from agent.interfaces.web import serve
 from tests.web import browser
 from tests.web.http import request
 from tests.web.test_schemathesis import conformance_failures, writable_config

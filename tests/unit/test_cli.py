@@ -12,7 +12,7 @@ import pytest
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("DOCKER_IMAGE", "TARGET_PORT")}
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args, "--env-file", os.devnull],
+        [sys.executable, "-m", "agent.interfaces.cli", *args, "--env-file", os.devnull],
         capture_output=True, text=True, env={**base, **env}, timeout=60,
     )
 

@@ -1,4 +1,4 @@
-"""agent.client and agent.cli_client: the pure parts (parsing, backoff, pickers, tables)."""
+"""agent.client and agent.interfaces.cli_client: the pure parts (parsing, backoff, pickers, tables)."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from agent.cli_client import add_client_commands, render_events, render_queue
+from agent.interfaces.cli_client import add_client_commands, render_events, render_queue
 from agent.client import Backoff, Picker, parse_queue, ws_url
-from agent.model import Category, QueueItem
+from agent.core.records import Category, QueueItem
 
 
 @pytest.mark.parametrize(
@@ -159,18 +159,18 @@ def test_client_commands_register_and_validate(monkeypatch: pytest.MonkeyPatch) 
 
 def test_public_exports() -> None:
     import agent.client
-    import agent.cli_client
-    import agent.hub
-    import agent.metrics
-    import agent.web
+    import agent.interfaces.cli_client
+    import agent.service.hub
+    import agent.service.metrics
+    import agent.interfaces.web
 
-    assert sorted(agent.web.__all__) == ["ServerInfo", "create_app", "serve"]
+    assert sorted(agent.interfaces.web.__all__) == ["ServerInfo", "create_app", "serve"]
     assert sorted(agent.client.__all__) == ["Backoff", "Picker", "QueueSubscriber", "parse_queue", "ws_url"]
-    assert agent.hub.__all__ == ["Hub", "Subscription"]
-    assert sorted(agent.metrics.__all__) == ["CONTENT_TYPE", "Metrics"]
-    for module in (agent.web, agent.client, agent.cli_client, agent.hub, agent.metrics):
+    assert agent.service.hub.__all__ == ["Hub", "Subscription"]
+    assert sorted(agent.service.metrics.__all__) == ["CONTENT_TYPE", "Metrics"]
+    for module in (agent.interfaces.web, agent.client, agent.interfaces.cli_client, agent.service.hub, agent.service.metrics):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
-    from agent.web.app import create_app, serve
+    from agent.interfaces.web.app import create_app, serve
 
-    assert serve is agent.web.serve and create_app is agent.web.create_app
+    assert serve is agent.interfaces.web.serve and create_app is agent.interfaces.web.create_app

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from agent.config import (
+from agent.core.settings import (
     DEFAULT_ENV_FILE,
     RUNTIME_MUTABLE,
     Settings,
@@ -20,8 +20,8 @@ from agent.config import (
     parse_env_file,
     parse_env_text,
 )
-from agent.errors import ConfigError
-from agent.policy import PolicyConfig
+from agent.core.errors import ConfigError
+from agent.core.policy import PolicyConfig
 
 REQUIRED = {"DOCKER_IMAGE": "worker:latest", "TARGET_PORT": "8080"}
 

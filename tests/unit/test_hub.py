@@ -1,12 +1,12 @@
-"""agent.hub: latest-value fan-out."""
+"""agent.service.hub: latest-value fan-out."""
 from __future__ import annotations
 
 import pytest
 import trio
 import trio.testing
 
-from agent.hub import Hub, Subscription
-from agent.model import Snapshot
+from agent.service.hub import Hub, Subscription
+from agent.core.records import Snapshot
 
 
 def snap(tick: int) -> Snapshot:

@@ -1,12 +1,12 @@
-"""agent.metrics: a private Prometheus registry fed from snapshots."""
+"""agent.service.metrics: a private Prometheus registry fed from snapshots."""
 from __future__ import annotations
 
 import math
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.metrics import Metrics
-from agent.model import Category, ContainerScore, QueueItem, Snapshot
+from agent.service.metrics import Metrics
+from agent.core.records import Category, ContainerScore, QueueItem, Snapshot
 
 
 def snapshot(*rows: tuple[str, float, Category], desired: int = 3, running: int = 3) -> Snapshot:

@@ -1,4 +1,4 @@
-"""agent.web.openapi: the document describes exactly the app's routes."""
+"""agent.interfaces.web.openapi: the document describes exactly the app's routes."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 import schemathesis
 
-from agent.web import create_app
-from agent.web.openapi import build, config_value_ok, config_value_schema
+from agent.interfaces.web import create_app
+from agent.interfaces.web.openapi import build, config_value_ok, config_value_schema
 from tests.web.double import FakeAgent, make_settings
 
 HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH"}
@@ -80,7 +80,7 @@ def test_scale_bounds_follow_the_settings() -> None:
 
 
 def test_config_patch_lists_only_runtime_settings(doc: dict[str, Any]) -> None:
-    from agent.config import RUNTIME_MUTABLE
+    from agent.core.settings import RUNTIME_MUTABLE
 
     patch = doc["components"]["schemas"]["ConfigPatch"]
     assert patch["additionalProperties"] is False

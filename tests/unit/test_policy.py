@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.model import Category
-from agent.policy import (
+from agent.core.errors import ConfigError
+from agent.core.records import Category
+from agent.core.policy import (
     REASONS,
     Observation,
     PolicyConfig,
@@ -231,7 +231,7 @@ def test_inputs_carry_the_numbers() -> None:
 @pytest.mark.parametrize("jitter", [0.0, 0.3, -0.3], ids=lambda j: f"jitter={j:+g}")
 def test_first_scale_down_within_three_checks(period: float, jitter: float) -> None:
     """Load gone just before check 1 ⇒ scale-down at check 2 (≤ 3), whatever the jitter."""
-    from agent.config import load_settings
+    from agent.core.settings import load_settings
 
     settings = load_settings(
         environ={"DOCKER_IMAGE": "img", "TARGET_PORT": "80",
@@ -417,7 +417,7 @@ def test_policy_config_validation(changes: dict[str, Any], message: str) -> None
 
 def test_pure_modules_import_no_io() -> None:
     code = (
-        "import sys, agent.policy, agent.queue, agent.config, agent.cgroups, agent.store_codec\n"
+        "import sys, agent.core.policy, agent.core.queue, agent.core.settings, agent.core.cgroups, agent.core.store_codec\n"
         "bad = {'trio', 'docker', 'redis', 'quart', 'numpy'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from agent.probe import probe_http, probe_tcp
+from agent.adapters.probe import probe_http, probe_tcp
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 

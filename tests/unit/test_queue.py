@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from agent.model import Category, ContainerInfo, ContainerScore, QueueItem
-from agent.queue import build_queue
+from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem
+from agent.core.queue import build_queue
 
 
 def score(name: str, overall: float, category: Category = Category.LU, weight: float = 0.0,

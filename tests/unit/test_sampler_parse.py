@@ -1,4 +1,4 @@
-"""The pure cgroup parsing and formulas (`agent.cgroups`), on literal file contents,
+"""The pure cgroup parsing and formulas (`agent.core.cgroups`), on literal file contents,
 and the sampler's file reading on fake /proc and cgroup trees (v1, v2, hybrid,
 co-mounted, namespaced)."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cgroups import (
+from agent.core.cgroups import (
     CgroupPaths,
     Counters,
     counters_from_stats,
@@ -26,7 +26,7 @@ from agent.cgroups import (
     parse_net_dev,
     parse_proc_cgroup,
 )
-from agent.sampler import read_local
+from agent.adapters.sampler import read_local
 
 CID = "a25c34bec7526b84c68cdd3bef6911e8979a8270e7c24268abb35aacc1574fa5"
 
@@ -343,7 +343,7 @@ def test_read_local_inside_a_cgroup_namespace(tmp_path: Path) -> None:
 
 def test_read_local_refuses_a_cgroup_of_another_container(tmp_path: Path) -> None:
     """A recycled pid (or one from another pid namespace) must not be read."""
-    from agent.sampler import _Unreadable
+    from agent.adapters.sampler import _Unreadable
 
     other = "f" * 64
     proc = _proc(tmp_path / "proc", 42, PROC_CGROUP_HYBRID.replace(CID, other))
@@ -353,7 +353,7 @@ def test_read_local_refuses_a_cgroup_of_another_container(tmp_path: Path) -> Non
 
 
 def test_read_local_missing_files_are_unreadable(tmp_path: Path) -> None:
-    from agent.sampler import _Unreadable
+    from agent.adapters.sampler import _Unreadable
 
     with pytest.raises(_Unreadable):
         read_local(CID, 42, proc_root=tmp_path, cgroup_root=tmp_path, host_memory=None)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import trio
 
-from agent.model import ContainerInfo
-from agent.sampler import Sampler
+from agent.core.records import ContainerInfo
+from agent.adapters.sampler import Sampler
 
 from .test_sampler_parse import CID, MEMINFO, NET_DEV, PROC_CGROUP_HYBRID, _v1_tree, _write
 

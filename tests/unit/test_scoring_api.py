@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import agent.scoring as scoring
-from agent.model import CATEGORY_CODES, Category, Sample
+from agent.core.records import CATEGORY_CODES, Category, Sample
 from agent.reference.scoring import p2c_pick
 from agent.scoring import Scorer, ScorerConfig, SmoothWeightedRoundRobin, WeightedP2C
 

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from agent.model import Category, Sample
+from agent.core.records import Category, Sample
 from agent.scoring import Scorer, ScorerConfig
 
 NAN = math.nan

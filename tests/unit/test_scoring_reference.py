@@ -15,7 +15,7 @@ import math
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent.model import Sample
+from agent.core.records import Sample
 from agent.reference.scoring import ReferenceScorer
 from agent.scoring import Scorer, ScorerConfig
 

@@ -1,12 +1,12 @@
-"""The pure encoding of agent.store_codec: records <-> Redis fields, no server needed."""
+"""The pure encoding of agent.core.store_codec: records <-> Redis fields, no server needed."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from agent.model import Category, ContainerInfo
-from agent.store_codec import (
+from agent.core.records import Category, ContainerInfo
+from agent.core.store_codec import (
     Keys,
     TickWrite,
     container_record,

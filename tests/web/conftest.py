@@ -4,7 +4,7 @@
 `FakeAgent` (tests/web/double.py). To run the same tests against the real
 runtime, override the fixture where the real agent can be built, e.g. a
 ``tests/integration/web/conftest.py`` that defines ``agent_under_test`` (yield
-an `agent.runtime.Agent` running in the test's nursery) next to a module doing
+an `agent.service.runtime.Agent` running in the test's nursery) next to a module doing
 ``from tests.web.test_api import *``. Tests only use the facade
 (``agent.hub.publish`` to change the queue); the few that need the double's
 knobs check `is_double(agent)` and skip otherwise.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 
-from agent.web import ServerInfo, serve
+from agent.interfaces.web import ServerInfo, serve
 
 from .double import FakeAgent
 
@@ -29,7 +29,7 @@ def agent_under_test() -> Any:
 
 @pytest.fixture
 def token(agent_under_test: Any) -> str:
-    from agent.web.security import api_token
+    from agent.interfaces.web.security import api_token
 
     value = api_token(agent_under_test.settings)
     assert value, "the agent under test has no API token"

@@ -19,11 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.config import Settings
-from agent.errors import ConfigError, ContainerNotFound
-from agent.hub import Hub
-from agent.metrics import Metrics
-from agent.model import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
+from agent.core.settings import Settings
+from agent.core.errors import ConfigError, ContainerNotFound
+from agent.service.hub import Hub
+from agent.service.metrics import Metrics
+from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
 
 TOKEN = "test-token-0123456789"
 

@@ -9,8 +9,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from agent.model import Category
-from agent.web import ServerInfo
+from agent.core.records import Category
+from agent.interfaces.web import ServerInfo
 
 from .double import FakeAgent, is_double, make_snapshot, names
 from .http import request
@@ -433,7 +433,7 @@ async def test_cors_default_any_origin_reads_none_writes(server: ServerInfo, tok
 async def test_cors_configured_origins(nursery: trio.Nursery) -> None:
     from functools import partial
 
-    from agent.web import serve
+    from agent.interfaces.web import serve
 
     from .double import make_settings
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from agent.cli_client import ClientError, _watch, add_client_commands
+from agent.interfaces.cli_client import ClientError, _watch, add_client_commands
 from agent.client import Backoff, Picker, QueueSubscriber
-from agent.web import ServerInfo, serve
+from agent.interfaces.web import ServerInfo, serve
 
 from .double import FakeAgent, make_snapshot
 from .util import eventually
@@ -183,7 +183,7 @@ async def test_cli_watch_exits_cleanly_on_ctrl_c(server: ServerInfo) -> None:
 
     root = Path(__file__).resolve().parents[2]
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "agent.cli_client", "watch", "--url", server.http_url],
+        [sys.executable, "-m", "agent.interfaces.cli_client", "watch", "--url", server.http_url],
         cwd=str(root), env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

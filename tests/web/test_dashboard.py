@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.web import ServerInfo
+from agent.interfaces.web import ServerInfo
 
 from . import browser
 from .double import make_snapshot

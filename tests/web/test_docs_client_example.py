@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from agent.web import ServerInfo
+from agent.interfaces.web import ServerInfo
 
 from .double import make_snapshot
 

@@ -36,8 +36,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from agent.web import ServerInfo, serve
-from agent.web.security import api_token
+from agent.interfaces.web import ServerInfo, serve
+from agent.interfaces.web.security import api_token
 
 from .double import FakeAgent
 
@@ -192,7 +192,7 @@ def conformance_failures(
 
 def writable_config(agent: Any) -> dict[str, Any]:
     """The agent's current run-time settings, to PUT back after fuzzing PUT /config."""
-    from agent.web.app import _clean, writable_settings
+    from agent.interfaces.web.app import _clean, writable_settings
 
     current = _clean(agent.settings.as_dict(redact=True))
     return {k: current[k] for k in writable_settings(current)}

@@ -14,7 +14,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from agent.web import ServerInfo, serve
+from agent.interfaces.web import ServerInfo, serve
 
 from .double import FakeAgent, make_snapshot
 from .http import request
@@ -213,7 +213,7 @@ async def test_a_response_before_closing_says_connection_close(slow_keepalive_se
 async def test_a_port_in_use_is_a_clear_config_error(agent_under_test: Any) -> None:
     import socket
 
-    from agent.errors import ConfigError
+    from agent.core.errors import ConfigError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -238,7 +238,7 @@ async def test_shutdown_completes_despite_a_stalled_subscriber(caplog: pytest.Lo
     import secrets
     import socket
 
-    caplog.set_level(logging.WARNING, logger="agent.web.server")
+    caplog.set_level(logging.WARNING, logger="agent.interfaces.web.server")
     agent = FakeAgent()
     big = make_snapshot([(f"container-{i:04d}-with-a-long-name", 50.0 + i % 40) for i in range(300)])
     sock = trio.socket.socket()

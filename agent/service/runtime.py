@@ -24,13 +24,13 @@ from typing import Any
 
 import trio
 
-from agent.config import Settings
-from agent.engine import Engine
-from agent.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
-from agent.hub import Hub
-from agent.metrics import Metrics
-from agent.model import Category, ContainerInfo, ContainerScore, Sample, Snapshot
-from agent.policy import (
+from agent.core.settings import Settings
+from agent.adapters.docker_engine import Engine
+from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
+from agent.service.hub import Hub
+from agent.service.metrics import Metrics
+from agent.core.records import Category, ContainerInfo, ContainerScore, Sample, Snapshot
+from agent.core.policy import (
     Decision,
     Observation,
     PolicyState,
@@ -39,10 +39,10 @@ from agent.policy import (
     manual_scale,
     plan_reconcile,
 )
-from agent.queue import build_queue
-from agent.sampler import Sampler
+from agent.core.queue import build_queue
+from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
-from agent.store import Store, TickWrite, container_record
+from agent.adapters.redis_store import Store, TickWrite, container_record
 
 __all__ = ["Agent", "IDLE_NETWORK_BPS", "DEAD_STATES"]
 

@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Callable, TextIO
 
-from .errors import AgentError
+from agent.core.errors import AgentError
 
 __all__ = [
     "add_client_commands",
@@ -272,7 +272,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO | None = None) -> int:
 async def _watch(args: argparse.Namespace, out: TextIO) -> int:
     import trio
 
-    from .client import Backoff, QueueSubscriber
+    from agent.client import Backoff, QueueSubscriber
 
     tty = out.isatty()
     counts: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """Engine timestamps → epoch seconds.
 
 Pure (no engine client): the engine adapter parses container creation times with
-it, and `agent.cgroups` the `read` time of a stats document, without importing
+it, and `agent.core.cgroups` the `read` time of a stats document, without importing
 docker or trio.
 """
 from __future__ import annotations

@@ -23,8 +23,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from agent.engine import open_api_client
-from agent.errors import EngineError
+from agent.adapters.docker_engine import open_api_client
+from agent.core.errors import EngineError
 
 __all__ = [
     "DEMO_IMAGE",
@@ -66,7 +66,7 @@ def build_context(busybox: str | Path = "/bin/busybox") -> tuple[bytes, str]:
             f"{busybox} not found: install Debian's busybox-static "
             "(apt-get install busybox-static) to build the demo image"
         ) from None
-    demo = resources.files("agent") / "demo"
+    demo = resources.files("agent.adapters") / "demo"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
 

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.config import DEFAULT_ENV_FILE, Settings, describe, load_settings
-from agent.errors import AgentError, ConfigError
+from agent.core.settings import DEFAULT_ENV_FILE, Settings, describe, load_settings
+from agent.core.errors import AgentError, ConfigError
 
 __all__ = ["main", "build_parser"]
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tag", default=None, help="image tag (default deployment-agent-demo:latest)")
     demo.add_argument("--docker-host", default=None, help="engine address (default DOCKER_HOST)")
 
-    from agent.cli_client import add_client_commands
+    from agent.interfaces.cli_client import add_client_commands
 
     add_client_commands(sub)
     return parser
@@ -75,7 +75,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         if key.startswith("setting_") and value is not None
     }
     if getattr(args, "demo", False):
-        from agent.demo_image import DEMO_IMAGE, DEMO_PORT
+        from agent.adapters.demo_image import DEMO_IMAGE, DEMO_PORT
 
         import os
 
@@ -104,7 +104,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _build_demo(args: argparse.Namespace) -> int:
     import os
 
-    from agent.demo_image import DEMO_IMAGE, ensure_demo_image
+    from agent.adapters.demo_image import DEMO_IMAGE, ensure_demo_image
 
     host = args.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     tag = ensure_demo_image(host, args.tag or DEMO_IMAGE)
@@ -115,7 +115,7 @@ def _build_demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import trio
 
-    from agent.service import Running, run_service
+    from agent.service.wiring import Running, run_service
 
     settings = _settings_from(args)
     logging.basicConfig(
@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.demo:
-        from agent.demo_image import DEMO_IMAGE, ensure_demo_image
+        from agent.adapters.demo_image import DEMO_IMAGE, ensure_demo_image
 
         if settings.docker_image == DEMO_IMAGE:
             print(f"deployment-agent: building {DEMO_IMAGE} …", file=sys.stderr, flush=True)

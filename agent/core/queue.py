@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from agent.model import Category, ContainerInfo, ContainerScore, QueueItem
+from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem
 
 __all__ = ["build_queue"]
 

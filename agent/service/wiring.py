@@ -21,12 +21,12 @@ from typing import Any
 
 import trio
 
-from agent.config import Settings
-from agent.engine import DockerEngine
-from agent.redis_server import EmbeddedRedis
-from agent.runtime import Agent
-from agent.sampler import Sampler
-from agent.store import RedisStore
+from agent.core.settings import Settings
+from agent.adapters.docker_engine import DockerEngine
+from agent.adapters.redis_server import EmbeddedRedis
+from agent.service.runtime import Agent
+from agent.adapters.sampler import Sampler
+from agent.adapters.redis_store import RedisStore
 
 __all__ = ["ensure_token", "open_agent", "run_service", "Running"]
 
@@ -115,7 +115,7 @@ async def run_service(
     handle_signals: bool = True,
 ) -> None:
     """Run the agent and its web server until SIGINT/SIGTERM or cancellation."""
-    from agent.web.server import serve
+    from agent.interfaces.web.server import serve
 
     token, token_file = ensure_token(settings)
     if token != settings.agent_api_token:

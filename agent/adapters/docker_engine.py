@@ -45,9 +45,9 @@ import requests.exceptions
 import trio
 import urllib3.exceptions
 
-from agent.errors import ContainerNotFound, EngineError, NotOwnedError
-from agent.timestamps import parse_engine_time
-from agent.model import ContainerInfo
+from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.core.timestamps import parse_engine_time
+from agent.core.records import ContainerInfo
 
 __all__ = [
     "APP_LABEL",

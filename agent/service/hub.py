@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from .model import Snapshot
+from agent.core.records import Snapshot
 
 __all__ = ["Hub", "Subscription"]
 

@@ -35,7 +35,7 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .model import Category, Snapshot
+from agent.core.records import Category, Snapshot
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 

@@ -12,7 +12,7 @@ top, restricted to `RUNTIME_MUTABLE`.
 
 Names are the SPEC §2 compat variables (so a prototype user's `.env` keeps
 working) plus ours; their table (kind, default, help, parser) is in
-`agent.settings_spec`, re-exported here: `describe()` lists them all with default
+`agent.core.settings_table`, re-exported here: `describe()` lists them all with default
 and help, and the attribute of each is its name in lower case (``MAX_CONTAINERS`` →
 ``settings.max_containers``). In the TOML file and in overrides a key may be
 written ``MAX_CONTAINERS``, ``max_containers`` or ``max-containers``; unknown keys
@@ -21,7 +21,7 @@ are an error there. In the environment and `.env` unknown names are ignored
 
 An empty value (``REDIS_HOST=``) means "not set": the default applies, and it
 still overrides a lower source. Every bad value raises
-`agent.errors.ConfigError(variable, reason)` with the variable as the user wrote
+`agent.core.errors.ConfigError(variable, reason)` with the variable as the user wrote
 it, e.g. ``MAX_CONTAINERS: must be an integer ≥ DEFAULT_CONTAINER (5), got '3'``.
 
 `.env` syntax (small and strict): ``KEY=VALUE`` lines, optional ``export ``
@@ -42,9 +42,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.errors import ConfigError
-from agent.policy import PolicyConfig
-from agent.settings_spec import (
+from agent.core.errors import ConfigError
+from agent.core.policy import PolicyConfig
+from agent.core.settings_table import (
     _BY_NAME,
     _FIELDS,
     _MEMORY_RE,
@@ -290,7 +290,7 @@ class Settings:
         )
 
     def policy_config(self) -> PolicyConfig:
-        """The `agent.policy.PolicyConfig` for these settings."""
+        """The `agent.core.policy.PolicyConfig` for these settings."""
         return PolicyConfig(
             min_containers=self.default_container,
             max_containers=self.max_containers,

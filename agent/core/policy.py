@@ -2,7 +2,7 @@
 
 Shaped like Kubernetes' HPA (`replica_calculator.go`) and a Nomad Autoscaler
 strategy: the maths lives here, the loop that samples, acts and records lives in
-`agent.runtime`. Nothing in this module imports trio, docker or redis, and nothing
+`agent.service.runtime`. Nothing in this module imports trio, docker or redis, and nothing
 reads a clock: `now` is passed in (seconds; any clock, as long as the caller uses
 the same one for every call and for `Observation.sundown_since`).
 
@@ -58,8 +58,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent.errors import ConfigError
-from agent.model import Category
+from agent.core.errors import ConfigError
+from agent.core.records import Category
 
 __all__ = [
     "REASONS",

@@ -46,7 +46,7 @@ from types import TracebackType
 
 import trio
 
-from agent.errors import StoreError
+from agent.core.errors import StoreError
 
 __all__ = [
     "EmbeddedRedis",

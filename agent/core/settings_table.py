@@ -1,12 +1,12 @@
 """The table of settings: each one's name, kind, default, help, run-time
 mutability, and the parser that validates a raw value with an exact message.
 
-Pure metadata and value parsing, kept apart from `agent.config`, which gathers the
+Pure metadata and value parsing, kept apart from `agent.core.settings`, which gathers the
 raw values from their sources (defaults, `.env`, environment, TOML, CLI, run-time
 updates), parses them with this table, checks the relations between settings and
 builds `Settings`. Nothing here reads a file or the environment; a parser fails
-with `_Invalid(reason)`, which `agent.config` turns into
-`agent.errors.ConfigError(variable, reason)` naming the variable as the user wrote
+with `_Invalid(reason)`, which `agent.core.settings` turns into
+`agent.core.errors.ConfigError(variable, reason)` naming the variable as the user wrote
 it. `describe()` lists every setting for CLI flags, `check-config` and docs;
 `RUNTIME_MUTABLE` names those `Settings.with_updates` may change.
 """

@@ -14,7 +14,7 @@ Errors are JSON ``{"error": code, "detail": sentence}`` with the right status:
 range, unknown or read-only setting), 503 engine/Redis unavailable.
 
 `serve()` runs it under Hypercorn's Trio worker; the plumbing (the close fix,
-the WebSocket-only port, graceful shutdown) lives in `agent.web.server`.
+the WebSocket-only port, graceful shutdown) lives in `agent.interfaces.web.server`.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from ..errors import AgentError, ConfigError, ContainerNotFound, EngineError, NotOwnedError, StoreError
-from ..model import Snapshot
+from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, NotOwnedError, StoreError
+from agent.core.records import Snapshot
 from . import openapi
 from .security import (
     READ_METHODS,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["create_app", "serve", "WebState", "queue_json", "stats_json", "ServerInfo"]
 
-log = logging.getLogger("agent.web")
+log = logging.getLogger("agent.interfaces.web")
 
 STATIC_DIR = Path(__file__).with_name("static")
 EXTENSION = "deployment_agent"
@@ -581,7 +581,7 @@ def create_app(agent: Any) -> QuartTrio:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        from ..metrics import CONTENT_TYPE
+        from agent.service.metrics import CONTENT_TYPE
 
         m = agent.metrics
         m.record_snapshot(agent.snapshot)
@@ -609,7 +609,7 @@ def writable_settings(current: Mapping[str, Any]) -> set[str]:
     """
     mutable: frozenset[str] | None
     try:
-        from ..config import RUNTIME_MUTABLE as mutable
+        from agent.core.settings import RUNTIME_MUTABLE as mutable
     except ImportError:  # pragma: no cover - config is part of the package
         mutable = None
     out = set()
@@ -738,6 +738,6 @@ async def _until_disconnect(receive: Any, scope: trio.CancelScope) -> None:
             return
 
 
-# Re-exported so `from agent.web.app import serve` works as the brief says; the
+# Re-exported so `from agent.interfaces.web.app import serve` works as the brief says; the
 # Hypercorn plumbing is in server.py.
 from .server import ServerInfo, serve  # noqa: E402

@@ -3,7 +3,7 @@
 File contents in, numbers out: nothing here opens a file, a socket or a thread, so
 every function is unit-tested on literal file contents (and on literal engine stats
 documents). The file reading that feeds these functions, and the concurrency around
-it, is in `agent.sampler`.
+it, is in `agent.adapters.sampler`.
 
 Files understood
 ----------------
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.timestamps import parse_engine_time
+from agent.core.timestamps import parse_engine_time
 
 __all__ = [
     "CgroupPaths",

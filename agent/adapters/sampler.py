@@ -36,7 +36,7 @@ file cache) / min(limit, host MemTotal) × 100. Network = Δ(rx+tx bytes, all
 interfaces but ``lo``) / Δt.
 
 The parsing functions and these formulas are pure (file contents in, numbers out)
-and live in `agent.cgroups`, unit-tested on literal file contents; this module does
+and live in `agent.core.cgroups`, unit-tested on literal file contents; this module does
 the file I/O (`read_local`) and the concurrency around it (`Sampler`).
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ from typing import Any
 
 import trio
 
-from agent.cgroups import (
+from agent.core.cgroups import (
     Counters,
     counters_from_stats,
     cpu_percent,
@@ -69,9 +69,9 @@ from agent.cgroups import (
     parse_net_dev,
     parse_proc_cgroup,
 )
-from agent.errors import AgentError
-from agent.model import ContainerInfo, Sample
-from agent.probe import probe_http, probe_tcp
+from agent.core.errors import AgentError
+from agent.core.records import ContainerInfo, Sample
+from agent.adapters.probe import probe_http, probe_tcp
 
 __all__ = [
     "Sampler",

@@ -42,7 +42,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
-from ..errors import ConfigError
+from agent.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from hypercorn.typing import (
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerInfo", "serve", "hypercorn_config", "settings_port", "abort_connections"]
 
-log = logging.getLogger("agent.web.server")
+log = logging.getLogger("agent.interfaces.web.server")
 
 # Extra time, past Hypercorn's graceful timeout, after which the servers are
 # cancelled for good even if a connection is still busy.
@@ -174,7 +174,7 @@ def hypercorn_config(
     config.graceful_timeout = graceful_timeout
     config.backlog = backlog
     config.accesslog = None
-    config.errorlog = logging.getLogger("agent.web.server")
+    config.errorlog = logging.getLogger("agent.interfaces.web.server")
     config.include_server_header = False
     return config
 

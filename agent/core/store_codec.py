@@ -3,7 +3,7 @@
 No server, no threads, no I/O: the key names of one application (`Keys`), the
 records the runtime persists (`StoredState`, `TickWrite`, `container_record`) and
 small functions (`encode_*` / `decode_*`) between them and the strings Redis
-stores, tested without a server. `agent.store` sends what these produce.
+stores, tested without a server. `agent.adapters.redis_store` sends what these produce.
 
 Keys, all under the prefix ``da:<APP_IDENTIFIER>:``::
 
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model import Category, ContainerInfo
+from agent.core.records import Category, ContainerInfo
 
 __all__ = [
     "StoredState",

@@ -26,7 +26,7 @@ message naming the operation and the server. Bad *data* passed in by the caller
 raises `ValueError`/`TypeError` before anything is sent.
 
 The key layout (`Keys`) and the encoding between Python values and Redis fields
-are pure and live in `agent.store_codec`, tested without a server; this module
+are pure and live in `agent.core.store_codec`, tested without a server; this module
 holds the `Store` seam and its Redis adapter.
 """
 from __future__ import annotations
@@ -44,8 +44,8 @@ import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from agent.errors import StoreError
-from agent.store_codec import (
+from agent.core.errors import StoreError
+from agent.core.store_codec import (
     TICK_HASHES,
     Keys,
     StoredState,
@@ -67,7 +67,7 @@ from agent.store_codec import (
 __all__ = [
     "Store",
     "RedisStore",
-    # re-exported from agent.store_codec: the records the runtime hands to a Store
+    # re-exported from agent.core.store_codec: the records the runtime hands to a Store
     "StoredState",
     "TickWrite",
     "container_record",
