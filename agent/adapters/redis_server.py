@@ -24,6 +24,12 @@ Why the process is started the way it is:
   previous server that is still shutting down, then fails with a clear message.
 - **Ready means ready**: `start()` returns only once the server answers PING (not
   while it is still loading its append-only file).
+- **A password, never on a command line**: the agent reads its desired count and
+  runtime config back from this server, so any local user who could write to it
+  could make the agent act. A password is generated once (`PASSWORD_NAME`, mode
+  0600 in the data directory, like the API token) and handed to the server in a
+  mode-0600 config file, since a `--requirepass` argument would show in `ps`. The
+  URL `start()` returns carries it; callers print `redact_url(url)`.
 
 Everything that goes wrong becomes a `StoreError` (an `AgentError`) whose message
 says what to do and includes the tail of the server's log.
@@ -46,6 +52,7 @@ from types import TracebackType
 
 import trio
 
+from agent.adapters.secret_file import read_or_create_secret
 from agent.core.errors import StoreError
 
 __all__ = [
@@ -55,6 +62,8 @@ __all__ = [
 ]
 
 LOG_NAME = "redis-server.log"
+PASSWORD_NAME = "redis-password"
+CONFIG_NAME = "redis.conf"
 PID_NAME = "redis-server.pid"
 LOCK_NAME = ".embedded-redis.lock"
 _LOG_TAIL_LINES = 15
@@ -77,16 +86,17 @@ def redis_server_argv(
     bind: str = "127.0.0.1",
     appendonly: bool = True,
     pidfile: Path | None = None,
+    config_file: Path | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The command line of a local, loopback-only `redis-server` in the foreground.
 
     Shared by `EmbeddedRedis` and the test fixtures so both run the same server.
     Persistence is the append-only file only (`--save ""` turns RDB snapshots off);
-    the log goes to stdout, which the caller redirects to a file.
+    the log goes to stdout, which the caller redirects to a file. `config_file`
+    (read first, so the flags win) carries what must not be on a command line.
     """
-    argv = [
-        binary,
+    argv = [binary] + ([str(config_file)] if config_file is not None else []) + [
         "--bind", bind,
         "--port", str(port),
         "--dir", str(data_dir),
@@ -132,12 +142,18 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(tail) if tail else "(empty log)"
 
 
-async def _answers_ping(host: str, port: int, timeout: float) -> bool:
+async def _answers_ping(host: str, port: int, timeout: float, password: str | None = None) -> bool:
     """True when a Redis server on host:port answers PING with PONG.
 
     Plain RESP over a Trio socket: no client library, no retries of its own. A
     server still loading its append-only file answers `-LOADING`, which is False.
+    With `password`, AUTH goes first and must answer +OK.
     """
+    request = b"PING\r\n"
+    expected = b"+PONG"
+    if password is not None:
+        request = _resp_command("AUTH", password) + request
+        expected = b"+OK\r\n+PONG"
     with trio.move_on_after(timeout):
         try:
             stream = await trio.open_tcp_stream(host, port)
@@ -145,17 +161,26 @@ async def _answers_ping(host: str, port: int, timeout: float) -> bool:
             return False
         async with stream:
             try:
-                await stream.send_all(b"PING\r\n")
+                await stream.send_all(request)
                 reply = b""
-                while b"\r\n" not in reply:
+                while reply.count(b"\r\n") < expected.count(b"\r\n") + 1:
                     chunk = await stream.receive_some(64)
                     if not chunk:
                         return False
                     reply += chunk
             except (OSError, trio.BrokenResourceError):
                 return False
-            return reply.startswith(b"+PONG")
+            return reply.startswith(expected)
     return False
+
+
+def _resp_command(*parts: str) -> bytes:
+    """One command as a RESP array of bulk strings (safe for any password)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 class EmbeddedRedis:
@@ -183,6 +208,7 @@ class EmbeddedRedis:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
         self._port: int | None = None
+        self._password: str | None = None
 
     # -- public state -----------------------------------------------------------
 
@@ -199,10 +225,15 @@ class EmbeddedRedis:
         return self._proc.pid if self._proc is not None else None
 
     @property
+    def password_path(self) -> Path:
+        return self.data_dir / PASSWORD_NAME
+
+    @property
     def url(self) -> str | None:
-        if self._proc is None or self._port is None:
+        """``redis://:<password>@host:port/0``; print it through `redact_url`."""
+        if self._proc is None or self._port is None or self._password is None:
             return None
-        return f"redis://{self.host}:{self._port}/0"
+        return _url(self.host, self._port, self._password)
 
     @property
     def running(self) -> bool:
@@ -230,6 +261,9 @@ class EmbeddedRedis:
             )
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.data_dir, 0o700)  # the AOF holds the agent's state
+            self._password = read_or_create_secret(self.password_path)
+            self._write_config(self._password)
         except OSError as exc:
             raise StoreError(
                 f"cannot start the embedded Redis: data directory {self.data_dir} "
@@ -250,7 +284,7 @@ class EmbeddedRedis:
                     raise
                 if failure is None:
                     self._proc, self._port = proc, port
-                    return f"redis://{self.host}:{port}/0"
+                    return _url(self.host, port, self._password)
                 await self._reap(proc)
                 log = _log_tail(self.log_path)
                 if "Address already in use" in log and attempt < _PORT_ATTEMPTS:
@@ -330,6 +364,14 @@ class EmbeddedRedis:
             await trio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
+    def _write_config(self, password: str) -> None:
+        """The config file with what must not be on a command line (mode 0600)."""
+        path = self.data_dir / CONFIG_NAME
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f'requirepass "{password}"\n')
+        os.chmod(path, 0o600)
+
     def _spawn(self, binary: str, port: int) -> subprocess.Popen[bytes]:
         # Spawned from the Trio thread on purpose: see the module docstring.
         argv = redis_server_argv(
@@ -339,6 +381,7 @@ class EmbeddedRedis:
             bind=self.host,
             appendonly=True,
             pidfile=self.data_dir / PID_NAME,
+            config_file=self.data_dir / CONFIG_NAME,
         )
         assert self._lock_fd is not None
         try:
@@ -368,7 +411,7 @@ class EmbeddedRedis:
             code = proc.poll()
             if code is not None:
                 return f"exited with code {code} while starting"
-            if await _answers_ping(self.host, port, timeout=1.0):
+            if await _answers_ping(self.host, port, timeout=1.0, password=self._password):
                 return None
             if trio.current_time() >= deadline:
                 return f"did not answer PING within {self.start_timeout:g} s"
@@ -389,6 +432,11 @@ class EmbeddedRedis:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _url(host: str, port: int, password: str | None) -> str:
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
 
 
 async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:

@@ -45,6 +45,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from agent.core.errors import StoreError
+from agent.core.redact import redact_url
 from agent.core.store_codec import (
     TICK_HASHES,
     Keys,
@@ -179,7 +180,7 @@ class RedisStore:
                 redis_connect_func=self._on_connect,
             )
         except ValueError as exc:
-            raise StoreError(f"invalid Redis URL {url!r}: {exc}") from exc
+            raise StoreError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from exc
         kw = self._client.connection_pool.connection_kwargs
         where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
         self.server = f"redis://{where}/{kw.get('db', 0)}"  # no credentials

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from agent.core.errors import ConfigError
+from agent.core.redact import redact_url
 from agent.core.policy import PolicyConfig
 from agent.core.settings_table import (
     _BY_NAME,
@@ -213,7 +213,7 @@ class Settings:
                 if f.spec.secret:
                     value = "***"
                 elif f.spec.name == "REDIS_URL":
-                    value = _redact_url(value)
+                    value = redact_url(value)
             out[f.spec.name] = value
         return out
 
@@ -312,18 +312,6 @@ _SOURCE_RANK = ("default", "env-file", "environment", "toml", "cli", "generated"
 def _rank(source: str) -> int:
     kind = source.partition(":")[0]
     return _SOURCE_RANK.index(kind) if kind in _SOURCE_RANK else 0
-
-
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _raw_from_values(settings: Settings) -> dict[str, _Raw]:

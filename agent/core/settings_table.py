@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent.core.redact import mask_userinfo
+
 __all__ = [
     "SettingSpec",
     "describe",
@@ -206,7 +208,7 @@ def _redis_url(raw: object) -> str:
     if parts is None or parts.scheme not in ("redis", "rediss", "unix") or not (
         parts.hostname or parts.path
     ):
-        shown = re.sub(r"//[^/@]*@", "//***@", value)  # never echo a password
+        shown = mask_userinfo(value)  # never echo a password
         raise _Invalid(
             "must be a redis://, rediss:// or unix:// URL such as "
             f"redis://localhost:6379/0, {_got(shown)}"

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.core.settings import DEFAULT_ENV_FILE, Settings, describe, load_settings
+from agent.core.redact import redact_url
 from agent.core.errors import AgentError, ConfigError
 
 __all__ = ["main", "build_parser"]
@@ -140,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"  queue      ws://{host}:{running.http_port}/ws  (and ws://{host}:{running.ws_port}/ws)\n"
                 f"  API token  "
                 + (f"in {running.token_file}" if running.token_file else "AGENT_API_TOKEN")
-                + f"\n  redis      {running.redis_url}\n"
+                + f"\n  redis      {redact_url(running.redis_url)}\n"
                 "  Ctrl-C stops it.",
                 file=sys.stderr,
                 flush=True,

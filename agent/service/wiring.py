@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +22,7 @@ import trio
 from agent.core.settings import Settings
 from agent.adapters.docker_engine import DockerEngine
 from agent.adapters.redis_server import EmbeddedRedis
+from agent.adapters.secret_file import read_or_create_secret
 from agent.service.runtime import Agent
 from agent.adapters.sampler import Sampler
 from agent.adapters.redis_store import RedisStore
@@ -41,19 +40,7 @@ def ensure_token(settings: Settings) -> tuple[str, Path | None]:
     if settings.agent_api_token:
         return settings.agent_api_token, None
     path = settings.data_dir / TOKEN_FILE
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        token = path.read_text().strip()
-        if token:
-            os.chmod(path, 0o600)
-            return token, path
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token, path
+    return read_or_create_secret(path), path
 
 
 @dataclass

@@ -52,7 +52,8 @@ async def test_start_answers_and_stop_ends_the_process(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "data")
     url = await server.start()
     try:
-        assert url.startswith("redis://127.0.0.1:")
+        password = (tmp_path / "data" / "redis-password").read_text().strip()
+        assert url.startswith(f"redis://:{password}@127.0.0.1:")
         assert server.url == url and server.running
         assert url.endswith(f":{server.port}/0")
         assert await _sync(_set_get, url, "k", "v") == "v"
@@ -173,6 +174,30 @@ async def test_cancelled_start_leaves_no_server(tmp_path: Path) -> None:
     # the lock was released: a real server can use the directory now
     async with EmbeddedRedis(tmp_path / "data") as url:
         assert await _sync(_set_get, url, "k", "v") == "v"
+
+
+async def test_password_required_and_kept_out_of_the_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with EmbeddedRedis(data) as url:
+        password = (data / "redis-password").read_text().strip()
+        assert len(password) >= 32
+        for name in ("redis-password", "redis.conf"):
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
+        assert data.stat().st_mode & 0o777 == 0o700
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+        def anonymous() -> None:
+            with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) as client:
+                client.get("da:app:desired")
+
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await _sync(anonymous)
+        pid = int((data / "redis-server.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert password.encode() not in cmdline
+    # the same password on the next start: the CLI and restarts agree on it
+    async with EmbeddedRedis(data) as url2:
+        assert f":{password}@" in url2
 
 
 def test_argv_is_loopback_foreground_aof_only(tmp_path: Path) -> None:
