@@ -1,6 +1,6 @@
 """Build the demo worker image locally, from Python, with docker-py.
 
-The demo worker (``agent/demo/``) is Debian's static busybox ``httpd`` in an image
+The demo worker (``agent/adapters/demo/``) is Debian's static busybox ``httpd`` in an image
 built ``FROM scratch``: no registry is needed, only the ``busybox-static`` binary of
 the machine. The build context is assembled in memory as a tar — the Dockerfile plus
 a ``rootfs/`` tree (busybox, its applet symlinks, the page and the CGI scripts) — with
@@ -49,6 +49,7 @@ _TEXT_FILES = {  # package file -> path in the image (mode)
     "index.html": ("rootfs/www/index.html", 0o644),
     "health": ("rootfs/www/cgi-bin/health", 0o755),
     "burn": ("rootfs/www/cgi-bin/burn", 0o755),
+    "work": ("rootfs/www/cgi-bin/work", 0o755),
 }
 _BUILD_TIMEOUT = 120.0
 
