@@ -503,7 +503,7 @@ class Agent:
                 category=Category.SUNDOWN if sundown else (
                     Category.INIT if score is None else score.category),
                 forecast=math.nan if score is None else score.forecast,
-                network_idle=self._is_idle(name),
+                drained=self._is_idle(name),
                 sundown_since=self._sundown.get(name),
                 stale=sample is None or sample.stale,
             ))
