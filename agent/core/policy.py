@@ -49,13 +49,19 @@ Rules, in the order they are applied (SPEC §5 compat rules first):
     ("avg_above_low"); at the floor ⇒ "at_min".
 * Otherwise "within_band".
 
-`drain_ready`, `plan_reconcile` and `manual_scale` complete the actuator's plan.
+Each rule is a function returning a `Verdict` or passing (None): first the
+`GUARDS` (bounds, no_active, no_samples), then the rules of the strategy
+(`STRATEGIES["threshold"]`: scale up, scale down, within band). Which containers
+go SUNDOWN is one ordering everywhere (`pick_sundown`).
+
+`drain_ready`, `plan_reconcile`, `pick_sundown` and `manual_scale` are the
+pieces `agent.core.plan` builds a tick's plan from.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent.core.errors import ConfigError
@@ -68,8 +74,15 @@ __all__ = [
     "Observation",
     "PolicyState",
     "Decision",
+    "Context",
+    "Load",
+    "Verdict",
+    "GUARDS",
+    "STRATEGIES",
+    "DEFAULT_STRATEGY",
     "decide",
     "drain_ready",
+    "pick_sundown",
     "plan_reconcile",
     "manual_scale",
 ]
@@ -152,18 +165,23 @@ class Observation:
     """What the policy knows about one container at this evaluation.
 
     `forecast` is the scorer's forecast of the overall score (NaN when it has
-    none); `network_idle` means no traffic in the last sample; `sundown_since` is
-    when the container was marked SUNDOWN (same clock as `now`); `stale` means the
-    last sample missed its tick deadline.
+    none). `drained` is the shell's word that the container carries no traffic
+    now — computed from whichever source it has (`agent.core.pool.drained_names`:
+    the balancer's current sessions when there is one, else the network bytes of
+    the last sample); only SUNDOWN containers act on it. `sundown_since` is when
+    the container was marked SUNDOWN (same clock as `now`); `stale` means the
+    last sample missed its tick deadline; `created` (epoch seconds) breaks ties
+    when choosing which containers to drain (`pick_sundown`).
     """
 
     name: str
     score: float
     category: Category
     forecast: float = math.nan
-    network_idle: bool = False
+    drained: bool = False
     sundown_since: float | None = None
     stale: bool = False
+    created: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,6 +250,118 @@ class Decision:
         }
 
 
+# --------------------------------------------------------------------------- decide
+#
+# `decide` runs two sequences of rules, each rule returning a `Verdict` or None
+# (pass). The guards judge the pool's size alone; the strategy's rules judge its
+# load. The first verdict wins. A second strategy (e.g. target tracking) is one
+# more tuple in `STRATEGIES`, evaluated after the same guards.
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every rule sees: the pool at this evaluation, split as the rules need."""
+
+    state: PolicyState
+    policy: PolicyConfig
+    now: float
+    observations: tuple[Observation, ...]
+    active: tuple[Observation, ...]
+    counted: tuple[Observation, ...]  # active, non-INIT, fresh, finite score
+    current: int  # max(active, desired): the pool we have or are about to have
+    window: tuple[tuple[float, int], ...]  # recommendations inside the window
+
+    @classmethod
+    def build(
+        cls, state: PolicyState, observations: Iterable[Observation], policy: PolicyConfig,
+        now: float,
+    ) -> Context:
+        obs = tuple(observations)
+        active = tuple(o for o in obs if o.category is not Category.SUNDOWN)
+        counted = tuple(
+            o for o in active
+            if o.category is not Category.INIT and not o.stale and math.isfinite(o.score)
+        )
+        return cls(
+            state=state, policy=policy, now=now, observations=obs, active=active,
+            counted=counted, current=max(len(active), state.desired),
+            window=_window(state, policy, now),
+        )
+
+    def inputs(self) -> dict[str, Any]:
+        """The numbers every decision records."""
+        p = self.policy
+        return {
+            "active": len(self.active),
+            "counted": len(self.counted),
+            "sundown_count": len(self.observations) - len(self.active),
+            "desired_before": self.state.desired,
+            "current": self.current,
+            "min_containers": p.min_containers,
+            "max_containers": p.max_containers,
+            "high_threshold": p.high_threshold,
+            "low_threshold": p.low_threshold,
+            "critical_threshold": p.critical_threshold,
+            "scale_step": p.scale_step,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """The load figures the strategy's rules judge (only when something counts)."""
+
+    avg: float
+    critical: tuple[str, ...]  # names below the critical threshold, sorted
+    forecast_avg: float | None
+    cooldown_remaining: float
+
+    @classmethod
+    def of(cls, ctx: Context) -> Load:
+        """The figures of the counted containers (there must be at least one)."""
+        counted, policy = ctx.counted, ctx.policy
+        forecasts = [o.forecast for o in counted if math.isfinite(o.forecast)]
+        return cls(
+            avg=math.fsum(o.score for o in counted) / len(counted),
+            critical=tuple(sorted(o.name for o in counted if o.score < policy.critical_threshold)),
+            forecast_avg=math.fsum(forecasts) / len(forecasts) if forecasts else None,
+            cooldown_remaining=_cooldown_remaining(ctx.state, policy, ctx.now),
+        )
+
+    def inputs(self, policy: PolicyConfig) -> dict[str, Any]:
+        return {
+            "avg": self.avg,
+            "critical": list(self.critical),
+            "forecast_avg": self.forecast_avg,
+            "predictive": policy.predictive,
+            "cooldown_remaining": self.cooldown_remaining,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """A rule's outcome; `decide` turns it into a `Decision` and the next state.
+
+    `recommendation` is what enters the stabilization window (default: `desired`);
+    `inputs` are the numbers this rule adds to the ledger entry.
+    """
+
+    action: Action
+    reason: str
+    message: str
+    desired: int
+    add: int = 0
+    sundown: tuple[str, ...] = ()
+    recommendation: int | None = None
+    restart_cooldown: bool = False
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: A rule on the pool's size: a verdict, or None to pass to the next rule.
+Guard = Callable[[Context], Verdict | None]
+#: A rule of a strategy, judging the load: a verdict, or None to pass.
+LoadRule = Callable[[Context, Load], Verdict | None]
+
+
 def decide(
     state: PolicyState,
     observations: Iterable[Observation],
@@ -239,181 +369,196 @@ def decide(
     now: float,
 ) -> Decision:
     """Evaluate the scaling rules once (see the module docstring)."""
-    obs = tuple(observations)
-    active = [o for o in obs if o.category is not Category.SUNDOWN]
-    n_active = len(active)
-    current = max(n_active, state.desired)
-    counted = [
-        o for o in active
-        if o.category is not Category.INIT and not o.stale and math.isfinite(o.score)
-    ]
-    inputs: dict[str, Any] = {
-        "active": n_active,
-        "counted": len(counted),
-        "sundown_count": len(obs) - n_active,
-        "desired_before": state.desired,
-        "current": current,
-        "min_containers": policy.min_containers,
-        "max_containers": policy.max_containers,
-        "high_threshold": policy.high_threshold,
-        "low_threshold": policy.low_threshold,
-        "critical_threshold": policy.critical_threshold,
-        "scale_step": policy.scale_step,
-    }
-    recs = _window(state, policy, now)
+    ctx = Context.build(state, observations, policy, now)
+    for guard in GUARDS:
+        verdict = guard(ctx)
+        if verdict is not None:
+            return _finish(ctx, verdict, ctx.inputs())
+    load = Load.of(ctx)
+    for rule in STRATEGIES[DEFAULT_STRATEGY]:
+        verdict = rule(ctx, load)
+        if verdict is not None:
+            return _finish(ctx, verdict, {**ctx.inputs(), **load.inputs(policy)})
+    raise AssertionError("the last rule of a strategy always decides")
 
-    def finish(
-        action: Action,
-        reason: str,
-        message: str,
-        desired: int,
-        *,
-        add: int = 0,
-        sundown: Sequence[str] = (),
-        recommendation: int | None = None,
-        restart_cooldown: bool = False,
-    ) -> Decision:
-        rec = desired if recommendation is None else recommendation
-        new_recs = (*recs, (now, rec))[-_MAX_RECOMMENDATIONS:]
-        new_state = PolicyState(
-            desired=desired,
-            last_scale_up=now if restart_cooldown else state.last_scale_up,
-            recommendations=new_recs,
-        )
-        return Decision(
-            action=action, reason=reason, message=message, inputs=inputs,
-            desired=desired, add=add, sundown=tuple(sundown), state=new_state,
-        )
 
-    # Bounds first: they may have changed at run time.
-    if current < policy.min_containers:
-        add = policy.min_containers - current
-        return finish(
-            "scale_up", "below_min",
-            f"pool of {current} is below the floor of {policy.min_containers}: adding {add}",
-            policy.min_containers, add=add,
-        )
-    if current > policy.max_containers:
-        excess = n_active - policy.max_containers
-        names = _pick_sundown(active, excess, allow_init=True) if excess > 0 else []
-        inputs["sundown_names"] = list(names)
-        return finish(
-            "scale_down", "above_max",
-            f"pool of {current} is above the ceiling of {policy.max_containers}: "
-            f"desired lowered to {policy.max_containers}, {len(names)} marked SUNDOWN",
-            policy.max_containers, sundown=names,
-        )
-
-    if n_active == 0:
-        return finish(
-            "none", "no_active",
-            f"no active container; desired stays {current}", current,
-        )
-    if not counted:
-        return finish(
-            "none", "no_samples",
-            f"none of the {n_active} active containers has a usable sample yet "
-            "(warming up or stale); no action",
-            current,
-        )
-
-    avg = math.fsum(o.score for o in counted) / len(counted)
-    critical = sorted(o.name for o in counted if o.score < policy.critical_threshold)
-    forecasts = [o.forecast for o in counted if math.isfinite(o.forecast)]
-    forecast_avg = math.fsum(forecasts) / len(forecasts) if forecasts else None
-    inputs["avg"] = avg
-    inputs["critical"] = critical
-    inputs["forecast_avg"] = forecast_avg
-    inputs["predictive"] = policy.predictive
-    cooldown_remaining = _cooldown_remaining(state, policy, now)
-    inputs["cooldown_remaining"] = cooldown_remaining
-
-    predicted = (
-        policy.predictive and forecast_avg is not None
-        and forecast_avg < policy.high_threshold
+def _finish(ctx: Context, verdict: Verdict, inputs: dict[str, Any]) -> Decision:
+    rec = verdict.desired if verdict.recommendation is None else verdict.recommendation
+    state = PolicyState(
+        desired=verdict.desired,
+        last_scale_up=ctx.now if verdict.restart_cooldown else ctx.state.last_scale_up,
+        recommendations=(*ctx.window, (ctx.now, rec))[-_MAX_RECOMMENDATIONS:],
     )
-    if avg < policy.high_threshold or critical or predicted:
-        if avg < policy.high_threshold:
-            reason = "avg_below_high"
-            why = f"average score {avg:.1f} < {policy.high_threshold:g}"
-        elif critical:
-            reason = "critical_container"
-            why = (f"{len(critical)} container(s) below {policy.critical_threshold:g} "
-                   f"({', '.join(critical)})")
-        else:
-            reason = "predicted_high_load"
-            why = (f"forecast average score {forecast_avg:.1f} < {policy.high_threshold:g} "
-                   f"(now {avg:.1f})")
-        if current >= policy.max_containers:
-            return finish(
-                "none", "at_max",
-                f"{why}, but the pool is at its ceiling of {policy.max_containers}",
-                current,
-            )
-        if cooldown_remaining > 0:
-            return finish(
-                "none", "cooldown",
-                f"{why}, but the cooldown has {cooldown_remaining:.1f} s left",
-                current, recommendation=current,
-            )
-        add = min(policy.scale_step, policy.max_containers - current)
-        return finish(
-            "scale_up", reason,
-            f"{why}: adding {add} (desired {current} → {current + add})",
-            current + add, add=add, restart_cooldown=True,
-        )
-
-    if avg > policy.low_threshold:
-        if n_active <= policy.min_containers:
-            return finish(
-                "none", "at_min",
-                f"average score {avg:.1f} > {policy.low_threshold:g}, but the pool of "
-                f"{n_active} is at its floor of {policy.min_containers}",
-                current,
-            )
-        n = min(policy.scale_step, n_active - policy.min_containers)
-        projected_load = (100.0 - avg) * n_active / (n_active - n)
-        projected = 100.0 - projected_load
-        inputs["projected_avg"] = projected
-        inputs["flap_guard"] = policy.flap_guard
-        if policy.flap_guard and projected < policy.high_threshold:
-            return finish(
-                "none", "flap_guard",
-                f"average score {avg:.1f} > {policy.low_threshold:g}, but removing {n} of "
-                f"{n_active} would bring it to {projected:.1f}, below {policy.high_threshold:g}",
-                current,
-            )
-        recommendation = current - n
-        stabilized = max([recommendation, *(d for _, d in recs)])
-        inputs["recommendation"] = recommendation
-        inputs["stabilized_desired"] = stabilized
-        inputs["stabilization_window"] = policy.stabilization_window
-        if stabilized >= current:
-            return finish(
-                "none", "stabilizing",
-                f"average score {avg:.1f} > {policy.low_threshold:g}, but a recommendation of "
-                f"{stabilized} is inside the {policy.stabilization_window:g} s stabilization "
-                f"window; holding {current}",
-                current, recommendation=recommendation,
-            )
-        # Counted containers are non-INIT, so there is always a candidate.
-        names = _pick_sundown(active, current - stabilized, allow_init=False)
-        desired = current - len(names)
-        inputs["sundown_names"] = list(names)
-        return finish(
-            "scale_down", "avg_above_low",
-            f"average score {avg:.1f} > {policy.low_threshold:g}: marking "
-            f"{', '.join(names)} SUNDOWN (desired {current} → {desired}, "
-            f"projected average {projected:.1f})",
-            desired, sundown=names, recommendation=recommendation,
-        )
-
-    return finish(
-        "none", "within_band",
-        f"average score {avg:.1f} is within [{policy.high_threshold:g}, "
-        f"{policy.low_threshold:g}] and no container is critical; desired stays {current}",
-        current,
+    return Decision(
+        action=verdict.action, reason=verdict.reason, message=verdict.message,
+        inputs={**inputs, **verdict.inputs}, desired=verdict.desired, add=verdict.add,
+        sundown=verdict.sundown, state=state,
     )
+
+
+# -- guards: the pool's size, before any load figure ---------------------------------
+
+
+def _below_floor(ctx: Context) -> Verdict | None:
+    floor = ctx.policy.min_containers
+    if ctx.current >= floor:
+        return None
+    add = floor - ctx.current
+    return Verdict(
+        action="scale_up", reason="below_min",
+        message=f"pool of {ctx.current} is below the floor of {floor}: adding {add}",
+        desired=floor, add=add,
+    )
+
+
+def _above_ceiling(ctx: Context) -> Verdict | None:
+    ceiling = ctx.policy.max_containers
+    if ctx.current <= ceiling:
+        return None
+    names = pick_sundown(ctx.active, len(ctx.active) - ceiling, allow_init=True)
+    return Verdict(
+        action="scale_down", reason="above_max",
+        message=f"pool of {ctx.current} is above the ceiling of {ceiling}: "
+        f"desired lowered to {ceiling}, {len(names)} marked SUNDOWN",
+        desired=ceiling, sundown=tuple(names), inputs={"sundown_names": list(names)},
+    )
+
+
+def _no_active(ctx: Context) -> Verdict | None:
+    if ctx.active:
+        return None
+    return Verdict(
+        action="none", reason="no_active",
+        message=f"no active container; desired stays {ctx.current}", desired=ctx.current,
+    )
+
+
+def _no_samples(ctx: Context) -> Verdict | None:
+    if ctx.counted:
+        return None
+    return Verdict(
+        action="none", reason="no_samples",
+        message=f"none of the {len(ctx.active)} active containers has a usable sample yet "
+        "(warming up or stale); no action",
+        desired=ctx.current,
+    )
+
+
+# -- the threshold strategy (SPEC §5 compat rules, with the safety rules) -------------
+
+
+def _scale_up(ctx: Context, load: Load) -> Verdict | None:
+    """Compat rules 1–2, and the predictive scale-up."""
+    policy, current = ctx.policy, ctx.current
+    why, reason = _scale_up_cause(policy, load)
+    if why is None:
+        return None
+    if current >= policy.max_containers:
+        return Verdict(
+            action="none", reason="at_max",
+            message=f"{why}, but the pool is at its ceiling of {policy.max_containers}",
+            desired=current,
+        )
+    if load.cooldown_remaining > 0:
+        return Verdict(
+            action="none", reason="cooldown",
+            message=f"{why}, but the cooldown has {load.cooldown_remaining:.1f} s left",
+            desired=current, recommendation=current,
+        )
+    add = min(policy.scale_step, policy.max_containers - current)
+    return Verdict(
+        action="scale_up", reason=reason,
+        message=f"{why}: adding {add} (desired {current} → {current + add})",
+        desired=current + add, add=add, restart_cooldown=True,
+    )
+
+
+def _scale_up_cause(policy: PolicyConfig, load: Load) -> tuple[str | None, str]:
+    """Why the pool should grow (a sentence and a reason code), or (None, "")."""
+    avg, high = load.avg, policy.high_threshold
+    if avg < high:
+        return f"average score {avg:.1f} < {high:g}", "avg_below_high"
+    if load.critical:
+        return (f"{len(load.critical)} container(s) below {policy.critical_threshold:g} "
+                f"({', '.join(load.critical)})", "critical_container")
+    if policy.predictive and load.forecast_avg is not None and load.forecast_avg < high:
+        return (f"forecast average score {load.forecast_avg:.1f} < {high:g} (now {avg:.1f})",
+                "predicted_high_load")
+    return None, ""
+
+
+def _scale_down(ctx: Context, load: Load) -> Verdict | None:
+    """Compat rule 3, behind the floor, the flap guard and the stabilization window."""
+    policy, n_active = ctx.policy, len(ctx.active)
+    if load.avg <= policy.low_threshold:
+        return None
+    above = f"average score {load.avg:.1f} > {policy.low_threshold:g}"
+    if n_active <= policy.min_containers:
+        return Verdict(
+            action="none", reason="at_min",
+            message=f"{above}, but the pool of {n_active} is at its floor of "
+            f"{policy.min_containers}",
+            desired=ctx.current,
+        )
+    n = min(policy.scale_step, n_active - policy.min_containers)
+    projected = 100.0 - (100.0 - load.avg) * n_active / (n_active - n)
+    guard_inputs = {"projected_avg": projected, "flap_guard": policy.flap_guard}
+    if policy.flap_guard and projected < policy.high_threshold:
+        return Verdict(
+            action="none", reason="flap_guard",
+            message=f"{above}, but removing {n} of {n_active} would bring it to "
+            f"{projected:.1f}, below {policy.high_threshold:g}",
+            desired=ctx.current, inputs=guard_inputs,
+        )
+    return _stabilized_scale_down(ctx, above, ctx.current - n, projected, guard_inputs)
+
+
+def _stabilized_scale_down(
+    ctx: Context, above: str, recommendation: int, projected: float,
+    inputs: Mapping[str, Any],
+) -> Verdict:
+    """HPA's scale-down behaviour: the highest recommendation in the window wins."""
+    policy, current = ctx.policy, ctx.current
+    stabilized = max([recommendation, *(d for _, d in ctx.window)])
+    inputs = {**inputs, "recommendation": recommendation, "stabilized_desired": stabilized,
+              "stabilization_window": policy.stabilization_window}
+    if stabilized >= current:
+        return Verdict(
+            action="none", reason="stabilizing",
+            message=f"{above}, but a recommendation of {stabilized} is inside the "
+            f"{policy.stabilization_window:g} s stabilization window; holding {current}",
+            desired=current, recommendation=recommendation, inputs=inputs,
+        )
+    # Counted containers are non-INIT, so there is always a candidate.
+    names = pick_sundown(ctx.active, current - stabilized, allow_init=False)
+    desired = current - len(names)
+    return Verdict(
+        action="scale_down", reason="avg_above_low",
+        message=f"{above}: marking {', '.join(names)} SUNDOWN (desired {current} → "
+        f"{desired}, projected average {projected:.1f})",
+        desired=desired, sundown=tuple(names), recommendation=recommendation,
+        inputs={**inputs, "sundown_names": list(names)},
+    )
+
+
+def _within_band(ctx: Context, load: Load) -> Verdict:
+    policy = ctx.policy
+    return Verdict(
+        action="none", reason="within_band",
+        message=f"average score {load.avg:.1f} is within [{policy.high_threshold:g}, "
+        f"{policy.low_threshold:g}] and no container is critical; desired stays {ctx.current}",
+        desired=ctx.current,
+    )
+
+
+#: Rules on the pool's size, evaluated first by every strategy.
+GUARDS: tuple[Guard, ...] = (_below_floor, _above_ceiling, _no_active, _no_samples)
+#: The strategies' rules, in order; the last one of each always decides.
+STRATEGIES: Mapping[str, tuple[LoadRule, ...]] = {
+    "threshold": (_scale_up, _scale_down, _within_band),
+}
+#: The compat strategy. A `PolicyConfig.strategy` setting would pick from STRATEGIES.
+DEFAULT_STRATEGY = "threshold"
 
 
 def drain_ready(
@@ -421,17 +566,48 @@ def drain_ready(
 ) -> list[str]:
     """SUNDOWN containers that may be removed now (SPEC §5 rule 4).
 
-    Ready when its last sample saw no network traffic, or when it was marked
-    at least `drain_timeout` seconds ago.
+    Ready when it is drained (`Observation.drained`: no traffic by the shell's
+    best source), or when it was marked at least `drain_timeout` seconds ago.
     """
     ready = []
     for o in observations:
         if o.category is not Category.SUNDOWN:
             continue
         timed_out = o.sundown_since is not None and now - o.sundown_since >= policy.drain_timeout
-        if o.network_idle or timed_out:
+        if o.drained or timed_out:
             ready.append(o.name)
     return ready
+
+
+def pick_sundown(active: Sequence[Observation], n: int, *, allow_init: bool) -> list[str]:
+    """The `n` containers to drain when there are too many: the one ordering.
+
+    Used by the scale-down rules, the ceiling rule, a manual scale-down and the
+    reconcile step alike. Ranked by, in order:
+
+    1. INIT last (and only when `allow_init`): a container that has not been
+       judged yet may be the one about to take load;
+    2. fresh before stale: a stale sample says nothing about the load now;
+    3. highest score first (least loaded: its traffic is cheapest to move; a
+       non-finite score ranks last);
+    4. newest first (higher `created`), as Kubernetes' ReplicaSet does: the older
+       container keeps its warm response-time history;
+    5. name, so the choice is deterministic.
+
+    SUNDOWN observations are never chosen (they are draining already).
+    """
+    if n <= 0:
+        return []
+
+    def key(o: Observation) -> tuple[bool, float, float, str]:
+        score = o.score if math.isfinite(o.score) else -math.inf
+        return (o.stale, -score, -o.created, o.name)
+
+    live = [o for o in active if o.category is not Category.SUNDOWN]
+    chosen = sorted((o for o in live if o.category is not Category.INIT), key=key)
+    if allow_init:
+        chosen += sorted((o for o in live if o.category is Category.INIT), key=key)
+    return [o.name for o in chosen[:n]]
 
 
 def plan_reconcile(desired: int, running_active: int) -> int:
@@ -462,7 +638,7 @@ def manual_scale(
     active = [o for o in active_observations if o.category is not Category.SUNDOWN]
     n_active = len(active)
     current = max(n_active, state.desired)
-    names = _pick_sundown(active, n_active - count, allow_init=True) if n_active > count else []
+    names = pick_sundown(active, n_active - count, allow_init=True)
     add = max(0, count - current)
     if count > current:
         action: Action = "scale_up"
@@ -512,18 +688,3 @@ def _cooldown_remaining(state: PolicyState, policy: PolicyConfig, now: float) ->
     remaining = state.last_scale_up + policy.cooldown - now
     # A last_scale_up in the future (another clock) never blocks longer than one cooldown.
     return max(0.0, min(policy.cooldown, remaining))
-
-
-def _pick_sundown(active: Sequence[Observation], n: int, *, allow_init: bool) -> list[str]:
-    """The `n` least loaded containers: highest score first, fresh before stale."""
-    if n <= 0:
-        return []
-
-    def key(o: Observation) -> tuple[bool, float, str]:
-        score = o.score if math.isfinite(o.score) else -math.inf
-        return (o.stale, -score, o.name)
-
-    chosen = sorted((o for o in active if o.category is not Category.INIT), key=key)
-    if allow_init:
-        chosen += sorted((o for o in active if o.category is Category.INIT), key=key)
-    return [o.name for o in chosen[:n]]

@@ -1,16 +1,30 @@
-"""The agent: one tick loop that samples, scores, decides, acts, persists, publishes.
+"""The agent: one tick loop as a pipeline over values, and the facade around it.
+
+One tick::
+
+    list → sample → score → plan → write ahead → execute → persist → publish
+
+Each step takes the pool (`agent.core.pool.PoolState`, one immutable value) and
+returns the next one; `Agent._pool` only holds the value the last step
+committed. Every decision — what is dead, drained, due, in excess, how many to
+create — is `agent.core.plan.plan_tick`'s, a pure function; manual scale and
+manual drain are plans too (`plan_manual_scale`, `plan_manual_drain`). This
+module does the I/O around them, in two places only: `_write_ahead` records a
+plan's events and persists its intent, `_execute` carries it out against the
+engine.
 
 `Agent` holds no state that cannot be rebuilt: after a crash at any point, the
-engine's labels say which containers are ours and Redis says which are SUNDOWN, how
-many we want and when we last scaled up. Decisions that change the desired count or
-mark containers are written to Redis *before* they are acted on (write-ahead), so a
-`kill -9` between the two is repaired by the next agent's reconcile step instead of
-leaving duplicates.
+engine's labels say which containers are ours and Redis says which are SUNDOWN,
+how many we want and when we last scaled up. Plans that change the desired
+count, the policy state or the SUNDOWN marks are written to Redis *before* they
+are acted on (write-ahead), so a `kill -9` between the two is repaired by the
+next agent's reconcile step instead of leaving duplicates.
 
 Failures of the engine or of Redis never end the loop: the tick records them
 (metrics, ledger, snapshot flags) and the next tick tries again. Redis is the
-store's concern (it buffers events and backs off); a failed engine call skips the
-actuation of that tick.
+store's concern (it buffers events and backs off); while the engine does not
+list, nothing is planned; a failed engine action is logged and left to the next
+tick's plan. Ticks and API requests are serialised by one lock.
 """
 from __future__ import annotations
 
@@ -19,7 +33,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -29,32 +43,30 @@ from agent.adapters.docker_engine import Engine
 from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
-from agent.core.records import Category, ContainerInfo, ContainerScore, Sample, Snapshot
-from agent.core.policy import (
-    Decision,
-    Observation,
-    PolicyState,
-    decide,
-    drain_ready,
-    manual_scale,
-    plan_reconcile,
+from agent.core.records import ContainerScore, Snapshot
+from agent.core.plan import (
+    Event,
+    Plan,
+    Removal,
+    create_failed_event,
+    created_event,
+    engine_back_event,
+    engine_down_event,
+    plan_manual_drain,
+    plan_manual_scale,
+    plan_tick,
 )
+from agent.core.policy import PolicyConfig, PolicyState
+from agent.core.pool import PoolState, clamp_desired, drained_names
 from agent.core.queue import build_queue
 from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
 from agent.adapters.redis_store import Store, TickWrite, container_record
 
-__all__ = ["Agent", "IDLE_NETWORK_BPS", "DEAD_STATES"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("deployment_agent.runtime")
 
-# A SUNDOWN container whose last sample moved fewer bytes/s than this is drained.
-# Not 0: the bridge network carries a little background chatter (ARP, IPv6 RS).
-IDLE_NETWORK_BPS = 64.0
-# Engine states of an owned container that will not serve again: it is removed and
-# (through reconcile) replaced. "created" is a container whose start never came,
-# e.g. an agent killed between create and start.
-DEAD_STATES = frozenset({"exited", "dead", "created"})
 HISTORY_POINTS = 3600
 
 
@@ -79,22 +91,13 @@ class Agent:
         self.hub = Hub()
         self.metrics = Metrics()
         self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY_POINTS)
-        self._wall = wall_clock
-        self._policy = settings.policy_config()
-        self._state = PolicyState(desired=settings.default_container)
+        self._wall = wall_clock  # the `now` of every plan: epoch seconds
+        self._pool = PoolState(policy=PolicyState(desired=settings.default_container))
         self._overrides: dict[str, object] = {}
-        self._infos: dict[str, ContainerInfo] = {}
-        self._scores: dict[str, ContainerScore] = {}
-        self._samples: dict[str, Sample] = {}
-        self._sundown: dict[str, float] = {}
         self._lock = trio.Lock()  # serialises actuation: ticks and API requests
         self._tick = 0
-        self._last_check: float | None = None
         self._last_tick_end: float | None = None
         self._started = False
-        self._engine_ok = True
-        self._engine_error: str | None = None
-        self._last_decision: dict[str, Any] | None = None
 
     # -- the facade ------------------------------------------------------------
 
@@ -103,8 +106,13 @@ class Agent:
         return self.hub.latest
 
     @property
+    def pool(self) -> PoolState:
+        """The pool as the last step left it (read-only; for tests and embedding)."""
+        return self._pool
+
+    @property
     def desired(self) -> int:
-        return self._state.desired
+        return self._pool.desired
 
     def health(self) -> dict[str, Any]:
         """Liveness: the loop has ticked recently (three intervals of slack)."""
@@ -116,7 +124,7 @@ class Agent:
             "alive": alive,
             "tick": self._tick,
             "last_tick_age": age,
-            "engine": "ok" if self._engine_ok else self._engine_error,
+            "engine": "ok" if self._pool.engine_ok else self._pool.engine_error,
             "redis": "ok" if self.store.available else self.store.last_error,
         }
 
@@ -149,11 +157,11 @@ class Agent:
             new = self.settings.with_updates(partial)
             self._apply_settings(new)
             self._overrides.update(partial)
-            await self._emit("config", {
+            await self._emit(Event("config", {
                 "changed": dict(partial),
                 "message": "runtime configuration changed: "
                 + ", ".join(f"{k}={v}" for k, v in partial.items()),
-            })
+            }))
             try:
                 await self.store.save_config(self._overrides)
             except StoreError as exc:
@@ -165,44 +173,21 @@ class Agent:
     async def request_scale(self, count: int) -> dict[str, Any]:
         """An operator's POST /scale: run exactly `count` containers."""
         async with self._lock:
-            decision = manual_scale(
-                self._state, count, self._policy, self._observations(active_only=True), self._wall()
-            )
-            await self._apply(decision)
-            return decision.to_event()
+            plan = plan_manual_scale(self._pool, count, self._policy, self._wall())
+            await self._carry_out(plan)
+            return dict(plan.reply or {})
 
     async def request_sundown(self, name: str) -> dict[str, Any]:
-        """Drain one container: weight 0 now, removed once idle.
+        """Drain one container: weight 0 now, removed once drained.
 
         Lowers the desired count by one while it stays at or above
-        DEFAULT_CONTAINER; at the floor, reconcile starts a replacement.
+        DEFAULT_CONTAINER; at the floor, reconcile starts a replacement
+        (`agent.core.plan.plan_manual_drain`). Raises `ContainerNotFound`.
         """
         async with self._lock:
-            info = self._infos.get(name)
-            if info is None or not info.running:
-                raise ContainerNotFound(f"no running container named {name!r} in this pool")
-            if name in self._sundown:
-                return {"name": name, "action": "none", "reason": "already_sundown",
-                        "desired": self._state.desired,
-                        "message": f"{name} is already draining"}
-            desired = self._state.desired
-            replaced = desired - 1 < self._policy.min_containers
-            if not replaced:
-                desired -= 1
-            self._state = dataclasses.replace(self._state, desired=desired)
-            self._mark_sundown([name], self._wall())
-            event = {
-                "name": name,
-                "action": "sundown",
-                "reason": "manual_drain",
-                "desired": desired,
-                "replacement": replaced,
-                "message": f"{name} drains on request"
-                + ("; a replacement keeps the pool at its floor" if replaced else ""),
-            }
-            await self._emit("drain", event)
-            await self._persist()
-            return event
+            plan = plan_manual_drain(self._pool, name, self._policy, self._wall())
+            await self._carry_out(plan)
+            return dict(plan.reply or {})
 
     async def aclose(self) -> None:
         """Close the engine and store clients (idempotent; shielded)."""
@@ -229,7 +214,7 @@ class Agent:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
-                    await self._persist()
+                    await self._persist(self._pool)
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.exception("final persist failed")
             self.hub.close()
@@ -248,7 +233,7 @@ class Agent:
                 self._overrides.update(stored.config)
             except ConfigError as exc:
                 log.warning("ignoring stored runtime config: %s", exc)
-        state = self._state
+        state = self._pool.policy
         if stored.policy:
             try:
                 state = PolicyState.from_json(stored.policy)
@@ -256,18 +241,21 @@ class Agent:
                 log.warning("ignoring stored policy state: %s", exc)
         if stored.desired is not None:
             state = dataclasses.replace(state, desired=stored.desired)
-        self._state = dataclasses.replace(state, desired=self._clamp(state.desired))
-        self._sundown = dict(stored.sundown)
-        await self._emit("recovered", {
-            "message": f"resumed from Redis: desired {self._state.desired}, "
-            f"{len(stored.containers)} known container(s), {len(self._sundown)} draining",
-            "desired": self._state.desired,
-            "sundown": sorted(self._sundown),
+        pool = dataclasses.replace(
+            self._pool, sundown=dict(stored.sundown),
+            policy=dataclasses.replace(state, desired=clamp_desired(state.desired, self._policy)),
+        )
+        self._pool = pool
+        await self._emit(Event("recovered", {
+            "message": f"resumed from Redis: desired {pool.desired}, "
+            f"{len(stored.containers)} known container(s), {len(pool.sundown)} draining",
+            "desired": pool.desired,
+            "sundown": sorted(pool.sundown),
             "known_containers": sorted(stored.containers),
-        })
+        }))
 
     async def tick(self) -> None:
-        """One pass: sample → score → decide → act → persist → publish."""
+        """One pass of the pipeline (see the module docstring)."""
         started = trio.current_time()
         try:
             async with self._lock:
@@ -283,181 +271,128 @@ class Agent:
             self.metrics.observe_tick(self._last_tick_end - started)
 
     async def _tick_locked(self, started: float) -> None:
-        settings = self.settings
+        """Each step returns the next pool; it is committed before the next step,
+        so a step that fails leaves the pool as the previous one made it."""
         self._tick += 1
         now = self._wall()
-        listed = await self._list()
-        if listed is not None:
-            await self._remove_dead(listed)
-        self._sync_scorer()
+        self._pool = pool = await self._list(self._pool)
+        self._sync_scorer(pool)
+        self._pool = pool = await self._observe(pool, started, now)
+        plan = plan_tick(pool, self._policy, now=now, started=started,
+                         check_period=self.settings.scale_check_period)
+        await self._carry_out(plan)
+        await self._persist(self._pool)
+        self._publish(self._pool, now)
 
-        running = [i for i in self._infos.values() if i.running]
-        # Drained containers get no probe: our own probe traffic would keep them busy.
-        to_sample = [
-            dataclasses.replace(i, host_port=None) if i.name in self._sundown else i
-            for i in running
-        ]
-        self._samples = await self.sampler.sample(
-            to_sample,
+    # -- steps -----------------------------------------------------------------
+
+    async def _list(self, pool: PoolState) -> PoolState:
+        try:
+            listed = await self.engine.list_owned()
+        except EngineError as exc:
+            if pool.engine_ok:
+                await self._emit(engine_down_event(str(exc)))
+            self.metrics.error("engine")
+            return pool.unlisted(str(exc))
+        if not pool.engine_ok:
+            await self._emit(engine_back_event())
+        return pool.listed(listed)
+
+    def _sync_scorer(self, pool: PoolState) -> None:
+        """The scorer's slots follow the running containers and their SUNDOWN marks."""
+        running = {i.name: i for i in pool.running()}
+        for name in self.scorer.names():
+            if name not in running:
+                self.scorer.remove(name)
+        for name, info in running.items():
+            if name not in self.scorer:
+                self.scorer.add(name, now=info.created)
+            self.scorer.set_sundown(name, name in pool.sundown)
+
+    async def _observe(self, pool: PoolState, started: float, now: float) -> PoolState:
+        """Sample the running containers by the tick deadline, score them in one call."""
+        settings = self.settings
+        samples = await self.sampler.sample(
+            pool.probe_targets(),
             deadline=started + settings.tick_deadline,
             probe_timeout=settings.probe_timeout,
             health_path=settings.health_path,
         )
-        scores = self.scorer.update(
-            {n: s for n, s in self._samples.items() if n in self.scorer}, now
-        )
-        self._scores = {s.name: dataclasses.replace(s, id=self._infos[s.name].id)
-                        for s in scores if s.name in self._infos}
+        scores = self.scorer.update({n: s for n, s in samples.items() if n in self.scorer}, now)
+        return pool.observed(samples, scores, drained_names(samples))
 
-        if self._engine_ok:
-            await self._drain(now)
-            if self._last_check is None or started - self._last_check >= settings.scale_check_period:
-                self._last_check = started
-                decision = decide(self._state, self._observations(), self._policy, now)
-                await self._apply(decision)
-            await self._reconcile(now)
-        await self._persist()
-        self._publish(now)
+    async def _carry_out(self, plan: Plan) -> None:
+        """Write a plan ahead, then execute it; the pool is committed after each."""
+        await self._write_ahead(plan)
+        self._pool = plan.state
+        self._pool = await self._execute(plan)
 
-    # -- steps -----------------------------------------------------------------
+    async def _write_ahead(self, plan: Plan) -> None:
+        """The one place a plan's intent is recorded before the engine is touched:
+        its decisions' ledger entries, then (when it changes desired, SUNDOWN or
+        the policy state) the state it leads to."""
+        if plan.decision is not None:
+            self.metrics.scale_event(plan.decision.action, plan.decision.reason)
+        for event in plan.events:
+            await self._emit(event)
+        if plan.write_ahead:
+            await self._persist(plan.state)
 
-    async def _list(self) -> list[ContainerInfo] | None:
-        try:
-            listed = await self.engine.list_owned()
-        except EngineError as exc:
-            if self._engine_ok:
-                await self._emit("engine_error", {
-                    "error": str(exc), "message": f"engine unreachable, actuation paused: {exc}"})
-            self._engine_ok, self._engine_error = False, str(exc)
-            self.metrics.error("engine")
-            return None
-        if not self._engine_ok:
-            await self._emit("engine_recovered", {"message": "engine reachable again"})
-        self._engine_ok, self._engine_error = True, None
-        self._infos = {i.name: i for i in listed}
-        # Marks of containers that no longer exist are dropped (no orphans in Redis).
-        self._sundown = {n: t for n, t in self._sundown.items() if n in self._infos}
-        return listed
+    async def _execute(self, plan: Plan) -> PoolState:
+        """The one place a plan acts on the engine: removals, then creations.
 
-    async def _remove_dead(self, listed: Iterable[ContainerInfo]) -> None:
-        for info in listed:
-            if info.status not in DEAD_STATES:
-                continue
-            was_sundown = info.name in self._sundown
-            if not await self._remove(info, "dead"):
-                continue
-            await self._emit("removed" if was_sundown else "replaced", {
-                "name": info.name, "status": info.status,
-                "message": f"{info.name} was {info.status}; removed, reconcile replaces it",
-            })
+        Returns the pool as the engine left it. A failed removal keeps the
+        container; a failed creation ends its batch (the next tick replans).
+        """
+        pool = plan.state
+        for removal in plan.removals:
+            if await self._remove(removal):
+                pool = pool.without([removal.info.name])
+                await self._emit(removal.event)
+        for creation in plan.creations:
+            for _ in range(creation.count):
+                try:
+                    info = await self.engine.create()
+                except EngineError as exc:
+                    self.metrics.error("engine")
+                    await self._emit(create_failed_event(str(exc), creation.reason))
+                    break
+                pool = pool.with_created(info)
+                await self._emit(created_event(info, creation.reason))
+        return pool
 
-    async def _remove(self, info: ContainerInfo, why: str) -> bool:
-        """Remove a container from the engine and forget it; False if the engine failed."""
+    async def _remove(self, removal: Removal) -> bool:
+        """Remove a container from the engine; False if the engine failed."""
+        info = removal.info
         try:
             await self.engine.remove(info.id)
         except ContainerNotFound:
             pass  # already gone: the goal is reached
         except EngineError as exc:
             self.metrics.error("engine")
-            log.warning("could not remove %s %s: %s", why, info.name, exc)
+            log.warning("could not remove %s %s: %s", removal.reason, info.name, exc)
             return False
-        self._infos.pop(info.name, None)
-        self._scores.pop(info.name, None)
-        self._sundown.pop(info.name, None)
         if info.name in self.scorer:
             self.scorer.remove(info.name)
         return True
 
-    def _sync_scorer(self) -> None:
-        running = {n for n, i in self._infos.items() if i.running}
-        for name in self.scorer.names():
-            if name not in running:
-                self.scorer.remove(name)
-        for name in running:
-            if name not in self.scorer:
-                self.scorer.add(name, now=self._infos[name].created)
-            self.scorer.set_sundown(name, name in self._sundown)
-
-    async def _drain(self, now: float) -> None:
-        for name in drain_ready(self._observations(), self._policy, now):
-            info = self._infos.get(name)
-            if info is None:
-                continue
-            idle = self._is_idle(name)
-            if not await self._remove(info, "drained"):
-                continue
-            await self._emit("removed", {
-                "name": name,
-                "reason": "drained" if idle else "drain_timeout",
-                "message": f"{name} removed after draining"
-                + ("" if idle else f" (DRAIN_TIMEOUT {self._policy.drain_timeout:g}s)"),
-            })
-
-    async def _apply(self, decision: Decision) -> None:
-        """Record a decision, write it ahead, then act on it."""
-        self._last_decision = decision.to_event()
-        self.metrics.scale_event(decision.action, decision.reason)
-        await self._emit("scale_check" if decision.reason != "manual" else "manual_scale",
-                         self._last_decision)
-        changed = decision.state != self._state or bool(decision.sundown)
-        self._state = decision.state
-        if decision.sundown:
-            self._mark_sundown(decision.sundown, self._wall())
-        if changed:
-            await self._persist()
-        if decision.add:
-            await self._create(decision.add, reason=decision.reason)
-
-    async def _reconcile(self, now: float) -> None:
-        """Bring the active running count to the desired count, both ways."""
-        active = self._active_names()
-        missing = plan_reconcile(self._state.desired, len(active))
-        if missing:
-            await self._create(missing, reason="reconcile")
-        excess = len(active) - self._state.desired
-        if excess > 0:
-            victims = self._pick_excess(active, excess)
-            self._mark_sundown(victims, now)
-            await self._emit("reconcile", {
-                "sundown": list(victims),
-                "message": f"{len(active)} active containers for a desired {self._state.desired}; "
-                f"draining {', '.join(victims)}",
-            })
-
-    async def _create(self, count: int, *, reason: str) -> None:
-        for _ in range(count):
-            try:
-                info = await self.engine.create()
-            except EngineError as exc:
-                self.metrics.error("engine")
-                await self._emit("create_failed", {
-                    "error": str(exc), "reason": reason, "message": f"could not create a worker: {exc}"})
-                return
-            self._infos[info.name] = info
-            self.scorer.add(info.name, now=info.created)
-            await self._emit("created", {
-                "name": info.name, "reason": reason, "host_port": info.host_port,
-                "message": f"created {info.name} on {info.address}:{info.host_port} ({reason})",
-            })
-
-    async def _persist(self) -> None:
+    async def _persist(self, pool: PoolState) -> None:
         records = {}
         summaries = {}
-        for name, info in self._infos.items():
-            score = self._scores.get(name)
-            category = Category.SUNDOWN if name in self._sundown else (
-                score.category if score is not None else Category.INIT)
+        for name, info in pool.containers.items():
+            score = pool.scores.get(name)
             records[name] = container_record(
-                info, category=category, score=None if score is None else score.overall_score
+                info, category=pool.category(name),
+                score=None if score is None else score.overall_score,
             )
             if score is not None:
                 summaries[name] = _summary(score)
         write = TickWrite(
-            desired=self._state.desired,
+            desired=pool.desired,
             containers=records,
-            sundown=dict(self._sundown),
+            sundown=dict(pool.sundown),
             summaries=summaries,
-            policy=self._state.to_json(),
+            policy=pool.policy.to_json(),
         )
         try:
             await self.store.write_tick(write)
@@ -465,86 +400,43 @@ class Agent:
             self.metrics.error("store")
             log.debug("state not persisted this tick: %s", exc)
 
-    def _publish(self, now: float) -> None:
-        scores = tuple(self._scores[n] for n in sorted(self._scores))
-        queue = tuple(build_queue(scores, self._infos))
-        running = sum(1 for i in self._infos.values() if i.running)
-        self.history.append((now, self._state.desired, running))
+    def _publish(self, pool: PoolState, now: float) -> None:
+        scores = tuple(pool.scores[n] for n in sorted(pool.scores))
+        queue = tuple(build_queue(scores, pool.containers))
+        running = len(pool.running())
+        self.history.append((now, pool.desired, running))
         snapshot = Snapshot(
             tick=self._tick,
             time=now,
             scores=scores,
             queue=queue,
-            containers=dict(self._infos),
-            desired=self._state.desired,
+            containers=dict(pool.containers),
+            desired=pool.desired,
             running=running,
-            engine_ok=self._engine_ok,
+            engine_ok=pool.engine_ok,
             store_ok=self.store.available,
-            last_decision=self._last_decision,
+            last_decision=None if pool.last_decision is None else dict(pool.last_decision),
         )
         self.metrics.record_snapshot(snapshot)
         self.hub.publish(snapshot)
 
     # -- helpers ---------------------------------------------------------------
 
-    def _observations(self, *, active_only: bool = False) -> list[Observation]:
-        out = []
-        for name, info in self._infos.items():
-            if not info.running:
-                continue
-            sundown = name in self._sundown
-            if active_only and sundown:
-                continue
-            score = self._scores.get(name)
-            sample = self._samples.get(name)
-            out.append(Observation(
-                name=name,
-                score=math.nan if score is None else score.overall_score,
-                category=Category.SUNDOWN if sundown else (
-                    Category.INIT if score is None else score.category),
-                forecast=math.nan if score is None else score.forecast,
-                network_idle=self._is_idle(name),
-                sundown_since=self._sundown.get(name),
-                stale=sample is None or sample.stale,
-            ))
-        return out
-
-    def _is_idle(self, name: str) -> bool:
-        sample = self._samples.get(name)
-        return sample is not None and sample.network_bps < IDLE_NETWORK_BPS  # NaN ⇒ False
-
-    def _active_names(self) -> list[str]:
-        return [n for n, i in self._infos.items() if i.running and n not in self._sundown]
-
-    def _pick_excess(self, active: list[str], excess: int) -> tuple[str, ...]:
-        """Least-loaded first, INIT (unscored) last, newest first among those."""
-        def key(name: str) -> tuple[bool, float, float]:
-            score = self._scores.get(name)
-            unscored = score is None or score.category is Category.INIT
-            return (unscored, -(score.overall_score if score else 0.0), -self._infos[name].created)
-        return tuple(sorted(active, key=key)[:excess])
-
-    def _mark_sundown(self, names: Iterable[str], now: float) -> None:
-        for name in names:
-            self._sundown.setdefault(name, now)
-            if name in self.scorer:
-                self.scorer.set_sundown(name, True)
-
-    def _clamp(self, desired: int) -> int:
-        return max(self._policy.min_containers, min(self._policy.max_containers, desired))
+    @property
+    def _policy(self) -> PolicyConfig:
+        return self.settings.policy_config()
 
     def _apply_settings(self, new: Settings) -> None:
-        self._policy = new.policy_config()
         if new.scorer_config() != self.scorer.config:
             self.scorer.reconfigure(new.scorer_config())
         self.settings = new
-        self._state = dataclasses.replace(self._state, desired=self._clamp(self._state.desired))
+        self._pool = self._pool.with_desired(clamp_desired(self._pool.desired, self._policy))
 
-    async def _emit(self, kind: str, data: Mapping[str, object]) -> None:
+    async def _emit(self, event: Event) -> None:
         try:
-            await self.store.append_event(kind, dict(data))
+            await self.store.append_event(event.kind, dict(event.data))
         except StoreError as exc:
-            log.debug("event %s not stored: %s", kind, exc)
+            log.debug("event %s not stored: %s", event.kind, exc)
 
 
 def _summary(score: ContainerScore) -> dict[str, object]:

@@ -35,7 +35,7 @@ async def test_sundown_mark_survives_a_restart_and_the_container_drains(docker_a
     second = make_agent(docker_app, redis_url, tmp_path, DEFAULT_CONTAINER=2, MAX_CONTAINERS=3,
                         DRAIN_TIMEOUT=60)
     await second.recover()
-    assert victim in second._sundown
+    assert victim in second.pool.sundown
     await second.tick()
     queue = {item.dns_name: item for item in second.snapshot.queue}
     assert queue[victim].utilization_category is Category.SUNDOWN

@@ -16,13 +16,19 @@ import pytest
 from agent.core.errors import ConfigError
 from agent.core.records import Category
 from agent.core.policy import (
+    DEFAULT_STRATEGY,
+    GUARDS,
     REASONS,
+    STRATEGIES,
+    Context,
+    Load,
     Observation,
     PolicyConfig,
     PolicyState,
     decide,
     drain_ready,
     manual_scale,
+    pick_sundown,
     plan_reconcile,
 )
 
@@ -304,14 +310,14 @@ def test_policy_state_json_round_trip() -> None:
 # --- drain, reconcile ----------------------------------------------------------------------
 
 DRAIN_ROWS = [
-    ("idle_sundown_ready", obs("a", 90, Category.SUNDOWN, network_idle=True,
+    ("idle_sundown_ready", obs("a", 90, Category.SUNDOWN, drained=True,
                                 sundown_since=NOW - 1), True),
     ("busy_sundown_waits", obs("a", 90, Category.SUNDOWN, sundown_since=NOW - 29.9), False),
     ("drain_timeout_boundary", obs("a", 90, Category.SUNDOWN, sundown_since=NOW - 30), True),
     ("drain_timeout_passed", obs("a", 90, Category.SUNDOWN, sundown_since=NOW - 300), True),
     ("busy_unknown_mark_waits", obs("a", 90, Category.SUNDOWN), False),
-    ("idle_active_not_drained", obs("a", 90, network_idle=True), False),
-    ("idle_init_not_drained", obs("a", 90, Category.INIT, network_idle=True), False),
+    ("idle_active_not_drained", obs("a", 90, drained=True), False),
+    ("idle_init_not_drained", obs("a", 90, Category.INIT, drained=True), False),
 ]
 
 
@@ -417,8 +423,85 @@ def test_policy_config_validation(changes: dict[str, Any], message: str) -> None
 
 def test_pure_modules_import_no_io() -> None:
     code = (
-        "import sys, agent.core.policy, agent.core.queue, agent.core.settings, agent.core.cgroups, agent.core.store_codec\n"
+        "import sys, agent.core.policy, agent.core.plan, agent.core.pool, agent.core.queue, agent.core.settings, agent.core.cgroups, agent.core.store_codec\n"
         "bad = {'trio', 'docker', 'redis', 'quart', 'numpy'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the one drain ordering (scale-down, ceiling, manual scale, reconcile) -------------------
+
+PICK_ROWS = [
+    ("highest_score_first", [obs("a", 60), obs("b", 95), obs("c", 80)], 2, False, ["b", "c"]),
+    ("init_last_when_allowed", [obs("new", 99, Category.INIT), obs("a", 60)], 2, True,
+     ["a", "new"]),
+    ("init_never_when_not_allowed", [obs("new", 99, Category.INIT), obs("a", 60)], 2, False,
+     ["a"]),
+    ("fresh_before_stale", [obs("s", 99, stale=True), obs("a", 60)], 1, True, ["a"]),
+    ("ties_newest_first", [obs("a", 90, created=1), obs("b", 90, created=3),
+                           obs("c", 90, created=2)], 2, False, ["b", "c"]),
+    ("ties_same_age_by_name", [obs("b", 90), obs("a", 90)], 1, False, ["a"]),
+    ("score_beats_age", [obs("old", 95, created=1), obs("new", 90, created=9)], 1, False,
+     ["old"]),
+    ("non_finite_score_last", [obs("nan", math.nan, Category.MU), obs("a", 10)], 1, False, ["a"]),
+    ("init_ranked_by_the_same_rules",
+     [obs("i1", math.nan, Category.INIT, created=1), obs("i2", math.nan, Category.INIT, created=2)],
+     1, True, ["i2"]),
+    ("sundown_never_chosen", [obs("x", 99, Category.SUNDOWN), obs("a", 60)], 2, True, ["a"]),
+    ("none_wanted", [obs("a", 60)], 0, True, []),
+    ("negative_wanted", [obs("a", 60)], -2, True, []),
+    ("more_wanted_than_there_are", [obs("a", 60), obs("b", 70)], 5, True, ["b", "a"]),
+]
+
+
+@pytest.mark.parametrize(("observations", "n", "allow_init", "names"),
+                         [r[1:] for r in PICK_ROWS], ids=[r[0] for r in PICK_ROWS])
+def test_pick_sundown(observations: list[Observation], n: int, allow_init: bool,
+                      names: list[str]) -> None:
+    assert pick_sundown(observations, n, allow_init=allow_init) == names
+
+
+def test_scale_down_ties_go_newest_first() -> None:
+    observations = [obs(f"c{i}", 90, created=float(t)) for i, t in enumerate([5, 1, 9, 3, 7, 2])]
+    d = decide(PolicyState(desired=6), observations, NO_WINDOW, NOW)
+    assert (d.reason, d.sundown) == ("avg_above_low", ("c2",))
+
+
+# --- decide as a sequence of rules ---------------------------------------------------------
+
+RULE_ROWS = [
+    # id, observations, desired, the first rule that decides
+    ("floor_guard", pool(70, 70, 70), 3, "_below_floor"),
+    ("ceiling_guard", pool(*[70] * 16), 16, "_above_ceiling"),
+    ("no_active_guard", [], 5, "_no_active"),
+    ("no_samples_guard", pool(70, 70, 70, 70, 70, category=Category.INIT), 5, "_no_samples"),
+    ("scale_up_rule", pool(40, 40, 40, 40, 40), 5, "_scale_up"),
+    ("scale_up_rule_refusing_at_max", pool(*[40] * 15), 15, "_scale_up"),
+    ("scale_down_rule", pool(90, 90, 90, 90, 90, 90), 6, "_scale_down"),
+    ("scale_down_rule_at_floor", pool(90, 90, 90, 90, 90), 5, "_scale_down"),
+    ("within_band_rule", pool(70, 70, 70, 70, 70), 5, "_within_band"),
+]
+
+
+@pytest.mark.parametrize(("observations", "desired", "rule"), [r[1:] for r in RULE_ROWS],
+                         ids=[r[0] for r in RULE_ROWS])
+def test_rules_pass_until_one_decides(observations: list[Observation], desired: int,
+                                      rule: str) -> None:
+    state = PolicyState(desired=desired)
+    ctx = Context.build(state, observations, BASE, NOW)
+    verdicts = [(g.__name__, g(ctx)) for g in GUARDS]
+    if all(v is None for _, v in verdicts):
+        load = Load.of(ctx)
+        verdicts += [(r.__name__, r(ctx, load)) for r in STRATEGIES[DEFAULT_STRATEGY]]
+    name, verdict = next((n, v) for n, v in verdicts if v is not None)
+    assert name == rule
+    assert verdict is not None
+    assert decide(state, observations, BASE, NOW).reason == verdict.reason
+
+
+def test_the_last_rule_of_every_strategy_always_decides() -> None:
+    for rules in STRATEGIES.values():
+        for scores in ([10] * 5, [55] * 5, [70] * 5, [99] * 8):
+            ctx = Context.build(PolicyState(desired=len(scores)), pool(*scores), BASE, NOW)
+            assert rules[-1](ctx, Load.of(ctx)) is not None

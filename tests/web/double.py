@@ -4,10 +4,11 @@
 ``hub``, ``snapshot``, ``update_config``, ``request_scale``,
 ``request_sundown``, ``events``, ``health``, ``readiness``, ``metrics``,
 ``history`` — over the real `Settings`, `Hub` and `Metrics`, with in-memory
-state instead of an engine and Redis. Tests drive it through the same facade
-(``agent.hub.publish(...)``) so they also run against the real runtime; the few
-knobs only the double has (`alive`, `ready`, `fail_with`) are used by tests
-that check `is_double(agent)` first.
+state instead of an engine and Redis. Manual scale and drain are the core's
+plans (`agent.core.plan`) over the published snapshot, as in the real runtime.
+Tests drive it through the same facade (``agent.hub.publish(...)``) so they
+also run against the real runtime; the few knobs only the double has (`alive`,
+`ready`, `fail_with`) are used by tests that check `is_double(agent)` first.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.settings import Settings
-from agent.core.errors import ConfigError, ContainerNotFound
+from agent.core.plan import Plan, plan_manual_drain, plan_manual_scale
+from agent.core.policy import PolicyState
+from agent.core.pool import PoolState
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
 from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
@@ -155,49 +158,38 @@ class FakeAgent:
         return self.settings
 
     async def request_scale(self, count: int) -> dict[str, Any]:
-        lo, hi = self.settings.default_container, self.settings.max_containers
-        if isinstance(count, bool) or not isinstance(count, int) or not lo <= count <= hi:
-            raise ConfigError(
-                "count", f"must be an integer between DEFAULT_CONTAINER ({lo}) and MAX_CONTAINERS ({hi}), got {count!r}"
-            )
+        plan = plan_manual_scale(self._pool(), count, self.settings.policy_config(), time.time())
         self.scale_requests.append(count)
-        before = self.snapshot.desired
-        action = "scale_up" if count > before else "scale_down" if count < before else "none"
-        decision = {
-            "action": action,
-            "reason": "manual",
-            "message": f"manual scale from {before} to {count}",
-            "desired": count,
-            "add": max(0, count - before),
-            "sundown": [],
-            "inputs": {"requested": count, "desired_before": before},
-        }
-        self.publish(replace(self.snapshot, tick=self.snapshot.tick + 1, desired=count))
-        self.record("manual_scale", decision)
-        return decision
+        return self._apply(plan)
 
     async def request_sundown(self, name: str) -> dict[str, Any]:
-        snap = self.snapshot
-        if name not in snap.containers:
-            raise ContainerNotFound(f"no container named {name!r}")
+        plan = plan_manual_drain(self._pool(), name, self.settings.policy_config(), time.time())
         self.sundown_requests.append(name)
-        rows = [
-            (s.name, s.overall_score, Category.SUNDOWN if s.name == name else s.category)
-            for s in snap.scores
-        ]
-        replaced = snap.desired - 1 < self.settings.default_container
-        desired = snap.desired if replaced else snap.desired - 1
-        self.publish(make_snapshot(rows, tick=snap.tick + 1, desired=desired))
-        decision = {
-            "name": name,
-            "action": "sundown",
-            "reason": "manual_drain",
-            "desired": desired,
-            "replacement": replaced,
-            "message": f"{name} drains on request",
-        }
-        self.record("drain", decision)
-        return decision
+        return self._apply(plan)
+
+    def _pool(self) -> PoolState:
+        """The pool the published snapshot describes, for the core's manual plans."""
+        snap = self.snapshot
+        return PoolState(
+            policy=PolicyState(desired=snap.desired),
+            containers=snap.containers,
+            scores={s.name: s for s in snap.scores},
+            sundown={s.name: snap.time for s in snap.scores if s.category is Category.SUNDOWN},
+        )
+
+    def _apply(self, plan: Plan) -> dict[str, Any]:
+        """Publish the plan's state (no engine: nothing is created or removed)."""
+        snap = self.snapshot
+        if plan.marks:
+            rows = [(s.name, s.overall_score,
+                     Category.SUNDOWN if s.name in plan.state.sundown else s.category)
+                    for s in snap.scores]
+            self.publish(make_snapshot(rows, tick=snap.tick + 1, desired=plan.state.desired))
+        elif plan.events:
+            self.publish(replace(snap, tick=snap.tick + 1, desired=plan.state.desired))
+        for event in plan.events:
+            self.record(event.kind, dict(event.data))
+        return dict(plan.reply or {})
 
     async def events(
         self, limit: int = 50, before: str | None = None, kind: str | None = None
