@@ -129,6 +129,9 @@ class SyntheticAgent:
 
         raise ContainerNotFound(name)
 
+    async def aclose(self) -> None:
+        pass
+
 
 def make_snapshot(seq: int, containers: int) -> Any:
     from agent.core.records import Category, ContainerScore, QueueItem, Snapshot

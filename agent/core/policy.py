@@ -85,6 +85,9 @@ __all__ = [
     "pick_sundown",
     "plan_reconcile",
     "manual_scale",
+    "scale_range",
+    "scale_count_fault",
+    "check_scale_count",
 ]
 
 Action = Literal["scale_up", "scale_down", "none"]
@@ -615,6 +618,39 @@ def plan_reconcile(desired: int, running_active: int) -> int:
     return max(0, desired - running_active)
 
 
+def scale_range(policy: PolicyConfig) -> tuple[int, int]:
+    """The counts an operator may ask for (POST /scale): DEFAULT_CONTAINER to
+    MAX_CONTAINERS, both included."""
+    return policy.min_containers, policy.max_containers
+
+
+def scale_count_fault(count: object, policy: PolicyConfig) -> Literal["type", "range"] | None:
+    """What is wrong with `count` as the target of a manual scale: "type" (not an
+    integer), "range" (outside `scale_range`), or None when it may be asked for.
+
+    The one check of a manual scale's count: `check_scale_count` (and so
+    `manual_scale`) applies it; the web layer asks it before calling the agent,
+    to answer in its own words, and documents `scale_range` as the bounds.
+    """
+    if isinstance(count, bool) or not isinstance(count, int):
+        return "type"
+    lo, hi = scale_range(policy)
+    return None if lo <= count <= hi else "range"
+
+
+def check_scale_count(count: object, policy: PolicyConfig) -> int:
+    """`count` when `scale_count_fault` finds nothing wrong; else `ConfigError("count", ...)`."""
+    if scale_count_fault(count, policy) is not None:
+        lo, hi = scale_range(policy)
+        raise ConfigError(
+            "count",
+            f"must be an integer between DEFAULT_CONTAINER ({lo}) and "
+            f"MAX_CONTAINERS ({hi}), got {count!r}",
+        )
+    assert isinstance(count, int)  # (scale_count_fault's "type" rules out anything else)
+    return count
+
+
 def manual_scale(
     state: PolicyState,
     count: int,
@@ -629,12 +665,7 @@ def manual_scale(
     are not enough others). The stabilization window restarts from `count`, so
     the autoscaler does not undo the request before the window has passed.
     """
-    if not (_is_int(count) and policy.min_containers <= count <= policy.max_containers):
-        raise ConfigError(
-            "count",
-            f"must be an integer between DEFAULT_CONTAINER ({policy.min_containers}) and "
-            f"MAX_CONTAINERS ({policy.max_containers}), got {count!r}",
-        )
+    check_scale_count(count, policy)
     active = [o for o in active_observations if o.category is not Category.SUNDOWN]
     n_active = len(active)
     current = max(n_active, state.desired)

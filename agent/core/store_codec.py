@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.core.jsonsafe import strict_json
 from agent.core.records import Category, ContainerInfo
 
 __all__ = [
@@ -148,24 +149,13 @@ def container_record(
 # ------------------------------------------------------------------ pure encoding
 
 
-def _strict(value: object) -> object:
-    """`value` with non-finite floats replaced by None (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    return value
-
-
 def encode_json(value: object, *, what: str = "value") -> str:
     """Compact, strict JSON; NaN/±inf are stored as null so any client can read it.
 
     Raises TypeError naming `what` when the value is not JSON-encodable.
     """
     try:
-        return json.dumps(_strict(value), separators=(",", ":"), allow_nan=False)
+        return json.dumps(strict_json(value), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what}: cannot be stored as JSON: {exc}") from exc
 

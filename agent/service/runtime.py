@@ -40,6 +40,7 @@ import trio
 
 from agent.core.settings import Settings
 from agent.adapters.docker_engine import Engine
+from agent.core.jsonsafe import strict_json
 from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
@@ -440,17 +441,15 @@ class Agent:
 
 
 def _summary(score: ContainerScore) -> dict[str, object]:
-    def num(x: float) -> float | None:
-        return x if math.isfinite(x) else None
-    return {
-        "cpu_score": num(score.cpu_score),
-        "memory_score": num(score.memory_score),
-        "network_score": num(score.network_score),
-        "availability_score": num(score.availability_score),
-        "overall_score": num(score.overall_score),
+    return strict_json({
+        "cpu_score": score.cpu_score,
+        "memory_score": score.memory_score,
+        "network_score": score.network_score,
+        "availability_score": score.availability_score,
+        "overall_score": score.overall_score,
         "category": str(score.category),
-        "weight": num(score.weight),
-        "slope": num(score.slope),
-        "forecast": num(score.forecast),
+        "weight": score.weight,
+        "slope": score.slope,
+        "forecast": score.forecast,
         "anomaly": score.anomaly,
-    }
+    })

@@ -23,6 +23,7 @@ from agent.core.settings import Settings
 from agent.adapters.docker_engine import DockerEngine
 from agent.adapters.redis_server import EmbeddedRedis
 from agent.adapters.secret_file import read_or_create_secret
+from agent.service.facade import AgentFacade
 from agent.service.runtime import Agent
 from agent.adapters.sampler import Sampler
 from agent.adapters.redis_store import RedisStore
@@ -119,7 +120,8 @@ async def run_service(
             if signals is not None:
                 nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
             # Listen first: a port in use must fail before any container is made.
-            info: Any = await nursery.start(serve, agent)
+            facade: AgentFacade = agent  # mypy: the real agent offers the whole facade
+            info: Any = await nursery.start(serve, facade)
             await nursery.start(agent.run)
             task_status.started(Running(
                 agent=agent,

@@ -171,6 +171,7 @@ def test_public_exports() -> None:
     for module in (agent.interfaces.web, agent.client, agent.interfaces.cli_client, agent.service.hub, agent.service.metrics):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
-    from agent.interfaces.web.app import create_app, serve
+    from agent.interfaces.web.app import create_app
+    from agent.interfaces.web.server import serve
 
     assert serve is agent.interfaces.web.serve and create_app is agent.interfaces.web.create_app

@@ -1,4 +1,7 @@
-"""agent.interfaces.web.openapi: the document describes exactly the app's routes."""
+"""agent.interfaces.web.openapi: the document describes exactly the app's routes.
+
+It is built from the app itself (each route's declaration), for the settings given.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,9 +9,17 @@ from typing import Any
 import pytest
 import schemathesis
 
+from agent.core.settings import Settings
 from agent.interfaces.web import create_app
-from agent.interfaces.web.openapi import build, config_value_ok, config_value_schema
-from tests.web.double import FakeAgent, make_settings
+from agent.interfaces.web.inputs import config_value_ok
+from agent.interfaces.web.openapi import build as build_from_app
+from agent.interfaces.web.views import config_value_schema
+from tests.web.double import TOKEN, FakeAgent, make_settings
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """The document an agent with `settings` serves at /openapi.json."""
+    return build_from_app(create_app(FakeAgent(settings)), settings)
 
 HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "PATCH"}
 
@@ -71,6 +82,30 @@ def test_mutations_declare_the_bearer_token(doc: dict[str, Any]) -> None:
                 assert {"401", "403"} <= set(op["responses"]), path
             else:
                 assert "security" not in op, path
+
+
+def test_a_route_without_a_declaration_is_an_error(agent: FakeAgent) -> None:
+    app = create_app(agent)
+
+    @app.get("/undocumented")
+    async def undocumented() -> str:
+        return "?"
+
+    with pytest.raises(LookupError, match="/undocumented"):
+        build_from_app(app, agent.settings)
+
+
+async def test_the_served_document_follows_the_running_settings(agent: FakeAgent) -> None:
+    app = create_app(agent)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    reply = await client.put("/config", json={"MAX_CONTAINERS": 9}, headers=auth)
+    assert reply.status_code == 200
+    doc = await (await client.get("/openapi.json")).get_json()
+    count = doc["components"]["schemas"]["ScaleRequest"]["properties"]["count"]
+    assert (count["minimum"], count["maximum"]) == (agent.settings.default_container, 9)
+    assert (await client.post("/scale", json={"count": 9}, headers=auth)).status_code == 200
+    assert (await client.post("/scale", json={"count": 10}, headers=auth)).status_code == 422
 
 
 def test_scale_bounds_follow_the_settings() -> None:

@@ -1,24 +1,24 @@
 """A test double of the Agent facade (docs/architecture.md), for the web tests.
 
-`FakeAgent` implements exactly what the web layer may use — ``settings``,
-``hub``, ``snapshot``, ``update_config``, ``request_scale``,
-``request_sundown``, ``events``, ``health``, ``readiness``, ``metrics``,
-``history`` — over the real `Settings`, `Hub` and `Metrics`, with in-memory
-state instead of an engine and Redis. Manual scale and drain are the core's
-plans (`agent.core.plan`) over the published snapshot, as in the real runtime.
-Tests drive it through the same facade (``agent.hub.publish(...)``) so they
-also run against the real runtime; the few knobs only the double has (`alive`,
-`ready`, `fail_with`) are used by tests that check `is_double(agent)` first.
+`FakeAgent` implements exactly what the web layer may use — the
+`agent.service.facade.AgentFacade` protocol, which mypy holds it to (this file
+is in mypy's `files`; see the check at the bottom) — over the real `Settings`,
+`Hub` and `Metrics`, with in-memory state instead of an engine and Redis. Manual
+scale and drain are the core's plans (`agent.core.plan`) over the published
+snapshot, as in the real runtime. Tests drive it through the same facade
+(``agent.hub.publish(...)``) so they also run against the real runtime; the few
+knobs only the double has (`alive`, `ready`, `fail_with`) are used by tests
+that check `is_double(agent)` first.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.core.settings import Settings
 from agent.core.plan import Plan, plan_manual_drain, plan_manual_scale
@@ -68,7 +68,7 @@ def make_snapshot(
     infos: dict[str, ContainerInfo] = {}
     for i, entry in enumerate(containers):
         name, score = entry[0], float(entry[1])
-        category = entry[2] if len(entry) > 2 else category_for(score)  # type: ignore[misc]
+        category = entry[2] if len(entry) > 2 else category_for(score)
         cid = f"{i:02d}" + "c0ffee" * 10
         scores.append(
             ContainerScore(
@@ -151,7 +151,7 @@ class FakeAgent:
     def snapshot(self) -> Snapshot:
         return self.hub.latest
 
-    async def update_config(self, partial: dict[str, Any]) -> Settings:
+    async def update_config(self, partial: Mapping[str, object]) -> Settings:
         self.settings = self.settings.with_updates(partial)
         self.config_updates.append(dict(partial))
         self.record("config", {"changed": dict(partial), "message": "configuration updated"})
@@ -213,6 +213,9 @@ class FakeAgent:
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         return self.ready
 
+    async def aclose(self) -> None:
+        """Nothing to release: no engine, no Redis."""
+
     # -- test helpers -------------------------------------------------------
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -243,3 +246,9 @@ def is_double(agent: Any) -> bool:
 
 def names(queue: Sequence[dict[str, Any]]) -> list[str]:
     return [item["dns_name"] for item in queue]
+
+
+if TYPE_CHECKING:
+    from agent.service.facade import AgentFacade
+
+    _facade: AgentFacade = FakeAgent()  # mypy: the double offers the whole facade

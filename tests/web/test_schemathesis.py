@@ -192,9 +192,10 @@ def conformance_failures(
 
 def writable_config(agent: Any) -> dict[str, Any]:
     """The agent's current run-time settings, to PUT back after fuzzing PUT /config."""
-    from agent.interfaces.web.app import _clean, writable_settings
+    from agent.interfaces.web.inputs import writable_settings
+    from agent.interfaces.web.views import config_json
 
-    current = _clean(agent.settings.as_dict(redact=True))
+    current = config_json(agent.settings)
     return {k: current[k] for k in writable_settings(current)}
 
 

@@ -21,8 +21,12 @@ import hmac
 from collections.abc import Iterable
 from typing import Any
 
+from quart import request
+
+from .errors import ApiError, error_reply
+
 __all__ = [
-    "ApiError",
+    "AUTH_ERRORS",
     "api_token",
     "READ_METHODS",
     "check_bearer",
@@ -30,32 +34,16 @@ __all__ = [
     "write_origins",
     "origin_may_read",
     "origin_may_write",
+    "require_token",
 ]
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
-
-class ApiError(Exception):
-    """An error answer: HTTP `status` with body ``{"error": code, "detail": ...}``."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        detail: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.headers = headers or {}
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "detail": self.detail, **self.extra}
+#: What `require_token` answers, for the document of every route that calls it.
+AUTH_ERRORS = {
+    401: error_reply("missing or malformed `Authorization: Bearer <token>` header"),
+    403: error_reply("wrong token, no token configured, or a cross-origin write"),
+}
 
 
 def _token_text(token: Any) -> str | None:
@@ -129,3 +117,17 @@ def origin_may_read(settings: Any, origin: str) -> bool:
 def origin_may_write(settings: Any, origin: str) -> bool:
     allowed = write_origins(settings)
     return "*" in allowed or origin.rstrip("/") in allowed
+
+
+def require_token(settings: Any) -> None:
+    """The gate of every mutating route: the Bearer token, and no foreign `Origin`.
+
+    A write from a page of this very server (the dashboard) is not cross-origin;
+    any other origin must be in CORS_ALLOW_WRITE_ORIGINS.
+    """
+    check_bearer(request.headers.get("Authorization"), api_token(settings))
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_may_write(settings, origin):
+        own = f"{request.scheme}://{request.host}"
+        if origin.rstrip("/") != own:
+            raise ApiError(403, "forbidden", f"cross-origin writes from {origin} are not allowed")

@@ -18,7 +18,7 @@ Three things here are not plain ``hypercorn.trio.serve``:
 * **Graceful, prompt shutdown.** When the surrounding scope is cancelled (or
   `shutdown_trigger` returns), the servers are shielded for a short grace period:
   listeners close, every WebSocket client gets close code 1001 *at once* (the
-  handlers wait on cancellable scopes that `WebState.stop` cancels, rather than
+  handlers wait on cancellable scopes that `Feed.stop` cancels, rather than
   Hypercorn's graceful timeout), idle keep-alive connections are closed, then the
   cancellation carries on. A connection still stuck after the grace period (a
   peer that stopped reading, its socket buffer full: Hypercorn's send is shielded
@@ -41,8 +41,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from agent.core.errors import ConfigError
+from agent.service.facade import AgentFacade
+from .app import create_app
+from .feed import feed_of
 
 if TYPE_CHECKING:
     from hypercorn.typing import (
@@ -241,9 +245,9 @@ class _WebSocketPort:
 
 
 async def serve(
-    agent: Any,
+    agent: AgentFacade,
     *,
-    app: Any = None,
+    app: QuartTrio | None = None,
     host: str | None = None,
     http_port: int | None = None,
     ws_port: int | None = None,
@@ -259,101 +263,123 @@ async def serve(
     0), the WebSocket port; `host`, `http_port` and `ws_port` override the
     settings (tests pass 0: any free port). Use it as
     ``info = await nursery.start(serve, agent)``: `started` is signalled once
-    both ports listen, with a `ServerInfo` holding the actual ports.
+    both ports listen, with a `ServerInfo` holding the actual ports. A port
+    that cannot be bound is a `ConfigError` naming its variable.
     """
-    from .app import create_app, web_state
-
     settings = agent.settings
-    host = host if host is not None else str(getattr(settings, "bind_host", None) or "127.0.0.1")
+    host = host if host is not None else str(settings.bind_host or "127.0.0.1")
     http_port = http_port if http_port is not None else settings_port(settings, "http")
     ws_port = ws_port if ws_port is not None else settings_port(settings, "ws")
-    if app is None:
-        app = create_app(agent)
-    state = web_state(app)
-    stop = trio.Event()
     make_config = partial(
         hypercorn_config,
         keep_alive_timeout=keep_alive_timeout,
         graceful_timeout=graceful_timeout,
         backlog=backlog,
     )
-
-    # Which port is being bound; None once both listen (a later OSError is not a bind error).
-    binding: list[Any] | None = ["HOST_PORT_HTTP_DEPLOYMENT_AGENT", http_port]
+    servers = _Servers(app if app is not None else create_app(agent), host, graceful_timeout, make_config)
     try:
+        await servers.run(http_port, ws_port, shutdown_trigger, task_status)
+    except BaseException as exc:
+        failure = servers.bind_failure(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+class _Servers:
+    """The Hypercorn servers of one app (one or two ports) and their graceful stop."""
+
+    def __init__(
+        self, app: QuartTrio, host: str, graceful_timeout: float, make_config: Callable[[str, int], Config]
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.feed = feed_of(app)
+        self.grace = graceful_timeout + _HARD_MARGIN
+        self.make_config = make_config
+        self.stop = trio.Event()  # Hypercorn's shutdown trigger
+        self.scope = trio.CancelScope(shield=True)
+        self.done = trio.Event()
+        self.ports: set[int] = set()
+        # Which port is being bound; None once all listen (a later OSError is not a bind error).
+        self.binding: tuple[str, int] | None = None
+
+    async def run(
+        self,
+        http_port: int,
+        ws_port: int,
+        shutdown_trigger: Callable[[], Awaitable[None]] | None,
+        task_status: trio.TaskStatus[ServerInfo],
+    ) -> None:
         async with trio.open_nursery() as outer:
-            servers_scope = trio.CancelScope(shield=True)
-            servers_done = trio.Event()
-            ports: set[int] = set()
-
-            def begin_stop() -> None:
-                if stop.is_set():
-                    return
-                log.info("web server stopping")
-                state.stop()  # WebSocket handlers close with 1001 now
-                stop.set()  # Hypercorn: stop accepting, close idle connections
-                servers_scope.deadline = trio.current_time() + graceful_timeout + _HARD_MARGIN
-
-            async def watch() -> None:
-                try:
-                    if shutdown_trigger is not None:
-                        await shutdown_trigger()
-                    else:
-                        await trio.sleep_forever()
-                finally:
-                    begin_stop()
-                    # A peer that stopped reading, with its socket buffer full,
-                    # holds Hypercorn in a *shielded* send that no cancellation
-                    # reaches; once the grace period is over, abort such
-                    # connections so that shutdown always completes.
-                    with trio.CancelScope(shield=True):
-                        with trio.move_on_after(graceful_timeout + _HARD_MARGIN):
-                            await servers_done.wait()
-                        if not servers_done.is_set() and ports:
-                            aborted = abort_connections(ports)
-                            log.warning("aborted %d stalled connection(s) at shutdown", aborted)
-
-            outer.start_soon(watch)
+            outer.start_soon(self._watch, shutdown_trigger)
             # Shielded so that an outside cancellation becomes a graceful stop
             # (begin_stop, from the watcher) rather than dropped connections.
-            with servers_scope:
+            with self.scope:
                 async with trio.open_nursery() as servers:
-                    _check_bindable(host, http_port)
-                    binds = await servers.start(
-                        partial(
-                            hypercorn_serve,
-                            _ShieldedSend(app),
-                            make_config(host, http_port),
-                            shutdown_trigger=stop.wait,
-                            mode="asgi",
-                        )
-                    )
-                    bound_http = _port_of(binds)
-                    bound_ws = bound_http
-                    if ws_port != http_port or ws_port == 0:
-                        binding = ["HOST_PORT_WS_DEPLOYMENT_AGENT", ws_port]
-                        _check_bindable(host, ws_port)
-                        ws_binds = await servers.start(
-                            partial(
-                                hypercorn_serve,
-                                _WebSocketPort(_ShieldedSend(app)),
-                                make_config(host, ws_port),
-                                shutdown_trigger=stop.wait,
-                                mode="asgi",
-                            )
-                        )
-                        bound_ws = _port_of(ws_binds)
-                    info = ServerInfo(host, bound_http, bound_ws)
-                    ports.update((bound_http, bound_ws))
-                    binding = None
+                    info = await self._listen(servers, http_port, ws_port)
                     log.info("serving HTTP on %s, WebSocket on %s", info.http_url, info.ws_url)
                     task_status.started(info)
-            servers_done.set()
+            self.done.set()
             outer.cancel_scope.cancel()
-    except BaseException as exc:
-        error = _bind_error(exc) if binding is not None else None
-        if error is None or binding is None:
-            raise
-        raise ConfigError(
-            str(binding[0]), f"cannot listen on {_bind(host, int(binding[1]))}: {error.strerror or error}"
-        ) from exc
+
+    async def _listen(self, servers: trio.Nursery, http_port: int, ws_port: int) -> ServerInfo:
+        self.binding = ("HOST_PORT_HTTP_DEPLOYMENT_AGENT", http_port)
+        bound_http = await self._start(servers, _ShieldedSend(self.app), http_port)
+        bound_ws = bound_http
+        if ws_port != http_port or ws_port == 0:
+            self.binding = ("HOST_PORT_WS_DEPLOYMENT_AGENT", ws_port)
+            bound_ws = await self._start(servers, _WebSocketPort(_ShieldedSend(self.app)), ws_port)
+        self.ports.update((bound_http, bound_ws))
+        self.binding = None
+        return ServerInfo(self.host, bound_http, bound_ws)
+
+    async def _start(self, servers: trio.Nursery, app: ASGIFramework, port: int) -> int:
+        _check_bindable(self.host, port)
+        binds = await servers.start(
+            partial(
+                hypercorn_serve,
+                app,
+                self.make_config(self.host, port),
+                shutdown_trigger=self.stop.wait,
+                mode="asgi",
+            )
+        )
+        return _port_of(binds)
+
+    def _begin_stop(self) -> None:
+        if self.stop.is_set():
+            return
+        log.info("web server stopping")
+        self.feed.stop()  # WebSocket handlers close with 1001 now
+        self.stop.set()  # Hypercorn: stop accepting, close idle connections
+        self.scope.deadline = trio.current_time() + self.grace
+
+    async def _watch(self, shutdown_trigger: Callable[[], Awaitable[None]] | None) -> None:
+        try:
+            if shutdown_trigger is not None:
+                await shutdown_trigger()
+            else:
+                await trio.sleep_forever()
+        finally:
+            self._begin_stop()
+            # A peer that stopped reading, with its socket buffer full, holds
+            # Hypercorn in a *shielded* send that no cancellation reaches; once
+            # the grace period is over, abort such connections so that shutdown
+            # always completes.
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(self.grace):
+                    await self.done.wait()
+                if not self.done.is_set() and self.ports:
+                    aborted = abort_connections(self.ports)
+                    log.warning("aborted %d stalled connection(s) at shutdown", aborted)
+
+    def bind_failure(self, exc: BaseException) -> ConfigError | None:
+        """The `ConfigError` to raise for `exc` if it is the failed bind of a port."""
+        if self.binding is None:
+            return None
+        error = _bind_error(exc)
+        if error is None:
+            return None
+        variable, port = self.binding
+        return ConfigError(variable, f"cannot listen on {_bind(self.host, port)}: {error.strerror or error}")
