@@ -162,9 +162,15 @@ def backend_spec(
     containers taking traffic are turned into balancer integers together, so their
     ratios survive. A container in `draining` (SUNDOWN) is kept as a draining
     server; a container that is not running, or publishes no port, is left out
-    (and so removed from the backend).
+    (and so removed from the backend once idle). A name in `evict` (its drain
+    timed out) is left out and deleted at once, sessions or not, even while its
+    container still runs: the runtime removes the container after this sync.
     """
-    candidates = [c for c in containers if c.running and c.host_port is not None]
+    evict = frozenset(evict)
+    candidates = [
+        c for c in containers
+        if c.running and c.host_port is not None and c.name not in evict
+    ]
     taking = {c.name: weights.get(c.name, 0.0) for c in candidates if c.name not in draining}
     taking = {name: (w if math.isfinite(w) and w > 0 else 0.0) for name, w in taking.items()}
     ints = integer_weights(taking)
@@ -175,8 +181,7 @@ def backend_spec(
         weight = MIN_WEIGHT if drain else ints[c.name]
         servers.append(DesiredServer(c.name, c.address, c.host_port, weight, drain))
     servers.sort(key=lambda s: s.name)
-    desired = {s.name for s in servers}
-    return BackendSpec(tuple(servers), frozenset(evict) - desired)
+    return BackendSpec(tuple(servers), evict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,9 @@ arrives before anything leaves)::
 
 `del server` needs the server in maintenance with no connection left (HAProxy
 refuses otherwise), so an unwanted server with sessions in flight is *pending*:
-out of rotation, deleted by a later sync once `show stat` shows it idle.
+out of rotation, deleted by a later sync once `show stat` shows it idle. An
+evicted one is deleted by the sync after its sessions were shut: HAProxy 2.6
+closes them asynchronously, so the `del` in the same batch is still refused.
 """
 from __future__ import annotations
 

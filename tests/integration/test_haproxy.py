@@ -205,6 +205,31 @@ async def test_drain_finishes_the_long_request_and_delete_waits_for_it(docker_ap
     assert await servers_of(balancer) == {b.name: 256}
 
 
+@pytest.mark.docker
+async def test_a_timed_out_drain_is_evicted_with_its_request_in_flight(docker_app, haproxy_farm):
+    engine = docker_app.engine()
+    a, b = await engine.create(), await engine.create()
+    balancer = haproxy_farm.embedded(prefix=container_name_prefix(docker_app.app_identifier))
+    await started(haproxy_farm, balancer)
+    port = int(balancer.frontend.rsplit(":", 1)[1])
+    assert (await balancer.sync(backend_spec([a], {a.name: 1.0}))).ok
+    long: list[int] = []
+
+    async def long_request() -> None:
+        long.append(await http_get(port, "/cgi-bin/burn?seconds=5", method="POST"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_request)
+        await eventually(lambda: _sessions(balancer, a.name), message="the long request on a")
+        spec = backend_spec([a, b], {b.name: 1.0}, draining={a.name}, evict={a.name})
+        with trio.fail_after(2):  # well before the request would end
+            report = await eventually(lambda: _removed(balancer, spec, a.name),
+                                      message="a evicted")
+        assert f"shutdown sessions server pool/{a.name}" in report.commands
+        assert await servers_of(balancer) == {b.name: 256}
+    assert long and long[0] != 200  # its session was cut, as DRAIN_TIMEOUT means
+
+
 async def _sessions(balancer: HAProxyBalancer, name: str) -> bool:
     stats = (await balancer.observe()).stats
     return name in stats and stats[name].sessions == 1

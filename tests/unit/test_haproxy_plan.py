@@ -186,14 +186,19 @@ def test_backend_spec_from_the_pool():
          container("app-0000000e", status="exited")],
         {A: 0.5, B: 0.25, C: 0.0},
         draining={C},
-        evict={"app-0000000f", C},
     )
     assert spec.servers == (
         DesiredServer(A, "127.0.0.1", 1000, 256),
         DesiredServer(B, "127.0.0.1", 1000, 128),
         DesiredServer(C, "127.0.0.1", 1000, 1, drain=True),
     )
-    assert spec.evict == frozenset({"app-0000000f"})  # a desired server is never evicted
+    assert spec.evict == frozenset()
+
+
+def test_backend_spec_evicts_a_timed_out_drain_while_its_container_runs():
+    spec = backend_spec([container(A), container(C)], {A: 1.0}, draining={C}, evict={C})
+    assert [s.name for s in spec.servers] == [A]
+    assert spec.evict == frozenset({C})
 
 
 def test_backend_spec_without_weights_gives_equal_weights():
