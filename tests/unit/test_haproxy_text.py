@@ -184,3 +184,19 @@ def test_runtime_addresses(text, parsed):
 def test_bad_runtime_addresses(text, reason):
     with pytest.raises(ValueError, match=reason):
         parse_runtime_address(text)
+
+
+def test_the_balancer_core_imports_no_io_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import agent.core.balancer, agent.core.balancer_weights, agent.core.haproxy_text\n"
+        "import agent.core.haproxy_plan, agent.core.haproxy_config\n"
+        "heavy = sorted(m for m in ('trio', 'docker', 'redis', 'quart', 'socket', 'subprocess')"
+        " if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
