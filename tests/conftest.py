@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.docker",
     "tests.fixtures.swarm_lab",
+    "tests.fixtures.haproxy",
 ]
