@@ -37,7 +37,7 @@ WORKDIR /src
 COPY . .
 RUN set -eu; \
     if [ -n "$WHEELHOUSE" ]; then wheels="$WHEELHOUSE"; \
-    else pip wheel --no-cache-dir --wheel-dir /tmp/wheels . && wheels=/tmp/wheels; fi; \
+    else pip wheel --no-cache-dir --wheel-dir /tmp/wheels .; wheels=/tmp/wheels; fi; \
     python3 -m venv /opt/deployment-agent; \
     /opt/deployment-agent/bin/pip install --no-cache-dir --no-index --find-links "$wheels" \
       deployment-agent; \
