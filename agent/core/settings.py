@@ -80,19 +80,32 @@ class _FromTable:
 TABLE: Any = _FromTable()
 
 _OWN_FIELDS = frozenset({"sources", "_raw", "_context"})
+_TYPE_OF_KIND = {"int": "int", "port": "int", "float": "float", "bool": "bool", "str": "str",
+                 "path": "Path", "list": "tuple[str, ...]"}
+
+
+def _annotation(row: SettingSpec) -> str:
+    """The field type a row's kind calls for; None is possible when its default is."""
+    optional = not row.required and DEFAULTS[row.name] is None
+    return _TYPE_OF_KIND[row.kind] + (" | None" if optional else "")
 
 
 def _defaults_from_table(cls: type[_T]) -> type[_T]:
     """Give every `TABLE` field its default from the table, and refuse a class whose
-    fields and the table's rows disagree (so a new row cannot be forgotten)."""
+    fields and the table's rows disagree in names, types or defaults (so a new row
+    cannot be forgotten, nor typed apart from its kind)."""
     rows = {s.attr: s for s in describe()}
-    declared = {n for n in cls.__annotations__ if n not in _OWN_FIELDS}
-    if declared != set(rows):
+    annotations = {n: a for n, a in cls.__annotations__.items() if n not in _OWN_FIELDS}
+    if set(annotations) != set(rows):
         raise TypeError(
             f"Settings fields and the settings table differ: only in the class "
-            f"{sorted(declared - set(rows))}, only in the table {sorted(set(rows) - declared)}"
+            f"{sorted(set(annotations) - set(rows))}, only in the table "
+            f"{sorted(set(rows) - set(annotations))}"
         )
     for attr, row in rows.items():
+        if annotations[attr] != _annotation(row):
+            raise TypeError(f"Settings.{attr}: the {row.kind} setting {row.name} needs the "
+                            f"type {_annotation(row)!r}, not {annotations[attr]!r}")
         given = cls.__dict__.get(attr, None)
         if row.required != (given is None) or not (row.required or given is TABLE):
             raise TypeError(f"Settings.{attr}: a required setting has no default, any "
@@ -107,7 +120,8 @@ def _defaults_from_table(cls: type[_T]) -> type[_T]:
 class Settings:
     """The effective configuration (see the module docstring).
 
-    Build it with `load_settings` (or `build_settings`); the constructor does not
+    Build it with `agent.adapters.config_sources.load_settings` (or
+    `build_settings`); the constructor does not
     validate (it exists for tests and embedding) and, knowing no HOME, defaults
     DATA_DIR to the relative ``.deployment-agent``. `sources` maps each name to where
     its value came from: "default", "derived", "env-file:<path>", "environment",

@@ -110,7 +110,7 @@ def test_the_table_is_the_only_source_of_defaults() -> None:
     assert ScorerConfig() == s.scorer_config()
 
 
-def test_a_settings_class_that_misses_a_row_is_refused() -> None:
+def test_a_settings_class_apart_from_the_table_is_refused() -> None:
     from agent.core.settings import TABLE, _defaults_from_table
 
     class Partial:
@@ -120,6 +120,15 @@ def test_a_settings_class_that_misses_a_row_is_refused() -> None:
 
     with pytest.raises(TypeError, match=r"only in the table \['agent_api_token', "):
         _defaults_from_table(Partial)
+
+    names = {f.name: f for f in dataclasses.fields(Settings)}
+    annotations = {n: "float" if n == "max_containers" else f.type for n, f in names.items()
+                   if n not in ("sources", "_raw", "_context")}
+    Mistyped = type("Mistyped", (), {"__annotations__": annotations,
+                                     **{n: TABLE for n in annotations if n not in
+                                        ("docker_image", "target_port")}})
+    with pytest.raises(TypeError, match="MAX_CONTAINERS needs the type 'int', not 'float'"):
+        _defaults_from_table(Mistyped)
 
 
 def test_relative_data_dir_resolves_against_the_working_directory(
