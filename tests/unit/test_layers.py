@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "agent"
@@ -56,12 +55,6 @@ IMPURE_NAMES = frozenset({
     "os.path.realpath", "os.path.exists", "os.path.isfile", "os.path.isdir",
     "pathlib.Path.cwd", "pathlib.Path.home", "builtins.open",
 })
-
-#: The one circle known today, being removed by the web rework (issue 7 §5).
-KNOWN_WEB_CYCLE = frozenset({
-    "agent.interfaces.web.app", "agent.interfaces.web.openapi", "agent.interfaces.web.server",
-})
-
 
 # -- reading the tree ----------------------------------------------------------------
 
@@ -348,15 +341,8 @@ def _shown(cycles: list[tuple[list[str], set[str]]]) -> list[str]:
             for circle, component in cycles]
 
 
-def test_no_import_cycle_outside_the_known_web_one() -> None:
-    cycles = [c for c in import_cycles() if not c[1] <= KNOWN_WEB_CYCLE]
-    assert not cycles, "import cycles:\n" + "\n".join(_shown(cycles))
-
-
-@pytest.mark.xfail(strict=True, reason="agent/interfaces/web: app, openapi and server import "
-                   "each other (issue 7 §5 removes it); drop this mark when that lands")
-def test_no_import_cycle_in_the_web_package() -> None:
-    cycles = [c for c in import_cycles() if c[1] & KNOWN_WEB_CYCLE]
+def test_no_import_cycle() -> None:
+    cycles = import_cycles()
     assert not cycles, "import cycles:\n" + "\n".join(_shown(cycles))
 
 
