@@ -52,6 +52,7 @@ import numpy.typing as npt
 
 from _scoring import _kernel
 from agent.core.records import CATEGORY_CODES, ContainerScore, Sample
+from agent.core.settings_table import DEFAULTS
 
 __all__ = [
     "ScorerConfig",
@@ -85,26 +86,28 @@ def _is_real(value: object) -> bool:
 class ScorerConfig:
     """Everything the scorer's arithmetic depends on; validated on construction.
 
-    The first seven fields are the compat settings of SPEC §2 (same defaults),
+    The first seven fields are the compat settings of SPEC §2,
     `network_capacity_bps` is SPEC §3's link capacity; the rest tune the trend,
-    hysteresis and routing extensions. Errors are `ValueError`
-    naming the field, e.g. ``ema_alpha must be in (0, 1], got 0``.
+    hysteresis and routing extensions. A field that has a setting takes its
+    default from the settings table (`agent.core.settings_table.DEFAULTS`).
+    Errors are `ValueError` naming the field, e.g. ``ema_alpha must be in (0, 1],
+    got 0``.
     """
 
-    cpu_weight: float = 0.35
-    memory_weight: float = 0.25
-    network_weight: float = 0.15
-    availability_weight: float = 0.25
-    history_size: int = 20
-    best_time_window: int = 10
-    ema_alpha: float = 0.2
-    network_capacity_bps: float = 125e6
-    trend_window: int = 60  # H: samples in each least-squares window
+    cpu_weight: float = DEFAULTS["CPU_WEIGHT"]
+    memory_weight: float = DEFAULTS["MEMORY_WEIGHT"]
+    network_weight: float = DEFAULTS["NETWORK_WEIGHT"]
+    availability_weight: float = DEFAULTS["AVAILABILITY_WEIGHT"]
+    history_size: int = DEFAULTS["HISTORY_SIZE"]
+    best_time_window: int = DEFAULTS["BEST_TIME_WINDOW"]
+    ema_alpha: float = DEFAULTS["EMA_ALPHA"]
+    network_capacity_bps: float = DEFAULTS["NETWORK_CAPACITY_BPS"]
+    trend_window: int = DEFAULTS["TREND_WINDOW"]  # H: samples in each least-squares window
     holt_alpha: float = 0.5
     holt_beta: float = 0.3
-    forecast_horizon: int = 5  # ticks ahead
-    hysteresis: float = 0.0  # category margin; 0 = compat
-    slow_start_window: float = 30.0  # seconds; 0 disables slow start
+    forecast_horizon: int = DEFAULTS["FORECAST_HORIZON"]  # ticks ahead
+    hysteresis: float = DEFAULTS["CATEGORY_HYSTERESIS"]  # category margin; 0 = compat
+    slow_start_window: float = DEFAULTS["SLOW_START_WINDOW"]  # seconds; 0 disables slow start
     slow_start_aggression: float = 1.0
     slow_start_min_fraction: float = 0.1
     latency_decay: float = 10.0  # seconds: peak-EWMA time constant

@@ -4,14 +4,19 @@ Both return the response time in seconds, or NaN when the container did not answ
 in time — SPEC §3 scores NaN as availability 0. They never raise on a network
 failure: a refused, reset or timed-out connection is an observation, not an error.
 Time is read from Trio's clock, so a test may drive it with `trio.testing.MockClock`.
+`NetworkProbe` is the `agent.core.ports.Probe` the Sampler uses: one or the other.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import trio
 
-__all__ = ["probe_http", "probe_tcp"]
+if TYPE_CHECKING:
+    from agent.core.ports import Probe
+
+__all__ = ["NetworkProbe", "probe_http", "probe_tcp"]
 
 _STATUS_LINE_LIMIT = 8192  # bytes read at most while waiting for the status line
 
@@ -75,3 +80,20 @@ def _status_ok(head: bytes) -> bool:
         return False
     code = parts[1]
     return len(code) == 3 and code.isdigit() and 200 <= int(code) < 400
+
+
+class NetworkProbe:
+    """The real `Probe`: ``GET health_path`` when one is given, else a TCP connect."""
+
+    async def response_time(
+        self, host: str, port: int, *, timeout: float, health_path: str | None = None
+    ) -> float:
+        if health_path:
+            return await probe_http(host, port, health_path, timeout)
+        return await probe_tcp(host, port, timeout)
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to its port
+
+    def _implements(probe: NetworkProbe) -> Probe:
+        return probe

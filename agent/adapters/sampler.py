@@ -46,10 +46,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -69,9 +68,10 @@ from agent.core.cgroups import (
     parse_net_dev,
     parse_proc_cgroup,
 )
+from agent.adapters.probe import NetworkProbe
 from agent.core.errors import AgentError
+from agent.core.ports import Probe, StatsSource
 from agent.core.records import ContainerInfo, Sample
-from agent.adapters.probe import probe_http, probe_tcp
 
 __all__ = [
     "Sampler",
@@ -81,8 +81,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DEFAULT_THREADS = 16
-
-StatsSource = Callable[[str], Mapping[str, Any]]
 
 
 # -- file I/O ---------------------------------------------------------------------------
@@ -234,7 +232,8 @@ class Sampler:
     tried first (see `DockerEngine.is_local`). `stats_source` is a blocking
     ``container_id -> stats document`` callable (`DockerEngine.read_stats`), used
     when the engine is remote or a container's files cannot be read; without it
-    such a container's CPU, memory and network are NaN. `cpu_limits` maps a
+    such a container's CPU, memory and network are NaN. `probe` measures
+    availability (`NetworkProbe` unless given). `cpu_limits` maps a
     container name or id to its CPU limit in cores; otherwise the cgroup quota is
     used when there is one. `limiter` bounds this sampler's worker threads.
     `proc_root`/`cgroup_root` locate the host's ``/proc`` and cgroup mount (an agent
@@ -251,12 +250,14 @@ class Sampler:
         limiter: trio.CapacityLimiter | None = None,
         cpu_limits: Mapping[str, float] | None = None,
         stats_source: StatsSource | None = None,
+        probe: Probe | None = None,
         proc_root: str | os.PathLike[str] = "/proc",
         cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
     ) -> None:
         self.engine_is_local = engine_is_local
         self.cpu_limits: dict[str, float] = dict(cpu_limits or {})
         self._stats_source = stats_source
+        self._probe: Probe = probe if probe is not None else NetworkProbe()
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(
             _DEFAULT_THREADS
         )
@@ -296,11 +297,9 @@ class Sampler:
 
         async def probe(info: ContainerInfo) -> None:
             assert info.host_port is not None
-            if health_path:
-                result = await probe_http(info.address, info.host_port, health_path, probe_timeout)
-            else:
-                result = await probe_tcp(info.address, info.host_port, probe_timeout)
-            probes[info.id] = result
+            probes[info.id] = await self._probe.response_time(
+                info.address, info.host_port, timeout=probe_timeout, health_path=health_path
+            )
 
         with trio.move_on_at(deadline):
             async with trio.open_nursery() as nursery:
@@ -442,7 +441,8 @@ class Sampler:
                 self._in_flight.add(container_id)
             result: Counters | BaseException
             try:
-                result = counters_from_stats(source(container_id))
+                # The wall clock stands in for a document without a `read` time.
+                result = counters_from_stats(source(container_id), now_ns=time.time_ns())
             except Exception as exc:  # stored, reported by the Trio side
                 result = exc
             with self._lock:

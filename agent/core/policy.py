@@ -66,6 +66,7 @@ from typing import Any, Literal
 
 from agent.core.errors import ConfigError
 from agent.core.records import Category
+from agent.core.settings_table import CONTAINER_RANGE, DEFAULTS, THRESHOLD_ORDER, spec
 
 __all__ = [
     "REASONS",
@@ -118,7 +119,8 @@ _MAX_RECOMMENDATIONS = 1000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyConfig:
-    """The knobs of the policy (built by `Settings.policy_config()`).
+    """The knobs of the policy (built by `Settings.policy_config()`); defaults,
+    ranges and relations are the settings table's (`agent.core.settings_table`).
 
     `stabilization_window` is in seconds; 0 disables it (the compat behaviour:
     scale down at the first check that sees low load). The default, 1.5 scale
@@ -128,39 +130,48 @@ class PolicyConfig:
     (a window of exactly 2 periods would put the oldest entry on the boundary).
     """
 
-    min_containers: int = 5
-    max_containers: int = 15
-    high_threshold: float = 55.0
-    low_threshold: float = 80.0
-    critical_threshold: float = 20.0
-    cooldown: float = 5.0
-    scale_step: int = 1
-    stabilization_window: float = 15.0
-    flap_guard: bool = True
-    predictive: bool = False
-    drain_timeout: float = 30.0
+    min_containers: int = DEFAULTS["DEFAULT_CONTAINER"]
+    max_containers: int = DEFAULTS["MAX_CONTAINERS"]
+    high_threshold: float = DEFAULTS["HIGH_LOAD_THRESHOLD"]
+    low_threshold: float = DEFAULTS["LOW_LOAD_THRESHOLD"]
+    critical_threshold: float = DEFAULTS["CRITICAL_LOAD_THRESHOLD"]
+    cooldown: float = DEFAULTS["COOLDOWN_PERIOD"]
+    scale_step: int = DEFAULTS["SCALE_STEP"]
+    stabilization_window: float = DEFAULTS["SCALE_DOWN_STABILIZATION"]
+    flap_guard: bool = DEFAULTS["FLAP_GUARD"]
+    predictive: bool = DEFAULTS["PREDICTIVE_SCALE_UP"]
+    drain_timeout: float = DEFAULTS["DRAIN_TIMEOUT"]
 
     def __post_init__(self) -> None:
-        if not (_is_int(self.min_containers) and self.min_containers >= 1):
-            raise ConfigError("min_containers", f"must be an integer ≥ 1, got {self.min_containers!r}")
-        if not (_is_int(self.max_containers) and self.max_containers >= self.min_containers):
+        """The settings table's ranges and relations, on typed values."""
+        self._in_range("min_containers", "DEFAULT_CONTAINER")
+        if not (spec("MAX_CONTAINERS").admits(self.max_containers) and CONTAINER_RANGE.broken(
+                {"DEFAULT_CONTAINER": self.min_containers, "MAX_CONTAINERS": self.max_containers}
+        ) is None):
             raise ConfigError(
                 "max_containers",
                 f"must be an integer ≥ min_containers ({self.min_containers}), got {self.max_containers!r}",
             )
-        if not (_is_int(self.scale_step) and self.scale_step >= 1):
-            raise ConfigError("scale_step", f"must be an integer ≥ 1, got {self.scale_step!r}")
-        if not (0.0 <= self.critical_threshold < self.high_threshold < self.low_threshold <= 100.0):
+        self._in_range("scale_step", "SCALE_STEP")
+        thresholds = {"CRITICAL_LOAD_THRESHOLD": self.critical_threshold,
+                      "HIGH_LOAD_THRESHOLD": self.high_threshold,
+                      "LOW_LOAD_THRESHOLD": self.low_threshold}
+        if not (all(spec(n).admits(v) for n, v in thresholds.items())
+                and THRESHOLD_ORDER.broken(thresholds) is None):
             raise ConfigError(
                 "high_threshold",
                 "thresholds must satisfy 0 ≤ critical < high < low ≤ 100, got "
                 f"critical={self.critical_threshold!r}, high={self.high_threshold!r}, "
                 f"low={self.low_threshold!r}",
             )
-        for name in ("cooldown", "stabilization_window", "drain_timeout"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(name, f"must be a number ≥ 0, got {value!r}")
+        self._in_range("cooldown", "COOLDOWN_PERIOD")
+        self._in_range("stabilization_window", "SCALE_DOWN_STABILIZATION")
+        self._in_range("drain_timeout", "DRAIN_TIMEOUT")
+
+    def _in_range(self, name: str, setting: str) -> None:
+        value = getattr(self, name)
+        if not spec(setting).admits(value):
+            raise ConfigError(name, f"must be {spec(setting).expect}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

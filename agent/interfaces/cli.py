@@ -18,8 +18,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.core.settings import DEFAULT_ENV_FILE, Settings, describe, load_settings
+from agent.adapters.config_sources import DEFAULT_ENV_FILE, load_settings
 from agent.core.redact import redact_url
+from agent.core.settings import Settings, describe
 from agent.core.errors import AgentError, ConfigError
 
 __all__ = ["main", "build_parser"]

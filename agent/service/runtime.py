@@ -39,7 +39,6 @@ from typing import Any
 import trio
 
 from agent.core.settings import Settings
-from agent.adapters.docker_engine import Engine
 from agent.core.jsonsafe import strict_json
 from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
 from agent.service.hub import Hub
@@ -62,7 +61,8 @@ from agent.core.pool import PoolState, clamp_desired, drained_names
 from agent.core.queue import build_queue
 from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
-from agent.adapters.redis_store import Store, TickWrite, container_record
+from agent.adapters.redis_store import TickWrite, container_record
+from agent.core.ports import Engine, Store
 
 __all__ = ["Agent"]
 

@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from agent.core.settings import (
-    DEFAULT_ENV_FILE,
-    RUNTIME_MUTABLE,
-    Settings,
-    describe,
-    load_settings,
-    parse_env_file,
-    parse_env_text,
-)
+from agent.adapters.config_sources import DEFAULT_ENV_FILE, load_settings, parse_env_file
+from agent.core.env_text import parse_env_text
+from agent.core.settings import RUNTIME_MUTABLE, Settings, describe
 from agent.core.errors import ConfigError
 from agent.core.policy import PolicyConfig
 
@@ -100,6 +94,52 @@ def test_defaults() -> None:
 def test_constructor_defaults_match_loaded_defaults() -> None:
     assert Settings(docker_image="worker:latest", target_port=8080,
                     data_dir=load().data_dir) == load()
+
+
+def test_the_table_is_the_only_source_of_defaults() -> None:
+    """Settings, PolicyConfig and ScorerConfig take their defaults from DEFAULTS."""
+    from agent.core.settings_table import DEFAULTS
+    from agent.scoring import ScorerConfig
+
+    s = Settings(docker_image="x", target_port=80)
+    for spec in describe():
+        if not spec.required:
+            assert getattr(s, spec.attr) == DEFAULTS[spec.name], spec.name
+    assert DEFAULTS["TICK_DEADLINE"] == 0.8 and DEFAULTS["SCALE_DOWN_STABILIZATION"] == 15.0
+    assert PolicyConfig() == s.policy_config()
+    assert ScorerConfig() == s.scorer_config()
+
+
+def test_a_settings_class_apart_from_the_table_is_refused() -> None:
+    from agent.core.settings import TABLE, _defaults_from_table
+
+    class Partial:
+        docker_image: str
+        target_port: int
+        app_identifier: str = TABLE
+
+    with pytest.raises(TypeError, match=r"only in the table \['agent_api_token', "):
+        _defaults_from_table(Partial)
+
+    names = {f.name: f for f in dataclasses.fields(Settings)}
+    annotations = {n: "float" if n == "max_containers" else f.type for n, f in names.items()
+                   if n not in ("sources", "_raw", "_context")}
+    Mistyped = type("Mistyped", (), {"__annotations__": annotations,
+                                     **{n: TABLE for n in annotations if n not in
+                                        ("docker_image", "target_port")}})
+    with pytest.raises(TypeError, match="MAX_CONTAINERS needs the type 'int', not 'float'"):
+        _defaults_from_table(Mistyped)
+
+
+def test_relative_data_dir_resolves_against_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load({"DATA_DIR": "rel/dir"}).data_dir == tmp_path / "rel" / "dir"
+    assert load({"DATA_DIR": "~/d", "HOME": str(tmp_path / "h")}).data_dir == tmp_path / "h" / "d"
+    # the run's working directory is recorded: a later update does not move it
+    s = load({"DATA_DIR": "rel"})
+    monkeypatch.chdir("/")
+    assert s.with_updates({"SCALE_STEP": 2}).data_dir == tmp_path / "rel"
 
 
 def test_describe_covers_every_field() -> None:

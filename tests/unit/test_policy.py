@@ -237,7 +237,7 @@ def test_inputs_carry_the_numbers() -> None:
 @pytest.mark.parametrize("jitter", [0.0, 0.3, -0.3], ids=lambda j: f"jitter={j:+g}")
 def test_first_scale_down_within_three_checks(period: float, jitter: float) -> None:
     """Load gone just before check 1 ⇒ scale-down at check 2 (≤ 3), whatever the jitter."""
-    from agent.core.settings import load_settings
+    from agent.adapters.config_sources import load_settings
 
     settings = load_settings(
         environ={"DOCKER_IMAGE": "img", "TARGET_PORT": "80",
