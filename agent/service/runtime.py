@@ -40,7 +40,9 @@ import trio
 
 from agent.core.settings import Settings
 from agent.core.jsonsafe import strict_json
-from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
+from agent.core.errors import AgentError, ContainerNotFound, CorruptStateError, EngineError, StoreError
+from agent.core.recovery import vet
+from agent.core.settings_table import canonical
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
 from agent.core.records import ContainerScore, Snapshot
@@ -69,6 +71,7 @@ __all__ = ["Agent"]
 log = logging.getLogger("deployment_agent.runtime")
 
 HISTORY_POINTS = 3600
+MAX_LISTED = 100  # names listed in one ledger event at most
 
 
 class Agent:
@@ -153,23 +156,31 @@ class Agent:
         return await self.store.events(limit=limit, before=before, kind=kind)
 
     async def update_config(self, partial: Mapping[str, object]) -> Settings:
-        """Apply a partial runtime update (validated like start-up), persist it."""
+        """Apply a partial runtime update (validated like start-up), persist it.
+
+        An empty update changes nothing and records nothing."""
+        if not partial:
+            return self.settings
         async with self._lock:
             new = self.settings.with_updates(partial)
             self._apply_settings(new)
-            self._overrides.update(partial)
+            # by canonical name, so two spellings of one setting are one override
+            self._overrides.update({canonical(str(k)) or str(k): v for k, v in partial.items()})
             await self._emit(Event("config", {
                 "changed": dict(partial),
                 "message": "runtime configuration changed: "
                 + ", ".join(f"{k}={v}" for k, v in partial.items()),
             }))
-            try:
-                await self.store.save_config(self._overrides)
-            except StoreError as exc:
-                # Applied in memory; written back with the next successful write.
-                log.warning("config not persisted yet: %s", exc)
-                self.metrics.error("store")
+            await self._save_config()
             return self.settings
+
+    async def _save_config(self) -> None:
+        try:
+            await self.store.save_config(self._overrides)
+        except StoreError as exc:
+            # Applied in memory; written back with the next successful write.
+            log.warning("config not persisted yet: %s", exc)
+            self.metrics.error("store")
 
     async def request_scale(self, count: int) -> dict[str, Any]:
         """An operator's POST /scale: run exactly `count` containers."""
@@ -221,38 +232,38 @@ class Agent:
             self.hub.close()
 
     async def recover(self) -> None:
-        """Resume from Redis: desired count, policy state, SUNDOWN marks, config."""
+        """Resume from Redis: desired count, policy state, SUNDOWN marks, config.
+
+        What Redis holds is judged before it is used (`agent.core.recovery.vet`):
+        a value that does not decode or does not make sense is left out with a
+        warning, and the rest is kept.
+        """
         try:
             stored = await self.store.load()
+        except CorruptStateError as exc:
+            stored = exc.partial  # its `problems` become warnings below
         except StoreError as exc:
             log.warning("starting without stored state: %s", exc)
             self.metrics.error("store")
             return
-        if stored.config:
-            try:
-                self._apply_settings(self.settings.with_updates(stored.config))
-                self._overrides.update(stored.config)
-            except ConfigError as exc:
-                log.warning("ignoring stored runtime config: %s", exc)
-        state = self._pool.policy
-        if stored.policy:
-            try:
-                state = PolicyState.from_json(stored.policy)
-            except ValueError as exc:
-                log.warning("ignoring stored policy state: %s", exc)
-        if stored.desired is not None:
-            state = dataclasses.replace(state, desired=stored.desired)
-        pool = dataclasses.replace(
-            self._pool, sundown=dict(stored.sundown),
-            policy=dataclasses.replace(state, desired=clamp_desired(state.desired, self._policy)),
-        )
+        vetted = vet(stored, self.settings, self._pool.policy, self._wall())
+        for warning in vetted.warnings:
+            log.warning("stored state: %s", warning)
+        self._apply_settings(vetted.settings)
+        self._overrides = dict(vetted.overrides)
+        if vetted.config_changed:
+            await self._save_config()
+        pool = dataclasses.replace(self._pool, sundown=vetted.sundown, policy=vetted.policy)
         self._pool = pool
         await self._emit(Event("recovered", {
             "message": f"resumed from Redis: desired {pool.desired}, "
-            f"{len(stored.containers)} known container(s), {len(pool.sundown)} draining",
+            f"{len(vetted.known)} known container(s), {len(pool.sundown)} draining"
+            + (f"; {len(vetted.warnings)} stored value(s) left out or corrected"
+               if vetted.warnings else ""),
             "desired": pool.desired,
-            "sundown": sorted(pool.sundown),
-            "known_containers": sorted(stored.containers),
+            "sundown": sorted(pool.sundown)[:MAX_LISTED],
+            "known_containers": list(vetted.known[:MAX_LISTED]),
+            "warnings": list(vetted.warnings[:MAX_LISTED]),
         }))
 
     async def tick(self) -> None:
