@@ -129,7 +129,7 @@ def vet_config(
 def _blamed(variable: str, keys: Mapping[str, object]) -> list[str]:
     """The keys a ConfigError names (one, or several for a relation), else all of
     them: a failure that names no stored key still ends the loop."""
-    named = [n for n in (canonical(v) for v in variable.split(",")) if n in keys]
+    named = [n for v in variable.split(",") if (n := canonical(v)) is not None and n in keys]
     return named or list(keys)
 
 

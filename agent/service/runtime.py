@@ -23,8 +23,13 @@ next agent's reconcile step instead of leaving duplicates.
 Failures of the engine or of Redis never end the loop: the tick records them
 (metrics, ledger, snapshot flags) and the next tick tries again. Redis is the
 store's concern (it buffers events and backs off); while the engine does not
-list, nothing is planned; a failed engine action is logged and left to the next
-tick's plan. Ticks and API requests are serialised by one lock.
+list, nothing is planned; a failed engine action is left to the next tick's
+plan. A failure that repeats (the engine down, Redis down or refusing writes, a
+create or a removal failing, a tick raising) is logged and recorded once when it
+starts and once when it ends, with its duration and count
+(`agent.service.failures`); creations and removals that keep failing are retried
+with an exponential, capped backoff, and `readiness` says why. Ticks and API
+requests are serialised by one lock.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ from agent.core.jsonsafe import strict_json
 from agent.core.errors import AgentError, ContainerNotFound, CorruptStateError, EngineError, StoreError
 from agent.core.recovery import vet
 from agent.core.settings_table import canonical
+from agent.core.conditions import Failure, failure
+from agent.service.failures import Failures
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
 from agent.core.records import ContainerScore, Snapshot
@@ -99,6 +106,7 @@ class Agent:
         self._pool = PoolState(policy=PolicyState(desired=settings.default_container))
         self._overrides: dict[str, object] = {}
         self._lock = trio.Lock()  # serialises actuation: ticks and API requests
+        self._failures = Failures(log)
         self._tick = 0
         self._last_tick_end: float | None = None
         self._started = False
@@ -148,6 +156,14 @@ class Agent:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(check, "engine", self.engine.ping)
             nursery.start_soon(check, "redis", self.store.ping)
+        # Answering is not working: a pool that cannot create its workers, or a
+        # Redis that refuses the state, is not ready either.
+        now = self._wall()
+        for name, kinds in (("engine", ("create_failed", "remove_failed")),
+                            ("redis", ("persist_failed",))):
+            reasons = self._failures.reasons(kinds, now)
+            if report[name] == "ok" and reasons:
+                report[name] = "answers, but " + "; ".join(reasons)
         return all(v == "ok" for v in report.values()), dict(sorted(report.items()))
 
     async def events(
@@ -269,18 +285,21 @@ class Agent:
     async def tick(self) -> None:
         """One pass of the pipeline (see the module docstring)."""
         started = trio.current_time()
+        outcome, error = None, None
         try:
             async with self._lock:
                 await self._tick_locked(started)
         except AgentError as exc:
-            log.warning("tick %d: %s", self._tick, exc)
+            outcome = failure(f"{type(exc).__name__}: {exc}")
             self.metrics.error(type(exc).__name__)
-        except Exception:  # a bug must not end the loop: report it, tick again
-            log.exception("tick %d failed", self._tick)
+        except Exception as exc:  # a bug must not end the loop: report it, tick again
+            outcome, error = failure(f"internal error: {type(exc).__name__}: {exc}"), exc
             self.metrics.error("internal")
         finally:
             self._last_tick_end = trio.current_time()
             self.metrics.observe_tick(self._last_tick_end - started)
+        # logged (with the traceback of a bug) when it starts or changes only
+        await self._note("tick_failed", outcome, started, exc_info=error)
 
     async def _tick_locked(self, started: float) -> None:
         """Each step returns the next pool; it is committed before the next step,
@@ -299,15 +318,20 @@ class Agent:
     # -- steps -----------------------------------------------------------------
 
     async def _list(self, pool: PoolState) -> PoolState:
+        clock = trio.current_time()
         try:
             listed = await self.engine.list_owned()
         except EngineError as exc:
             if pool.engine_ok:
                 await self._emit(engine_down_event(str(exc)))
             self.metrics.error("engine")
+            await self._note("engine_error", failure(str(exc), "unreachable"), clock)
             return pool.unlisted(str(exc))
+        down = self._failures.get("engine_error")
         if not pool.engine_ok:
-            await self._emit(engine_back_event())
+            await self._emit(engine_back_event(
+                None if down is None else self._wall() - down.since))
+        await self._note("engine_error", None, clock)
         return pool.listed(listed)
 
     def _sync_scorer(self, pool: PoolState) -> None:
@@ -358,17 +382,25 @@ class Agent:
         """
         pool = plan.state
         for removal in plan.removals:
+            if not self._failures.ready("remove_failed", trio.current_time()):
+                break  # backing off: the next plans ask again
             if await self._remove(removal):
                 pool = pool.without([removal.info.name])
                 await self._emit(removal.event)
         for creation in plan.creations:
             for _ in range(creation.count):
+                clock = trio.current_time()
+                if not self._failures.ready("create_failed", clock):
+                    return pool  # backing off: reconcile asks again
                 try:
                     info = await self.engine.create()
                 except EngineError as exc:
                     self.metrics.error("engine")
-                    await self._emit(create_failed_event(str(exc), creation.reason))
+                    opened = create_failed_event(str(exc), creation.reason)
+                    await self._note("create_failed", failure(str(exc)), clock,
+                                     extra=dict(opened.data))
                     break
+                await self._note("create_failed", None, clock)
                 pool = pool.with_created(info)
                 await self._emit(created_event(info, creation.reason))
         return pool
@@ -376,14 +408,18 @@ class Agent:
     async def _remove(self, removal: Removal) -> bool:
         """Remove a container from the engine; False if the engine failed."""
         info = removal.info
+        clock = trio.current_time()
         try:
             await self.engine.remove(info.id)
         except ContainerNotFound:
             pass  # already gone: the goal is reached
         except EngineError as exc:
             self.metrics.error("engine")
-            log.warning("could not remove %s %s: %s", removal.reason, info.name, exc)
+            # one condition for every worker: a stopping engine fails them all
+            await self._note("remove_failed", failure(
+                f"could not remove {removal.reason} {info.name}: {exc}", "remove"), clock)
             return False
+        await self._note("remove_failed", None, clock)
         if info.name in self.scorer:
             self.scorer.remove(info.name)
         return True
@@ -406,11 +442,20 @@ class Agent:
             summaries=summaries,
             policy=pool.policy.to_json(),
         )
+        clock = trio.current_time()
         try:
             await self.store.write_tick(write)
         except StoreError as exc:
             self.metrics.error("store")
             log.debug("state not persisted this tick: %s", exc)
+            if not self.store.available:
+                await self._note("store_outage", failure(
+                    f"{self.store.last_error}", "unreachable"), clock)
+            else:  # it answers, and refuses: full disk, MISCONF, wrong type
+                await self._note("persist_failed", failure(str(exc)), clock)
+            return
+        await self._note("store_outage", None, clock)
+        await self._note("persist_failed", None, clock)
 
     def _publish(self, pool: PoolState, now: float) -> None:
         scores = tuple(pool.scores[n] for n in sorted(pool.scores))
@@ -443,6 +488,17 @@ class Agent:
             self.scorer.reconfigure(new.scorer_config())
         self.settings = new
         self._pool = self._pool.with_desired(clamp_desired(self._pool.desired, self._policy))
+
+    async def _note(
+        self, kind: str, outcome: Failure | None, clock: float, *,
+        extra: dict[str, object] | None = None, exc_info: BaseException | None = None,
+    ) -> None:
+        """One attempt's outcome (a `Failure` or None) for the failures of `kind`:
+        logged and recorded once per transition (`agent.service.failures`)."""
+        events = self._failures.observe(kind, outcome, now=self._wall(), clock=clock,
+                                        extra=extra, exc_info=exc_info)
+        for event in events:
+            await self._emit(event)
 
     async def _emit(self, event: Event) -> None:
         try:
