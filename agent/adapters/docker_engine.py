@@ -48,6 +48,7 @@ import urllib3.exceptions
 
 from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
 from agent.core.ports import Engine, StatsSource
+from agent.core.redact import redact_url
 from agent.core.timestamps import parse_engine_time
 from agent.core.records import ContainerInfo
 
@@ -427,7 +428,9 @@ def _harden(client: docker.APIClient, base_url: str, timeout: float, max_pool_si
 
 @contextlib.contextmanager
 def _translate(what: str, base_url: str) -> Iterator[None]:
-    """Map docker-py / requests / OS errors to the project's exceptions."""
+    """Map docker-py / requests / OS errors to the project's exceptions (the
+    engine's address without a password, should it carry one)."""
+    base_url = redact_url(base_url)
     try:
         yield
     except (EngineError, NotOwnedError):

@@ -155,6 +155,7 @@ class Settings:
     redis_port: int = TABLE
     host_port_http_deployment_agent: int = TABLE
     host_port_ws_deployment_agent: int = TABLE
+    ws_max_connections: int = TABLE
     network_capacity_bps: float = TABLE
     tick_interval: float = TABLE
     tick_deadline: float = TABLE

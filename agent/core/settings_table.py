@@ -282,6 +282,10 @@ _ROWS: tuple[SettingSpec, ...] = (
          "HTTP port (API, /stats, /ws, dashboard)", bounds=_PORT),
     _row("HOST_PORT_WS_DEPLOYMENT_AGENT", "port", 2547,
          "WebSocket port (compat; /ws is also served on the HTTP port)", bounds=_PORT),
+    _row("WS_MAX_CONNECTIONS", "int", 1000,
+         "WebSocket connections each port accepts at once; one more is closed at once "
+         "with code 1013 (try again later). The listen backlog is sized for it",
+         bounds=Bounds(1, 100_000)),
     _row("NETWORK_CAPACITY_BPS", "float", 125_000_000.0,
          "bytes/s that count as a saturated network (default 1 Gbit/s)", bounds=_POSITIVE,
          runtime=Bounds(1e3, 1e12), default_text="125000000", mutable=True),
