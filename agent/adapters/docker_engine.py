@@ -24,7 +24,7 @@ Errors are translated once, here (`_translate`)::
     docker.errors.NotFound                       -> ContainerNotFound
     docker.errors.ImageNotFound                  -> EngineError (nothing is pulled)
     docker.errors.APIError / DockerException     -> EngineError
-    requests / urllib3 / OSError (unreachable)   -> EngineError
+    requests / urllib3 / OSError (unreachable)   -> EngineUnreachable (an EngineError)
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ import requests.exceptions
 import trio
 import urllib3.exceptions
 
-from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.core.errors import ContainerNotFound, EngineError, EngineUnreachable, NotOwnedError
 from agent.core.ports import Engine, StatsSource
 from agent.core.redact import redact_url
 from agent.core.timestamps import parse_engine_time
@@ -450,7 +450,7 @@ def _translate(what: str, base_url: str) -> Iterator[None]:
         urllib3.exceptions.HTTPError,
         OSError,
     ) as exc:
-        raise EngineError(
+        raise EngineUnreachable(
             f"{what}: Docker engine unreachable or failing at {base_url}: {exc}"
         ) from exc
 

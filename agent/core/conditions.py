@@ -11,7 +11,9 @@ hammers what is failing. A `Condition` is one such failure, tracked as a value:
   and the `Transition` to report, if any: ``lost`` (it starts failing),
   ``changed`` (it fails differently: another `Failure.key`), ``recovered`` (it
   works again, with the duration and the count). A repeat of the same failure
-  only counts; nothing is reported.
+  only counts; nothing is reported. A success counts as recovery only once the
+  last failure is `SETTLE` seconds old: a dockerd on its way down answers one
+  call in two for a moment, and that is one outage, not several.
 * `Condition.ready(clock)` says whether the action may be tried again: after the
   n-th consecutive failure it waits ``min(BACKOFF_MAX, BACKOFF_INITIAL·2^(n-1))``
   seconds (exponential, capped).
@@ -34,6 +36,7 @@ from agent.core.plan import Event
 __all__ = [
     "BACKOFF_INITIAL",
     "BACKOFF_MAX",
+    "SETTLE",
     "Condition",
     "Failure",
     "Transition",
@@ -46,6 +49,7 @@ __all__ = [
 
 BACKOFF_INITIAL = 1.0  # seconds after the first failure
 BACKOFF_MAX = 30.0  # seconds, at most, between two attempts
+SETTLE = 2.0  # seconds without a failure before a success means "recovered"
 
 # Identifiers and numbers that differ between two reports of the same failure
 # (container ids and names, ports, attempt counts, timings).
@@ -82,6 +86,7 @@ class Condition:
     last: float
     count: int
     retry_at: float
+    failed_at: float  # monotonic time of the last failure
 
     def ready(self, clock: float) -> bool:
         return clock >= self.retry_at
@@ -108,15 +113,15 @@ def observe(
     """The next condition after one attempt, and what to report (see the module
     docstring). `what` names the condition (the ledger kind)."""
     if outcome is None:
-        if condition is None:
-            return None, None
+        if condition is None or clock - condition.failed_at < SETTLE:
+            return condition, None
         return None, Transition("recovered", condition, None, now)
     if condition is not None and condition.key == outcome.key:
         count = condition.count + 1
         return dataclasses.replace(condition, message=outcome.message, last=now, count=count,
-                                   retry_at=clock + _delay(count)), None
+                                   retry_at=clock + _delay(count), failed_at=clock), None
     started = Condition(what, outcome.key, outcome.message, since=now, last=now, count=1,
-                        retry_at=clock + _delay(1))
+                        retry_at=clock + _delay(1), failed_at=clock)
     return started, Transition("lost" if condition is None else "changed", condition, started, now)
 
 

@@ -6,6 +6,7 @@ the adapter boundary, so the runtime only ever handles our own types::
     AgentError
     ├── ConfigError          bad setting; names the variable (exit code 2)
     ├── EngineError          the container engine failed or is unreachable
+    │   ├── EngineUnreachable  no answer at all (connection refused, reset, timed out)
     │   └── ContainerNotFound
     ├── StoreError           Redis failed or is unreachable
     │   └── CorruptStateError  some stored values do not decode (the rest is kept)
@@ -23,6 +24,7 @@ __all__ = [
     "AgentError",
     "ConfigError",
     "EngineError",
+    "EngineUnreachable",
     "ContainerNotFound",
     "StoreError",
     "CorruptStateError",
@@ -46,6 +48,11 @@ class ConfigError(AgentError, ValueError):
 
 class EngineError(AgentError):
     """The container engine failed or could not be reached."""
+
+
+class EngineUnreachable(EngineError):
+    """The engine did not answer at all: whatever was asked of it (list, create,
+    remove) failed for that one reason, which is one outage, not many failures."""
 
 
 class ContainerNotFound(EngineError):

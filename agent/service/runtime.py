@@ -45,7 +45,14 @@ import trio
 
 from agent.core.settings import Settings
 from agent.core.jsonsafe import strict_json
-from agent.core.errors import AgentError, ContainerNotFound, CorruptStateError, EngineError, StoreError
+from agent.core.errors import (
+    AgentError,
+    ContainerNotFound,
+    CorruptStateError,
+    EngineError,
+    EngineUnreachable,
+    StoreError,
+)
 from agent.core.recovery import vet
 from agent.core.settings_table import canonical
 from agent.core.conditions import Failure, failure
@@ -394,6 +401,10 @@ class Agent:
                     return pool  # backing off: reconcile asks again
                 try:
                     info = await self.engine.create()
+                except EngineUnreachable as exc:  # the engine's outage, not a create's
+                    self.metrics.error("engine")
+                    await self._note("engine_error", failure(str(exc), "unreachable"), clock)
+                    break
                 except EngineError as exc:
                     self.metrics.error("engine")
                     opened = create_failed_event(str(exc), creation.reason)
@@ -413,6 +424,10 @@ class Agent:
             await self.engine.remove(info.id)
         except ContainerNotFound:
             pass  # already gone: the goal is reached
+        except EngineUnreachable as exc:  # the engine's outage, not a removal's
+            self.metrics.error("engine")
+            await self._note("engine_error", failure(str(exc), "unreachable"), clock)
+            return False
         except EngineError as exc:
             self.metrics.error("engine")
             # one condition for every worker: a stopping engine fails them all

@@ -53,8 +53,17 @@ def test_recovery_reports_duration_and_count() -> None:
     assert [t.kind for t in transitions] == ["lost", "recovered"]
     (ended,) = transition_event(transitions[-1])
     assert ended.kind == KIND
-    assert (ended.data["count"], ended.data["duration"]) == (3, 3.0)
-    assert "works again after 3.0 s and 3 failure(s)" in ended.data["message"]
+    # the last failure at 2 s, the success at 3 s is too soon (SETTLE), the one at 4 s counts
+    assert (ended.data["count"], ended.data["duration"]) == (3, 4.0)
+    assert "works again after 4.0 s and 3 failure(s)" in ended.data["message"]
+
+
+def test_a_success_between_failures_is_not_a_recovery() -> None:
+    """A dockerd going down answers one call in two for a moment: one outage."""
+    condition, transitions = run(["down", None, "down", None, "down", None, None, None, None],
+                                 step=0.5)
+    assert [t.kind for t in transitions] == ["lost", "recovered"]
+    assert transitions[-1].old.count == 3  # type: ignore[union-attr]
 
 
 def test_success_without_failure_reports_nothing() -> None:
