@@ -17,6 +17,9 @@ from tests.integration.agent_harness import free_port
 
 from . import report
 from .harness import FAST, AgentRun
+from .hog_image import hog_image  # noqa: F401 - a fixture
+
+__all__ = ["hog_image"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,14 +44,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
-    """``make(env, name="agent", netns=None, host="127.0.0.1") -> AgentRun`` (not
-    started; stopped at teardown), with free HTTP and WebSocket ports."""
+    """``make(env, name="agent", netns=None, host="127.0.0.1", http_port=None,
+    data_dir=None) -> AgentRun`` (not started; stopped at teardown), with free HTTP
+    and WebSocket ports and ``tmp_path/name`` as DATA_DIR unless given."""
     made: list[AgentRun] = []
 
     def make(env: dict[str, str], name: str = "agent", *, netns: Path | None = None,
-             host: str = "127.0.0.1", http_port: int | None = None) -> AgentRun:
+             host: str = "127.0.0.1", http_port: int | None = None,
+             data_dir: Path | None = None) -> AgentRun:
         ports = {"HOST_PORT_WS_DEPLOYMENT_AGENT": str(free_port())}
-        agent = AgentRun({**FAST, **ports, **env}, tmp_path / name, host=host,
+        agent = AgentRun({**FAST, **ports, **env}, data_dir or tmp_path / name, host=host,
                          http_port=http_port or free_port(), netns=netns)
         made.append(agent)
         return agent

@@ -251,5 +251,21 @@ def losses(pool: Pool, agent: AgentRun, *, desired: int, store: redis.Redis | No
     return out
 
 
+def settle(pool: Pool, agent: AgentRun, *, desired: int, timeout: float = 60.0,
+           what: str = "the pool settled", **kw: Any) -> float:
+    """Poll until `losses` is empty; the seconds it took (the failure names what
+    is still wrong, and the agent's log)."""
+    found: list[str] = []
+
+    def done() -> bool:
+        found[:] = losses(pool, agent, desired=desired, **kw)
+        return not found
+
+    try:
+        return poll(done, timeout=timeout, message=what)[1]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nstill: {found}\n{agent.tail()}") from None
+
+
 def mib(n: int) -> float:
     return n / 2**20
