@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from _scoring import _kernel
+from _scoring._window import RollingWindow
 from agent.core.records import CATEGORY_CODES, ContainerScore, Sample
 from agent.core.settings_table import DEFAULTS
 
@@ -232,8 +233,7 @@ class Scorer:
     _istate: npt.NDArray[np.intc]
     _hist: _FloatArray
     _best: _FloatArray
-    _win: _FloatArray
-    _rtw: _FloatArray
+    _xin: _FloatArray
     _out: _FloatArray
     _cat: npt.NDArray[np.int8]
     _flags: npt.NDArray[np.uint8]
@@ -259,6 +259,7 @@ class Scorer:
         self._ids: dict[str, str] = {}
         self._free: list[int] = []
         self._scores: list[ContainerScore] = []
+        self._windows: tuple[RollingWindow, ...] = ()
         self._cap = 0
         self._allocate(capacity)
 
@@ -266,18 +267,17 @@ class Scorer:
     def _allocate(self, cap: int) -> None:
         """Create (or grow into) arrays of `cap` slots, copying the old rows."""
         cfg = self._config
-        H = cfg.trend_window
         new: dict[str, np.ndarray[Any, Any]] = {
             "fstate": np.zeros((cap, _kernel.NF_), np.float64),
             "istate": np.zeros((cap, _kernel.NI_), np.intc),
             "hist": np.zeros((cap, cfg.history_size), np.float64),
             "best": np.zeros((cap, cfg.best_time_window), np.float64),
-            "win": np.zeros((cap, H, _kernel.WIN_SERIES), np.float64),
-            "rtw": np.zeros((cap, H), np.float64),
             "out": np.full((len(_kernel.OUT_ROWS), cap), np.nan, np.float64),
             "cat": np.zeros(cap, np.int8),
             "flags": np.zeros((len(_kernel.FLAG_ROWS), cap), np.uint8),
             "active": np.zeros(cap, np.uint8),
+            # scratch: the tick's samples of the trend series
+            "xin": np.full((_kernel.WIN_SERIES, cap), np.nan, np.float64),
             # persistent input buffers for `update`
             "in_cpu": np.full(cap, np.nan),
             "in_mem": np.full(cap, np.nan),
@@ -290,10 +290,15 @@ class Scorer:
         if old:
             for key, arr in new.items():
                 src = getattr(self, "_" + key)
-                if key in ("out", "flags"):
+                if key in ("out", "flags", "xin"):
                     arr[:, :old] = src
                 else:
                     arr[:old] = src
+            for w in self._windows:
+                w.resize(cap)
+        else:
+            self._windows = _kernel.make_windows(cap, cfg.trend_window, cfg.jk_k,
+                                                 self._period)
         for key, arr in new.items():
             setattr(self, "_" + key, arr)
         # new slots go on the free list so the lowest is handed out first
@@ -312,11 +317,14 @@ class Scorer:
         )
 
     def state_bytes_per_slot(self) -> int:
-        """Bytes the scorer keeps per slot: state, rings, outputs and input buffers."""
-        arrays = (self._fstate, self._istate, self._hist, self._best, self._win, self._rtw,
-                  self._out, self._cat, self._flags, self._active, self._in_cpu,
-                  self._in_mem, self._in_net, self._in_rt, self._in_valid)
-        return sum(a.nbytes for a in arrays) // self._cap
+        """Bytes the scorer keeps per slot: state, rings, trend windows, outputs and
+        input buffers."""
+        arrays: list[np.ndarray[Any, Any]] = [
+            self._fstate, self._istate, self._hist, self._best, self._xin, self._out,
+            self._cat, self._flags, self._active, self._in_cpu, self._in_mem,
+            self._in_net, self._in_rt, self._in_valid]
+        windows = sum(w.nbytes for w in self._windows)
+        return (sum(a.nbytes for a in arrays) + windows) // self._cap
 
     # -- membership ----------------------------------------------------------
     @property
@@ -337,20 +345,19 @@ class Scorer:
         self._params = config._params()
         self._period = config._recompute_period()
         self._overall0 = config._initial_overall()
-        sizes = ("history_size", "best_time_window", "trend_window")
-        if all(getattr(old, f) == getattr(config, f) for f in sizes):
+        for w in self._windows:
+            w.configure(window=config.trend_window, jk_k=config.jk_k,
+                        refresh_every=self._period)
+        if (old.history_size, old.best_time_window) == (config.history_size,
+                                                        config.best_time_window):
             return
-        cap, H = self._cap, config.trend_window
+        cap = self._cap
         hist = np.zeros((cap, config.history_size))
         best = np.zeros((cap, config.best_time_window))
-        win = np.zeros((cap, H, _kernel.WIN_SERIES))
-        rtw = np.zeros((cap, H))
         f = _kernel.ISTATE_FIELDS
-        rings = ((self._hist, hist, "hist"), (self._best, best, "best"),
-                 (self._win, win, "win"), (self._rtw, rtw, "rtw"))
         for slot in self._slots.values():
             row = self._istate[slot]
-            for src, dst, key in rings:
+            for src, dst, key in ((self._hist, hist, "hist"), (self._best, best, "best")):
                 head, n = int(row[f[key + "_head"]]), int(row[f[key + "_n"]])
                 k = min(n, dst.shape[1])
                 # the newest k entries sit just before the head, oldest first
@@ -358,9 +365,9 @@ class Scorer:
                 dst[slot, :k] = src[slot, idx]
                 row[f[key + "_head"]] = k % dst.shape[1]
                 row[f[key + "_n"]] = k
-        self._hist, self._best, self._win, self._rtw = hist, best, win, rtw
+        self._hist, self._best = hist, best
         for slot in self._slots.values():
-            _kernel.recompute_slot(self._fstate, self._istate, hist, best, win, rtw, slot)
+            _kernel.recompute_slot(self._fstate, self._istate, hist, best, slot)
 
     @property
     def capacity(self) -> int:
@@ -378,7 +385,8 @@ class Scorer:
             self._allocate(2 * self._cap)
         slot = self._free.pop()
         _kernel.reset_slot(self._fstate, self._istate, self._out, self._cat, self._flags,
-                           slot, float(now), self._period - slot % self._period, self._overall0)
+                           slot, float(now), self._period - slot % self._period, self._overall0,
+                           self._windows)
         self._active[slot] = 1
         self._slots[name] = slot
         self._ids[name] = id
@@ -477,7 +485,8 @@ class Scorer:
               valid: np.ndarray, now: float) -> int:
         return _kernel.score_tick(cpu, mem, net, rt, valid, self._active, now, self._params,
                                   self._fstate, self._istate, self._hist, self._best,
-                                  self._win, self._rtw, self._out, self._cat, self._flags)
+                                  self._out, self._cat, self._flags, self._xin,
+                                  self._windows)
 
     @property
     def arrays(self) -> TickArrays:
@@ -508,6 +517,10 @@ class Scorer:
         s = self._slots[name]
         d = _kernel.slot_detail(self._fstate, self._istate, s)
         v = self._views
+        rt = self._windows[_kernel.TREND_SERIES.index("response_time")]
+        answered = bool(rt.count[s] > 0)
+        srtt = float(rt.srtt[s]) if answered else math.nan
+        rttvar = float(rt.rttvar[s]) if answered else math.nan
         return ContainerDetail(
             name=name,
             slope_cpu=float(v.slope_cpu[s]),
@@ -516,9 +529,9 @@ class Scorer:
             slope_response_time=float(v.slope_response_time[s]),
             holt_level=d["level"],
             holt_trend=d["trend"],
-            srtt=d["srtt"],
-            rttvar=d["rttvar"],
-            band=d["srtt"] + self._config.jk_k * d["rttvar"],
+            srtt=srtt,
+            rttvar=rttvar,
+            band=srtt + self._config.jk_k * rttvar,
             threshold=d["thr"],
             availability_ema=d["ema"],
             peak_latency=d["peak"],
