@@ -21,9 +21,13 @@ NI_: Final[int]
 NP_: Final[int]
 JK_ALPHA: Final[float]
 JK_BETA: Final[float]
+WINDOW_REFRESH: Final[int]
 
+def make_window(
+    cap: int, trend_window: int, jk_k: float, refresh_every: int = ...
+) -> RollingWindow: ...
 def make_windows(
-    cap: int, trend_window: int, jk_k: float, refresh_every: int
+    cap: int, trend_window: int, jk_k: float, refresh_every: int = ...
 ) -> tuple[RollingWindow, ...]: ...
 
 def score_tick(

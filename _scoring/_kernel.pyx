@@ -182,19 +182,26 @@ assert len(TREND_SERIES) == N_WIN
 assert O_SLOPE + S_RT == O_SLOPE_RT and O_SLOPE + S_CPU == O_SLOPE_CPU
 
 
-def make_windows(Py_ssize_t cap, Py_ssize_t trend_window, double jk_k,
-                 Py_ssize_t refresh_every):
-    """The five trend windows of `cap` slots, in S_* order (overall, cpu, memory,
-    network, response time): what `score_tick` pushes into.
+# pushes over which a trend window recomputes each series once (RollingWindow's
+# default): the windows' cancellation guards catch every large error at once, so
+# this only bounds slow drift, and each recompute reads a series' ring column
+WINDOW_REFRESH = 4096
 
-    All five run Jacobson/Karels with RFC 6298's alpha and beta; only the
-    response-time window's band is used (as the anomaly band, k = `jk_k`), and no
-    window's EWMA (its factor is 1). `refresh_every`: pushes over which every
-    series is recomputed once (the scorer's recompute period).
-    """
-    return tuple(RollingWindow(cap, trend_window, 1.0, JK_ALPHA, JK_BETA, jk_k,
-                               refresh_every=refresh_every)
-                 for _ in range(N_WIN))
+
+def make_window(Py_ssize_t cap, Py_ssize_t trend_window, double jk_k,
+                Py_ssize_t refresh_every=WINDOW_REFRESH):
+    """One trend window of `cap` slots as the scorer builds it: Jacobson/Karels with
+    RFC 6298's alpha and beta and k = `jk_k` (the anomaly band, read from the
+    response-time window only); no one reads its EWMA (factor 1)."""
+    return RollingWindow(cap, trend_window, 1.0, JK_ALPHA, JK_BETA, jk_k,
+                         refresh_every=refresh_every)
+
+
+def make_windows(Py_ssize_t cap, Py_ssize_t trend_window, double jk_k,
+                 Py_ssize_t refresh_every=WINDOW_REFRESH):
+    """The five trend windows of `cap` slots, in S_* order (overall, cpu, memory,
+    network, response time): what `score_tick` pushes into."""
+    return tuple(make_window(cap, trend_window, jk_k, refresh_every) for _ in range(N_WIN))
 
 
 # ---- small helpers --------------------------------------------------------------

@@ -350,8 +350,7 @@ class Scorer:
             for w in self._windows:
                 w.resize(cap)
         else:
-            self._windows = _kernel.make_windows(cap, cfg.trend_window, cfg.jk_k,
-                                                 self._period)
+            self._windows = _kernel.make_windows(cap, cfg.trend_window, cfg.jk_k)
         for key, arr in new.items():
             setattr(self, "_" + key, arr)
         for cache in (self._built, self._reported):
@@ -406,8 +405,7 @@ class Scorer:
         self._period = config._recompute_period()
         self._overall0 = config._initial_overall()
         for w in self._windows:
-            w.configure(window=config.trend_window, jk_k=config.jk_k,
-                        refresh_every=self._period)
+            w.configure(window=config.trend_window, jk_k=config.jk_k)
         if (old.history_size, old.best_time_window) == (config.history_size,
                                                         config.best_time_window):
             return

@@ -27,7 +27,7 @@ class Arrays:
         self.istate = np.zeros((cap, _kernel.NI_), np.intc)
         self.hist = np.zeros((cap, cfg.history_size))
         self.best = np.zeros((cap, cfg.best_time_window))
-        self.windows = _kernel.make_windows(cap, H, cfg.jk_k, cfg._recompute_period())
+        self.windows = _kernel.make_windows(cap, H, cfg.jk_k)
         self.xin = np.zeros((_kernel.WIN_SERIES, cap))
         self.out = np.zeros((len(_kernel.OUT_ROWS), cap))
         self.cat = np.zeros(cap, np.int8)
@@ -179,7 +179,7 @@ def test_shape_mismatch_is_an_error_not_a_crash():
     with pytest.raises(ValueError, match="trend windows disagree"):
         _kernel.score_tick(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2),
                            np.ones(2, np.uint8), k.active, 0.0, *args,
-                           _kernel.make_windows(3, 60, 4.0, 960))
+                           _kernel.make_windows(3, 60, 4.0))
 
 
 def test_periodic_recompute_runs_staggered():
@@ -204,7 +204,7 @@ def test_trend_windows_are_the_rolling_window_kernel():
     k = Arrays(cap, cfg)
     assert [type(w) for w in k.windows] == [RollingWindow] * _kernel.WIN_SERIES
     mirror = [RollingWindow(cap, 5, 1.0, _kernel.JK_ALPHA, _kernel.JK_BETA, cfg.jk_k,
-                            refresh_every=cfg._recompute_period())
+                            refresh_every=_kernel.WINDOW_REFRESH)
               for _ in range(_kernel.WIN_SERIES)]
     rng = np.random.default_rng(40)
     for t in range(40):
