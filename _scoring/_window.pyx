@@ -213,6 +213,16 @@ cdef inline bint _any_missing(const double* x, Py_ssize_t m) noexcept nogil:
     return (acc >> 63) != 0
 
 
+cdef inline bint _none_present(const double* x, Py_ssize_t m) noexcept nogil:
+    """True if no x[j] is finite: `_any_missing` with an AND reduction."""
+    cdef uint64_t b, acc = 0xffffffffffffffffULL
+    cdef Py_ssize_t j
+    for j in range(m):
+        memcpy(&b, &x[j], 8)
+        acc &= (b & 0x7ff0000000000000ULL) + 0x0010000000000000ULL
+    return (acc >> 63) != 0
+
+
 cdef inline const double* _ahead(const double* x, Py_ssize_t c0, Py_ssize_t m,
                                   Py_ssize_t N) noexcept nogil:
     """What a loop over chunk [c0, c0 + m) scans for the next chunk: its m
@@ -779,6 +789,13 @@ cdef class RollingWindow:
         while c0 < N:
             m = CHUNK if c0 + CHUNK <= N else N - c0
             cm = mode[c]
+            if cm == 0 and _none_present(x + c0, m):
+                # empty series that get no sample (a scorer's free slots): nothing
+                # changes, not even a lag
+                nbad = -1
+                c0 += m
+                c += 1
+                continue
             if cm == H:
                 # the normal case: full and in step. A chunk with no missing
                 # sample (one vectorized scan of x) takes the loop without

@@ -1,10 +1,11 @@
 """The embeddable scorer: SPEC §3 scores, trends, anomaly bands and routing weights.
 
 `Scorer` keeps every container's state in one slot of preallocated NumPy arrays and
-scores all containers with one call into the compiled kernel (`_scoring._kernel`)
-per tick. This module is the thin typed shell around it: it validates, converts
-dtypes, maps names to slots and turns rows into `ContainerScore` records. It imports
-neither trio, docker nor redis, so any tool can embed it::
+scores all containers with one call into the compiled kernel (`_scoring._kernel`,
+whose trend windows are `_scoring._window.RollingWindow` series) per tick. This
+module is the thin typed shell around it: it validates, converts dtypes, maps names
+to slots and has `_scoring._records` turn rows into `ContainerScore` records. It
+imports neither trio, docker nor redis, so any tool can embed it::
 
     from agent.core.records import Sample
     from agent.scoring import Scorer, ScorerConfig, SmoothWeightedRoundRobin
@@ -34,11 +35,14 @@ Semantics beyond SPEC §3 (decided here, mirrored by `agent.reference.scoring`):
   (cpu, memory, network measured and the probe answered), which also ends INIT;
   the response-time window advances on every answered probe;
 * slopes are least-squares slopes per tick over the last `trend_window` samples
-  (0 with fewer than two); the forecast is Holt's level + horizon x trend, clamped
-  to [0, 100], NaN until the first complete sample;
+  (0 with fewer than two), recomputed when their window advances (a held slope
+  stays as it was, also when `reconfigure` re-cut its window); the forecast is
+  Holt's level + horizon x trend, clamped to [0, 100], NaN until the first
+  complete sample;
 * `anomaly` is True when an answered time exceeds SRTT + jk_k x RTTVAR as it stood
-  before that time was ingested (RFC 6298: alpha 1/8, beta 1/4; the first time
-  seeds SRTT = R, RTTVAR = R/2); a failed probe is not an anomaly, it is a failure.
+  before that time was ingested (RFC 6298: alpha 1/8, beta 1/4, written
+  x += g (target - x); the first time seeds SRTT = R, RTTVAR = R/2); a failed
+  probe is not an anomaly, it is a failure.
 """
 from __future__ import annotations
 
@@ -311,7 +315,8 @@ class Scorer:
         self._free: list[int] = []
         self._scores: list[ContainerScore] = []
         self._windows: tuple[RollingWindow, ...] = ()
-        self._built = _RecordCache(0)  # records of update() and records()
+        # record caches, made on first use (an array-path user never pays for them)
+        self._built: _RecordCache | None = None  # records of update() and records()
         self._reported: _RecordCache | None = None  # those of changed_records()
         self._cap = 0
         self._allocate(capacity)
@@ -504,7 +509,7 @@ class Scorer:
         a container whose outputs did not change keeps its record object.
         """
         self.update_samples(samples, now)
-        self._scores = self._build(self._slot_order(), self._built, changed_only=False)
+        self._scores = self._build(self._slot_order(), self._built_cache(), changed_only=False)
         return list(self._scores)
 
     def update_samples(self, samples: Mapping[str, Sample], now: float) -> TickArrays:
@@ -576,7 +581,7 @@ class Scorer:
         else:
             slots = self._slots
             order = np.array([slots[n] for n in names], dtype=np.intp)
-        return self._build(order, self._built, changed_only=False)
+        return self._build(order, self._built_cache(), changed_only=False)
 
     def changed_records(self) -> list[ContainerScore]:
         """Records of the containers whose record differs from the one the previous
@@ -585,6 +590,11 @@ class Scorer:
         if self._reported is None:
             self._reported = _RecordCache(self._cap)
         return self._build(self._slot_order(), self._reported, changed_only=True)
+
+    def _built_cache(self) -> _RecordCache:
+        if self._built is None:
+            self._built = _RecordCache(self._cap)
+        return self._built
 
     def _slot_order(self) -> npt.NDArray[np.intp]:
         if self._order is None:

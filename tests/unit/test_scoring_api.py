@@ -327,3 +327,16 @@ def test_records_are_plain_container_scores_without_the_fast_path(monkeypatch):
     slow = _pool()
     assert slow.update({"c0": sample(10.0), "c1": sample(20.0, rt=math.nan)}, 1.0) == recs
     assert scoring_module._record_descriptors() is not None
+
+
+def test_free_capacity_changes_nothing():
+    # 1,000 free slots (whole window chunks of empty series, skipped) or none:
+    # the same records and internals, bit for bit
+    roomy, tight = _pool(3, capacity=1024), _pool(3, capacity=4)
+    rng = np.random.default_rng(22)
+    for t in range(80):
+        batch = {f"c{i}": sample(rng.uniform(0, 100), rng.uniform(0.001, 0.1))
+                 for i in range(3) if rng.random() < 0.9}
+        assert roomy.update(batch, float(t)) == tight.update(batch, float(t))
+    assert all(roomy.detail(n) == tight.detail(n) for n in roomy.names())
+    assert roomy.state_bytes_per_slot() > 0
