@@ -125,7 +125,7 @@ def build_records(cls, descs, list names, list ids, const Py_ssize_t[::1] order,
     `changed_only`; the others get a new record, cached with its values. `descs`:
     the slot descriptors of RECORD_FIELDS, or None to call `cls` instead.
     """
-    cdef Py_ssize_t i, k, s, m = order.shape[0], cap = out.shape[1]
+    cdef Py_ssize_t i, k, s, m = order.shape[0], cap = out.shape[1], ncodes = len(codes)
     cdef double v[N_FLOATS]
     cdef double code
     cdef int c
@@ -156,6 +156,8 @@ def build_records(cls, descs, list names, list ids, const Py_ssize_t[::1] order,
         v[6] = out[6, s]    # slope
         v[7] = out[11, s]   # forecast
         c = cat[s]
+        if not 0 <= c < ncodes:
+            raise ValueError(f"build_records: category code {c} at slot {s}")
         code = c + 8.0 * flags[0, s] + 16.0 * flags[1, s]
         r = cache[s]
         same = r is not None and code == snap[N_FLOATS, s]
