@@ -15,6 +15,8 @@ Three things here are not plain ``hypercorn.trio.serve``:
   included; ``HOST_PORT_WS_DEPLOYMENT_AGENT``, when different, serves only the
   WebSocket feed (at any path, as the prototype's bare WebSocket server did) and
   answers 404 to plain HTTP.
+* **Bounded WebSocket input** (`agent.interfaces.web.ws_limits`): incoming
+  messages of at most 4 KiB, at most ``WS_MAX_CONNECTIONS`` WebSockets per port.
 * **Sized for its connection cap.** Each port accepts ``WS_MAX_CONNECTIONS``
   WebSockets; a burst of that many connections must fit in the listen backlog,
   or health probes arriving meanwhile wait for a SYN retry (1 s and more). The
@@ -55,6 +57,7 @@ from agent.core.errors import ConfigError
 from agent.service.facade import AgentFacade
 from .app import create_app
 from .feed import feed_of
+from .ws_limits import MAX_MESSAGE, ConnectionCap
 
 if TYPE_CHECKING:
     from hypercorn.typing import (
@@ -232,6 +235,7 @@ def hypercorn_config(
     config.accesslog = None
     config.errorlog = logging.getLogger("agent.interfaces.web.server")
     config.include_server_header = False
+    config.websocket_max_message_size = MAX_MESSAGE  # see agent.interfaces.web.ws_limits
     return config
 
 
@@ -338,7 +342,8 @@ async def serve(
         graceful_timeout=graceful_timeout,
         backlog=backlog,
     )
-    servers = _Servers(app if app is not None else create_app(agent), host, graceful_timeout, make_config)
+    servers = _Servers(app if app is not None else create_app(agent), host, graceful_timeout, make_config,
+                       ws_cap=cap)
     try:
         await servers.run(http_port, ws_port, shutdown_trigger, task_status)
     except BaseException as exc:
@@ -352,9 +357,11 @@ class _Servers:
     """The Hypercorn servers of one app (one or two ports) and their graceful stop."""
 
     def __init__(
-        self, app: QuartTrio, host: str, graceful_timeout: float, make_config: Callable[[str, int], Config]
+        self, app: QuartTrio, host: str, graceful_timeout: float, make_config: Callable[[str, int], Config],
+        *, ws_cap: int,
     ) -> None:
         self.app = app
+        self.ws_cap = ws_cap
         self.host = host
         self.feed = feed_of(app)
         self.grace = graceful_timeout + _HARD_MARGIN
@@ -387,7 +394,7 @@ class _Servers:
 
     async def _listen(self, servers: trio.Nursery, http_port: int, ws_port: int) -> ServerInfo:
         self.binding = ("HOST_PORT_HTTP_DEPLOYMENT_AGENT", http_port)
-        bound_http = await self._start(servers, _ShieldedSend(self.app), http_port)
+        bound_http = await self._start(servers, self._capped(_ShieldedSend(self.app)), http_port)
         bound_ws = bound_http
         if ws_port == http_port != 0:
             log.warning(
@@ -395,10 +402,16 @@ class _Servers:
                 "server on that port serves the HTTP API and the queue feed at /ws", http_port)
         if ws_port != http_port or ws_port == 0:
             self.binding = ("HOST_PORT_WS_DEPLOYMENT_AGENT", ws_port)
-            bound_ws = await self._start(servers, _WebSocketPort(_ShieldedSend(self.app)), ws_port)
+            bound_ws = await self._start(
+                servers, self._capped(_WebSocketPort(_ShieldedSend(self.app))), ws_port)
         self.ports.update((bound_http, bound_ws))
         self.binding = None
         return ServerInfo(self.host, bound_http, bound_ws)
+
+    def _capped(self, app: ASGIFramework) -> ASGIFramework:
+        """`app` behind the WebSocket cap of the port being bound (one cap per port)."""
+        assert self.binding is not None
+        return ConnectionCap(app, self.ws_cap, self.binding[0])
 
     async def _start(self, servers: trio.Nursery, app: ASGIFramework, port: int) -> int:
         _check_bindable(self.host, port)
