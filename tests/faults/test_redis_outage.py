@@ -39,6 +39,7 @@ def test_redis_down_30_s_then_back_empty(private_redis, docker_app, docker_clien
     poll(lambda: agent.api("/readyz").status == 200, timeout=20, message="ready again")
     outage = [e for e in agent.events("store_outage")]
     assert len(outage) == 1 and 29 <= outage[0]["data"]["duration"] <= 60, outage
+    poll(lambda: agent.lines("Redis reachable again"), timeout=10, message="the recovery logged")
     lost_lines, back_lines = agent.lines("Redis unreachable"), agent.lines("Redis reachable again")
     assert len(lost_lines) == 1 and len(back_lines) == 1, agent.tail()
     rss_after = agent.rss()
