@@ -21,7 +21,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -93,10 +93,12 @@ class LabRedis:
 class Lab:
     """The lab, its Redis and its collectors, for one module."""
 
-    def __init__(self, lab: SwarmLab, redis: LabRedis, collector: Any) -> None:
+    def __init__(self, lab: SwarmLab, redis: LabRedis, collector: Any,
+                 timings: dict[str, float]) -> None:
         self.lab = lab
         self.redis = redis
         self.collector = collector
+        self.timings = timings  # set-up steps of this module, seconds
 
     @property
     def redis_url(self) -> str:
@@ -128,8 +130,11 @@ def lab(docker_client: docker.DockerClient, demo_image: str, agent_image: str,
     except SwarmLabError as exc:
         pytest.fail(f"cannot make the swarm lab: {exc}", pytrace=False)
     redis: LabRedis | None = None
+    timings = {"lab set-up (3 nodes, demo image)": swarm.timings["setup"]}
     try:
+        begin = time.monotonic()
         _load(swarm, docker_client, agent_image)
+        timings["agent image loaded into every node"] = time.monotonic() - begin
         binary = shutil.which("redis-server")
         assert binary is not None
         redis = LabRedis(binary, tmp_path_factory.mktemp("lab-redis"), swarm.gateway)
@@ -137,8 +142,10 @@ def lab(docker_client: docker.DockerClient, demo_image: str, agent_image: str,
             swarm.manager.client, agent_image, app_identifier=APP, redis_url=redis.url,
             socket_source=f"{LAB_ROOT}/{{{{.Node.Hostname}}}}/docker.sock",
         )
+        begin = time.monotonic()
         wait_reporting(redis.url, APP, [n.node_id for n in swarm.nodes], service=collector)
-        yield Lab(swarm, redis, collector)
+        timings["collector service created: every node reporting"] = time.monotonic() - begin
+        yield Lab(swarm, redis, collector, timings)
     finally:
         try:
             if redis is not None:
@@ -176,9 +183,11 @@ async def _record(agent: Agent, into: list[Snapshot]) -> None:
 
 
 async def test_workers_spread_each_node_reports_its_own_and_a_lost_node_is_replaced(
-    lab: Lab, tmp_path: Path,
+    lab: Lab, tmp_path: Path, swarm_report: Callable[[str, float], None],
 ) -> None:
     swarm = lab.lab
+    for label, seconds in lab.timings.items():
+        swarm_report(label, seconds)
     workers = {n.node_id: n for n in swarm.workers}
     settings = _settings(lab, tmp_path, DEFAULT_CONTAINER=WORKERS, MAX_CONTAINERS=WORKERS,
                          SWARM_CONSTRAINTS="node.role==worker")
@@ -208,10 +217,12 @@ async def test_workers_spread_each_node_reports_its_own_and_a_lost_node_is_repla
         quiet, loud = swarm.workers
         (container,) = quiet.client.containers.list(
             filters={"label": f"com.docker.swarm.service.id={lab.collector.id}"})
+        begin = trio.current_time()
         container.kill()
         await wait_for(lambda: all(s.stale for s in agent.snapshot.scores
                                    if s.name in placed[quiet.node_id]),
                        timeout=20, what=f"{quiet.name}'s workers stale without its collector")
+        swarm_report("collector SIGKILL: its workers stale after", trio.current_time() - begin)
         assert _fresh(agent, placed[loud.node_id])
         assert agent.snapshot.running == WORKERS  # stale is not dead
         await wait_for(lambda: _fresh(agent), timeout=60,
@@ -220,10 +231,19 @@ async def test_workers_spread_each_node_reports_its_own_and_a_lost_node_is_repla
         # A node's engine stopped: its workers go stale, then are replaced elsewhere.
         lost = set(placed[quiet.node_id])
         mark = len(seen)
+        begin = trio.current_time()
         await trio.to_thread.run_sync(quiet.stop)
         await wait_for(lambda: not (lost & set(agent.snapshot.containers))
                        and agent.snapshot.running == WORKERS and _fresh(agent),
                        timeout=90, what=f"the workers of {quiet.name} replaced on {loud.name}")
+        swarm_report("engine SIGTERM: its workers replaced and scored after",
+                     trio.current_time() - begin)
+        first_stale = next(snap.time for snap in seen[mark:]
+                           if any(s.stale for s in snap.scores if s.name in lost))
+        first_gone = next(snap.time for snap in seen[mark:]
+                          if not lost & set(snap.containers))
+        swarm_report("engine SIGTERM: stale for (first stale tick to replacement)",
+                     first_gone - first_stale)
         assert _by_node(agent.snapshot) == {loud.node_id: set(agent.snapshot.containers)}
         stale_before_gone = {
             s.name for snap in seen[mark:] for s in snap.scores
