@@ -15,12 +15,14 @@ whose collector is killed while its engine and workers go on has its workers sta
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import secrets
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +41,7 @@ from agent.core.records import Category, Snapshot
 from agent.core.swarm import SwarmWorker
 from agent.service.runtime import Agent
 from agent.service.wiring import open_agent
-from tests.fixtures.swarm_lab import LAB_ROOT, SwarmLab, SwarmLabError
+from tests.fixtures.swarm_lab import LAB_ROOT, SwarmLab, SwarmLabError, wait_until
 from tests.integration.agent_harness import FAST, wait_for
 
 from .collectors import create_collector, reports, wait_reporting
@@ -260,4 +262,60 @@ async def test_workers_spread_each_node_reports_its_own_and_a_lost_node_is_repla
     replaced = {e["name"] for e in ledger if e["kind"] == "replaced"}
     assert replaced == lost
     assert not lost & set(lab.services())
-    await trio.to_thread.run_sync(quiet.start)  # for the module's teardown: all nodes up
+    await trio.to_thread.run_sync(quiet.start)  # the next test wants every node up
+    swarm.wait_states({n.name: "ready" for n in swarm.nodes}, timeout=60)
+    for service in lab.services().values():
+        lab.client.api.remove_service(service["ID"])
+
+
+async def test_the_agent_as_a_service_on_a_manager_reaches_overlay_workers(
+    lab: Lab, agent_image: str,
+) -> None:
+    """The shape docs/swarm.md recommends: the agent's image as a service on a
+    manager, the workers on an overlay network (dnsrr, nothing published), reached
+    by the agent at their task addresses; a collector per node."""
+    swarm, app = lab.lab, "das-overlay"
+    network = lab.client.networks.create("das-workers", driver="overlay", attachable=True)
+    collector = create_collector(
+        swarm.manager.client, agent_image, app_identifier=app, redis_url=lab.redis_url,
+        socket_source=f"{LAB_ROOT}/{{{{.Node.Hostname}}}}/docker.sock", health_port=25548)
+    env = {**FAST, "ENGINE": "swarm", "DOCKER_HOST": "unix:///var/run/docker.sock",
+           "DOCKER_IMAGE": swarm.image_id, "TARGET_PORT": str(DEMO_PORT),
+           "APP_IDENTIFIER": app, "REDIS_URL": lab.redis_url, "SWARM_NETWORK": "das-workers",
+           "DEFAULT_CONTAINER": "2", "MAX_CONTAINERS": "2", "BIND_HOST": "0.0.0.0",
+           "AGENT_API_TOKEN": "t"}
+    agent = lab.client.services.create(
+        agent_image, args=["run"], name="das-agent", networks=["das-workers"],
+        constraints=["node.role==manager"], env=[f"{k}={v}" for k, v in env.items()],
+        mounts=[docker.types.Mount("/var/run/docker.sock", swarm.manager.socket.removeprefix(
+            "unix://"), type="bind")],
+        endpoint_spec=docker.types.EndpointSpec(ports={2550: (2550, "tcp", "host")}),
+    )
+    base = f"http://{swarm.manager.ip}:2550"
+    try:
+        def queue() -> list[dict[str, Any]] | None:
+            with urllib.request.urlopen(f"{base}/stats", timeout=3) as reply:
+                stats = json.load(reply)
+            with urllib.request.urlopen(f"{base}/queue", timeout=3) as reply:
+                items = json.load(reply)["queue"]
+            scored = len(stats) == 2 and all(
+                r["utilization_category"] != "INIT" and r["availability_score"] > 0
+                and r["cpu_score"] is not None for r in stats)
+            return items if scored and len(items) == 2 else None
+
+        items = await trio.to_thread.run_sync(lambda: wait_until(
+            queue, timeout=120, interval=0.5, message="the agent service's queue")[0])
+        subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
+        for item in items:
+            assert ipaddress.ip_address(item["address"]) in subnet
+            assert item["port"] == DEMO_PORT
+        rows = lab.client.api.services(filters={"label": f"io.deployment-agent.app={app}"})
+        assert len(rows) == 2
+        for row in rows:
+            assert row["Spec"]["EndpointSpec"] == {"Mode": "dnsrr"}
+            assert not row["Endpoint"].get("Ports")  # nothing published on any node
+    finally:
+        for service in (agent, collector):
+            service.remove()
+        for row in lab.client.api.services(filters={"label": f"io.deployment-agent.app={app}"}):
+            lab.client.api.remove_service(row["ID"])
