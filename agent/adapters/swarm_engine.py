@@ -14,7 +14,9 @@ task runs (the single-engine contract: it returns a running worker with its
 address and port), at most `start_timeout`; a worker that does not start by then
 (no node satisfies the constraints, every node's port is taken, the image is
 missing there) is removed again and the error says why, from the task's status.
-Create and remove run to their end even when the caller is cancelled.
+Remove runs to its end even when the caller is cancelled; a cancelled create goes
+on in its thread (the service is labelled from the start, so it is adopted or
+removed all the same).
 
 Ownership (SPEC §1): a service belongs to this agent only if the *service*
 carries ``io.deployment-agent.owner=deployment-agent`` and
@@ -140,7 +142,12 @@ class SwarmEngine:
         return await self._run(self._list_owned_sync, "listing services", abandon=True)
 
     async def create(self) -> ContainerInfo:
-        return await self._run(self._create_sync, f"creating a {self.image} service")
+        # Abandonable, unlike one engine's: the service carries our labels from its
+        # first request, so a cancelled caller (shutdown) loses nothing — the thread
+        # still removes a worker that does not start, the next listing adopts one
+        # that does — and shutdown need not wait up to `start_timeout`.
+        return await self._run(self._create_sync, f"creating a {self.image} service",
+                               abandon=True)
 
     async def remove(self, name_or_id: str) -> None:
         await self._run(lambda: self._remove_sync(name_or_id), f"removing {name_or_id}")

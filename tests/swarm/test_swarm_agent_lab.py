@@ -261,6 +261,10 @@ async def test_workers_spread_each_node_reports_its_own_and_a_lost_node_is_repla
         client.close()
     replaced = {e["name"] for e in ledger if e["kind"] == "replaced"}
     assert replaced == lost
+    # The image's HEALTHCHECK asks the collector's /healthz (Swarm replaces an unhealthy one).
+    (first,) = swarm.manager.client.containers.list(
+        filters={"label": f"com.docker.swarm.service.id={lab.collector.id}"})
+    assert first.attrs["State"]["Health"]["Status"] == "healthy", first.attrs["State"]["Health"]
     assert not lost & set(lab.services())
     await trio.to_thread.run_sync(quiet.start)  # the next test wants every node up
     swarm.wait_states({n.name: "ready" for n in swarm.nodes}, timeout=60)
