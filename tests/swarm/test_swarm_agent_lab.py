@@ -184,92 +184,114 @@ async def _record(agent: Agent, into: list[Snapshot]) -> None:
         into.append(snapshot)
 
 
+Report = Callable[[str, float], None]
+
+
+async def _placed_and_reported(lab: Lab, agent: Agent) -> dict[str, set[str]]:
+    """WORKERS services on both worker nodes, none on the manager; each node's
+    collector speaks for its own node's tasks, and only those. Returns node -> names."""
+    swarm = lab.lab
+    workers = {n.node_id: n for n in swarm.workers}
+    await wait_for(lambda: agent.snapshot.running == WORKERS and _fresh(agent),
+                   timeout=90, what="the pool running and scored from the reports")
+    placed = _by_node(agent.snapshot)
+    assert set(placed) == set(workers), placed
+    for info in agent.snapshot.containers.values():
+        assert isinstance(info, SwarmWorker)
+        assert info.address == workers[info.node_id].ip and info.host_port
+    found = reports(lab.redis_url, APP, [n.node_id for n in swarm.nodes])
+    tasks = {i.name: i.task_id for i in agent.snapshot.containers.values()
+             if isinstance(i, SwarmWorker)}
+    for node in swarm.nodes:
+        expected = {(name, tasks[name]) for name in placed.get(node.node_id, set())}
+        assert {(r.service, r.task) for r in found[node.node_id].readings} == expected
+    return placed
+
+
+async def _collector_killed(lab: Lab, agent: Agent, placed: dict[str, set[str]],
+                            report: Report) -> None:
+    """A killed collector, its engine and workers up: that node's workers go stale,
+    the other node's stay fresh; Swarm restarts the collector, fresh again."""
+    quiet, loud = lab.lab.workers
+    (container,) = quiet.client.containers.list(
+        filters={"label": f"com.docker.swarm.service.id={lab.collector.id}"})
+    begin = trio.current_time()
+    container.kill()
+    await wait_for(lambda: all(s.stale for s in agent.snapshot.scores
+                               if s.name in placed[quiet.node_id]),
+                   timeout=20, what=f"{quiet.name}'s workers stale without its collector")
+    report("collector SIGKILL: its workers stale after", trio.current_time() - begin)
+    assert _fresh(agent, placed[loud.node_id])
+    assert agent.snapshot.running == WORKERS  # stale is not dead
+    await wait_for(lambda: _fresh(agent), timeout=60,
+                   what=f"{quiet.name}'s workers fresh with its collector back")
+
+
+async def _engine_stopped(lab: Lab, agent: Agent, seen: list[Snapshot], lost: set[str],
+                          report: Report) -> None:
+    """A node's engine stopped: its workers go stale (never zero), then are
+    replaced on the other node."""
+    quiet, loud = lab.lab.workers
+    mark = len(seen)
+    begin = trio.current_time()
+    await trio.to_thread.run_sync(quiet.stop)
+    await wait_for(lambda: not (lost & set(agent.snapshot.containers))
+                   and agent.snapshot.running == WORKERS and _fresh(agent),
+                   timeout=90, what=f"the workers of {quiet.name} replaced on {loud.name}")
+    report("engine SIGTERM: its workers replaced and scored after", trio.current_time() - begin)
+    after = seen[mark:]
+    first_stale = next(snap.time for snap in after
+                       if any(s.stale for s in snap.scores if s.name in lost))
+    first_gone = next(snap.time for snap in after if not lost & set(snap.containers))
+    report("engine SIGTERM: stale for (first stale tick to replacement)",
+           first_gone - first_stale)
+    assert _by_node(agent.snapshot) == {loud.node_id: set(agent.snapshot.containers)}
+    stale_before_gone = {s.name for snap in after for s in snap.scores
+                         if s.name in lost and s.stale and s.overall_score > 0}
+    assert stale_before_gone == lost
+
+
+def _ledger(lab: Lab) -> list[dict[str, Any]]:
+    client = lab.redis.client()
+    try:
+        return [{"kind": f["kind"], **json.loads(f["data"])}
+                for _, f in client.xrange(f"da:{APP}:events")]
+    finally:
+        client.close()
+
+
 async def test_workers_spread_each_node_reports_its_own_and_a_lost_node_is_replaced(
-    lab: Lab, tmp_path: Path, swarm_report: Callable[[str, float], None],
+    lab: Lab, tmp_path: Path, swarm_report: Report,
 ) -> None:
     swarm = lab.lab
     for label, seconds in lab.timings.items():
         swarm_report(label, seconds)
-    workers = {n.node_id: n for n in swarm.workers}
     settings = _settings(lab, tmp_path, DEFAULT_CONTAINER=WORKERS, MAX_CONTAINERS=WORKERS,
                          SWARM_CONSTRAINTS="node.role==worker")
+    quiet = swarm.workers[0]
     seen: list[Snapshot] = []
-    async with open_agent(settings) as (agent, _), trio.open_nursery() as nursery:
-        assert isinstance(agent.sampler, SwarmSampler)  # no cgroup file is read here
-        await nursery.start(agent.run)
-        nursery.start_soon(_record, agent, seen)
-
-        # Placement: WORKERS services, on both worker nodes, none on the manager.
-        await wait_for(lambda: agent.snapshot.running == WORKERS and _fresh(agent),
-                       timeout=90, what="the pool running and scored from the reports")
-        placed = _by_node(agent.snapshot)
-        assert set(placed) == set(workers), placed
-        for info in agent.snapshot.containers.values():
-            assert info.address == workers[info.node_id].ip and info.host_port
-
-        # Each node's collector speaks for its own node's tasks, and only those.
-        found = reports(lab.redis_url, APP, [n.node_id for n in swarm.nodes])
-        tasks = {i.name: i.task_id for i in agent.snapshot.containers.values()}
-        for node in swarm.nodes:
-            expected = {(name, tasks[name]) for name in placed.get(node.node_id, set())}
-            assert {(r.service, r.task) for r in found[node.node_id].readings} == expected
-
-        # A killed collector (engine and workers up): its node's workers go stale,
-        # the other node's stay fresh; Swarm restarts the collector, fresh again.
-        quiet, loud = swarm.workers
-        (container,) = quiet.client.containers.list(
-            filters={"label": f"com.docker.swarm.service.id={lab.collector.id}"})
-        begin = trio.current_time()
-        container.kill()
-        await wait_for(lambda: all(s.stale for s in agent.snapshot.scores
-                                   if s.name in placed[quiet.node_id]),
-                       timeout=20, what=f"{quiet.name}'s workers stale without its collector")
-        swarm_report("collector SIGKILL: its workers stale after", trio.current_time() - begin)
-        assert _fresh(agent, placed[loud.node_id])
-        assert agent.snapshot.running == WORKERS  # stale is not dead
-        await wait_for(lambda: _fresh(agent), timeout=60,
-                       what=f"{quiet.name}'s workers fresh with its collector back")
-
-        # A node's engine stopped: its workers go stale, then are replaced elsewhere.
-        lost = set(placed[quiet.node_id])
-        mark = len(seen)
-        begin = trio.current_time()
-        await trio.to_thread.run_sync(quiet.stop)
-        await wait_for(lambda: not (lost & set(agent.snapshot.containers))
-                       and agent.snapshot.running == WORKERS and _fresh(agent),
-                       timeout=90, what=f"the workers of {quiet.name} replaced on {loud.name}")
-        swarm_report("engine SIGTERM: its workers replaced and scored after",
-                     trio.current_time() - begin)
-        first_stale = next(snap.time for snap in seen[mark:]
-                           if any(s.stale for s in snap.scores if s.name in lost))
-        first_gone = next(snap.time for snap in seen[mark:]
-                          if not lost & set(snap.containers))
-        swarm_report("engine SIGTERM: stale for (first stale tick to replacement)",
-                     first_gone - first_stale)
-        assert _by_node(agent.snapshot) == {loud.node_id: set(agent.snapshot.containers)}
-        stale_before_gone = {
-            s.name for snap in seen[mark:] for s in snap.scores
-            if s.name in lost and s.stale and s.overall_score > 0}
-        assert stale_before_gone == lost  # stale, never zero, before they were replaced
-        nursery.cancel_scope.cancel()
-
-    client = lab.redis.client()
     try:
-        ledger = [{"kind": f["kind"], **json.loads(f["data"])}
-                  for _, f in client.xrange(f"da:{APP}:events")]
-    finally:
-        client.close()
-    replaced = {e["name"] for e in ledger if e["kind"] == "replaced"}
-    assert replaced == lost
-    # The image's HEALTHCHECK asks the collector's /healthz (Swarm replaces an unhealthy one).
-    (first,) = swarm.manager.client.containers.list(
-        filters={"label": f"com.docker.swarm.service.id={lab.collector.id}"})
-    assert first.attrs["State"]["Health"]["Status"] == "healthy", first.attrs["State"]["Health"]
-    assert not lost & set(lab.services())
-    await trio.to_thread.run_sync(quiet.start)  # the next test wants every node up
-    swarm.wait_states({n.name: "ready" for n in swarm.nodes}, timeout=60)
-    for service in lab.services().values():
-        lab.client.api.remove_service(service["ID"])
+        async with open_agent(settings) as (agent, _), trio.open_nursery() as nursery:
+            assert isinstance(agent.sampler, SwarmSampler)  # no cgroup file is read here
+            await nursery.start(agent.run)
+            nursery.start_soon(_record, agent, seen)
+            placed = await _placed_and_reported(lab, agent)
+            await _collector_killed(lab, agent, placed, swarm_report)
+            lost = set(placed[quiet.node_id])
+            await _engine_stopped(lab, agent, seen, lost, swarm_report)
+            nursery.cancel_scope.cancel()
+        assert {e["name"] for e in _ledger(lab) if e["kind"] == "replaced"} == lost
+        assert not lost & set(lab.services())
+        # The image's HEALTHCHECK asks the collector's /healthz (Swarm replaces a sick one).
+        (first,) = swarm.manager.client.containers.list(
+            filters={"label": f"com.docker.swarm.service.id={lab.collector.id}"})
+        assert first.attrs["State"]["Health"]["Status"] == "healthy", first.attrs["State"]
+    finally:  # the next test wants every node up and no worker of this one
+        if not quiet.running:
+            await trio.to_thread.run_sync(quiet.start)
+        swarm.wait_states({n.name: "ready" for n in swarm.nodes}, timeout=60)
+        for service in lab.services().values():
+            lab.client.api.remove_service(service["ID"])
 
 
 async def test_the_agent_as_a_service_on_a_manager_reaches_overlay_workers(
