@@ -75,10 +75,9 @@ from agent.core.plan import (
 from agent.core.policy import PolicyConfig, PolicyState
 from agent.core.pool import PoolState, clamp_desired, drained_names
 from agent.core.queue import build_queue
-from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
 from agent.adapters.redis_store import TickWrite, container_record
-from agent.core.ports import Engine, Store
+from agent.core.ports import Engine, SampleSource, Store
 
 __all__ = ["Agent"]
 
@@ -97,7 +96,7 @@ class Agent:
         *,
         engine: Engine,
         store: Store,
-        sampler: Sampler,
+        sampler: SampleSource,
         scorer: Scorer | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
