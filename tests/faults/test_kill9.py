@@ -4,6 +4,7 @@ restart the pool settles with no duplicate and no orphan, and every SUNDOWN mark
 keeps its time — its drain timer runs from the mark, not from the restart."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -50,8 +51,8 @@ class Traffic:
                 for port in ports:
                     try:
                         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=0.5).read()
-                    except OSError:
-                        pass
+                    except (OSError, http.client.HTTPException):
+                        pass  # a worker stopped mid-answer
                 if self.stop.wait(0.05):
                     return
 
