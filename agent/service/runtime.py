@@ -191,10 +191,11 @@ class Agent:
             return dict(plan.reply or {})
 
     async def aclose(self) -> None:
-        """Close the engine and store clients (idempotent; shielded)."""
+        """Close the engine and store clients and the sampler's files (idempotent; shielded)."""
         with trio.CancelScope(shield=True):
             await self.engine.aclose()
             await self.store.aclose()
+            self.sampler.close()
 
     # -- running ---------------------------------------------------------------
 
@@ -205,13 +206,17 @@ class Agent:
         subscribers are closed, so WebSocket clients see a prompt 1001.
         """
         await self.recover()
-        self._started = True
-        task_status.started()
         try:
-            while True:
-                start = trio.current_time()
-                await self.tick()
-                await trio.sleep_until(start + self.settings.tick_interval)
+            async with trio.open_nursery() as nursery:
+                # The engine's change notifications keep `list_owned` current
+                # (no listing per tick); ready once the pool has been read.
+                await nursery.start(self.engine.watch)
+                self._started = True
+                task_status.started()
+                while True:
+                    start = trio.current_time()
+                    await self.tick()
+                    await trio.sleep_until(start + self.settings.tick_interval)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
