@@ -73,7 +73,7 @@ from agent.core.cgroups import (
 )
 from agent.core.errors import AgentError
 from agent.core.records import ContainerInfo, Sample
-from agent.adapters.probe import probe_http, probe_tcp
+from agent.adapters.probe import is_ip_literal, probe_http, probe_tcp, probe_tcp_many
 
 __all__ = [
     "Sampler",
@@ -172,12 +172,23 @@ class Sampler:
                 result = await probe_tcp(host, port, probe_timeout)
             probes[info.id] = result
 
+        probed_tcp: list[ContainerInfo] = []
+        answers: list[float | None] = []
         with trio.move_on_at(deadline):
             async with trio.open_nursery() as nursery:
-                for info in running:
-                    if info.host_port is not None:
-                        nursery.start_soon(probe, info)
+                targets = [info for info in running if info.host_port is not None]
+                if not health_path:  # IP literals in one batch, names one by one
+                    probed_tcp = [i for i in targets if is_ip_literal(probe_address(i)[0])]
+                    targets = [i for i in targets if not is_ip_literal(probe_address(i)[0])]
+                if probed_tcp:
+                    answers = [None] * len(probed_tcp)
+                    nursery.start_soon(self._probe_tcp, probed_tcp, answers, probe_timeout, deadline)
+                for info in targets:
+                    nursery.start_soon(probe, info)
                 nursery.start_soon(self._collect, running, readings, metrics_done)
+        for info, answer in zip(probed_tcp, answers):
+            if answer is not None:
+                probes[info.id] = answer
 
         samples: dict[str, Sample] = {}
         for info in containers:
@@ -222,6 +233,20 @@ class Sampler:
         with self._lock:
             for cid in [c for c in self._landed if c not in keep]:
                 del self._landed[cid]
+
+    async def _probe_tcp(
+        self, targets: list[ContainerInfo], answers: list[float | None], timeout: float,
+        deadline: float,
+    ) -> None:
+        """Every TCP probe of the tick in one worker thread (`probe_tcp_many`).
+
+        The thread fills `answers` as they come, so when the tick's deadline
+        cancels this call the answers that did arrive are kept."""
+        stop_in = deadline - trio.current_time()
+        await trio.to_thread.run_sync(
+            probe_tcp_many, [probe_address(info) for info in targets], timeout, stop_in, answers,
+            limiter=self._limiter, abandon_on_cancel=True,
+        )
 
     async def _collect(
         self, running: list[ContainerInfo], readings: dict[str, Counters], done: set[str]
