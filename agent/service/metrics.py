@@ -48,7 +48,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.core.records import Category, Snapshot
 
-__all__ = ["Metrics", "CONTENT_TYPE", "TICK_BUCKETS"]
+__all__ = ["Metrics", "CONTENT_TYPE"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

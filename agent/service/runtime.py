@@ -20,6 +20,14 @@ count, the policy state or the SUNDOWN marks are written to Redis *before* they
 are acted on (write-ahead), so a `kill -9` between the two is repaired by the
 next agent's reconcile step instead of leaving duplicates.
 
+Persisting is cheap when little changes: each write sends only the fields that
+changed since the store last wrote them (`agent.core.store_delta`), the scores
+are written every SCORES_PERSIST_PERIOD rather than every tick, and the whole
+state every FULL_WRITE_PERIOD and at shutdown; the store itself writes
+everything again whenever it cannot trust what it knows of Redis (first write,
+after a failure, a new connection). The write-ahead is one of these writes, so
+what it records is in Redis before the engine is touched.
+
 Failures of the engine or of Redis never end the loop: the tick records them
 (metrics, ledger, snapshot flags) and the next tick tries again. Redis is the
 store's concern (it buffers events and backs off); while the engine does not
@@ -44,7 +52,7 @@ from agent.core.jsonsafe import strict_json
 from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
-from agent.core.records import ContainerScore, Snapshot
+from agent.core.records import Category, ContainerInfo, ContainerScore, Snapshot
 from agent.core.plan import (
     Event,
     Plan,
@@ -69,6 +77,12 @@ __all__ = ["Agent"]
 log = logging.getLogger("deployment_agent.runtime")
 
 HISTORY_POINTS = 3600
+
+# Seconds between two complete writes of the state to Redis (every tick writes
+# what changed; a complete write repairs anything changed behind our back).
+FULL_WRITE_PERIOD = 60.0
+# Seconds between two writes of the scores (records' `score`, the summaries).
+SCORES_PERSIST_PERIOD = 5.0
 
 
 class Agent:
@@ -99,6 +113,12 @@ class Agent:
         self._tick = 0
         self._last_tick_end: float | None = None
         self._started = False
+        # What `_persist` last wrote of the scores (overall, summary) and the
+        # records built from them; when the last full and score writes were.
+        self._persisted: dict[str, tuple[float, dict[str, object]]] = {}
+        self._records: dict[str, tuple[ContainerInfo, Category, float | None, dict[str, object]]] = {}
+        self._full_written_at: float | None = None
+        self._scores_written_at: float | None = None
 
     # -- the facade ------------------------------------------------------------
 
@@ -220,7 +240,7 @@ class Agent:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
-                    await self._persist(self._pool)
+                    await self._persist(self._pool, full=True)
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.exception("final persist failed")
             self.hub.close()
@@ -382,29 +402,46 @@ class Agent:
             self.scorer.remove(info.name)
         return True
 
-    async def _persist(self, pool: PoolState) -> None:
-        records = {}
-        summaries = {}
-        for name, info in pool.containers.items():
-            score = pool.scores.get(name)
-            records[name] = container_record(
-                info, category=pool.category(name),
-                score=None if score is None else score.overall_score,
-            )
-            if score is not None:
-                summaries[name] = _summary(score)
+    async def _persist(self, pool: PoolState, *, full: bool = False) -> None:
+        """Write the pool's state: what changed since the last write, every tick
+        (and as the write-ahead); everything every FULL_WRITE_PERIOD, and when
+        `full`. The scores in the records and the summaries are refreshed every
+        SCORES_PERSIST_PERIOD: they move a little every tick, and a restarted
+        agent needs the marks, counts and identities, not this second's score."""
+        now = trio.current_time()
+        full = full or _due(self._full_written_at, FULL_WRITE_PERIOD, now)
+        if full or _due(self._scores_written_at, SCORES_PERSIST_PERIOD, now):
+            self._scores_written_at = now
+            self._persisted = {name: (s.overall_score, _summary(s)) for name, s in pool.scores.items()}
+            self._records = {n: r for n, r in self._records.items() if n in pool.containers}
+        records = {name: self._record(info, pool.category(name))
+                   for name, info in pool.containers.items()}
         write = TickWrite(
             desired=pool.desired,
             containers=records,
             sundown=dict(pool.sundown),
-            summaries=summaries,
+            summaries={n: p[1] for n, p in self._persisted.items() if n in pool.containers},
             policy=pool.policy.to_json(),
         )
         try:
-            await self.store.write_tick(write)
+            await self.store.write_tick(write, only_changes=not full)
+            if full:
+                self._full_written_at = now
         except StoreError as exc:
             self.metrics.error("store")
             log.debug("state not persisted this tick: %s", exc)
+
+    def _record(self, info: ContainerInfo, category: Category) -> dict[str, object]:
+        """A container's stored record, the same object while nothing in it changed."""
+        persisted = self._persisted.get(info.name)
+        score = None if persisted is None else persisted[0]
+        cached = self._records.get(info.name)
+        if cached is not None and (cached[0] is info or cached[0] == info) \
+                and cached[1] == category and cached[2] is score:
+            return cached[3]
+        record = container_record(info, category=category, score=score)
+        self._records[info.name] = (info, category, score, record)
+        return record
 
     def _publish(self, pool: PoolState, now: float) -> None:
         scores = tuple(pool.scores[n] for n in sorted(pool.scores))
@@ -443,6 +480,10 @@ class Agent:
             await self.store.append_event(event.kind, dict(event.data))
         except StoreError as exc:
             log.debug("event %s not stored: %s", event.kind, exc)
+
+
+def _due(last: float | None, period: float, now: float) -> bool:
+    return last is None or now - last >= period
 
 
 def _summary(score: ContainerScore) -> dict[str, object]:
