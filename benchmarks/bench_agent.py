@@ -15,14 +15,23 @@ For each N, on the real engine:
    makes work for is measured over `--seconds`: the agent itself, dockerd,
    containerd, the workers' shims and port proxies, redis-server (and an embedded
    haproxy when the agent runs one);
-3. with the agent stopped, the way the seed sampled — the engine's stats API,
+3. with the agent stopped and nothing sampling, an *idle window* of
+   `--idle-seconds` (default: `--seconds`) measures the same engine processes
+   and Redis: what N idle containers cost anyway — the shims' own timers,
+   dockerd's housekeeping, and whatever other work on the machine asks of the
+   shared dockerd meanwhile. Subtracted from both ways below, it gives their
+   *net* cost, the part due to sampling;
+4. then the way the seed sampled — the engine's stats API,
    docker-py ``stats(stream=False, one_shot=True)`` for every container once a
    second from 16 threads — runs in a child process over the same containers for
    the same time, and the same processes (the poller instead of the agent) are
    measured the same way.
 
 CPU per container-sample = CPU seconds of those processes over the window /
-(N × samples taken in it). The agent's samples are its ticks (from its own
+(N × samples taken in it); net = that minus the idle window's CPU per
+container-second spread over the samples of a second. CPU time is read from each
+process's CPU clock (nanoseconds, exited threads included), not from /proc's
+10 ms clock ticks. The agent's samples are its ticks (from its own
 `/metrics`); the poller's are its completed rounds. Tick p50/p99 come from the
 agent's `tick_duration_seconds` histogram (interpolated inside a bucket), RSS
 from /proc. dockerd and containerd are shared by everything on the engine: other
@@ -70,7 +79,14 @@ TARGETS = {
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), 0 when it is gone."""
+    """CPU time of a process (all its threads, the exited ones included), 0 when
+    it is gone: its process CPU clock (nanoseconds, `clock_getcpuclockid`'s id
+    computed here), else utime + stime from /proc (clock ticks: 10 ms, too
+    coarse for an agent that spends a few ms a second)."""
+    try:
+        return time.clock_gettime_ns((~pid << 3) | 2) / 1e9  # CPUCLOCK_SCHED of `pid`
+    except OSError:
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -319,6 +335,7 @@ class Run:
     workdir: Path
     image: str
     port: int
+    idle_seconds: float = 0.0
 
 
 def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int) -> dict[str, str]:
@@ -425,6 +442,22 @@ def measure_stats_api(run: Run, workers: list[Any], redis_pid: int) -> dict[str,
     return {"elapsed_s": elapsed, "samples": rounds * run.n, "rounds": rounds, "cpu_s": spent}
 
 
+def measure_idle(run: Run, workers: list[Any], redis_pid: int) -> dict[str, Any]:
+    """The same processes with nothing sampling: what N idle containers cost the
+    engine anyway (the shims' own timers, dockerd's housekeeping, and whatever
+    else the machine asks of dockerd meanwhile)."""
+    groups = engine_processes((w.pid for w in workers), (w.host_port for w in workers))
+    groups["redis"] = [redis_pid]
+    meter = CpuMeter(groups)
+    load0 = load_average()
+    meter.start()
+    t0 = time.monotonic()
+    time.sleep(run.idle_seconds)
+    spent = meter.stop()
+    return {"elapsed_s": time.monotonic() - t0, "cpu_s": spent,
+            "load_average": (load0 + load_average()) / 2}
+
+
 def stats_poller(ids_file: Path, seconds: float) -> None:
     """Child process: the stats API for every container once a second, 16 threads."""
     from concurrent.futures import ThreadPoolExecutor
@@ -456,31 +489,54 @@ def bench_one(run: Run) -> dict[str, Any]:
         progress(f"N={run.n}: {len(workers)} workers in {time.monotonic() - t0:.0f} s; agent window {run.seconds:g} s")
         with redis_server(run.workdir / f"redis-{run.n}") as redis:
             agent = measure_agent(run, app, workers, redis)
+            idle = None
+            if run.idle_seconds > 0:
+                progress(f"N={run.n}: idle window {run.idle_seconds:g} s (nothing sampling)")
+                idle = measure_idle(run, workers, redis[1])
             progress(f"N={run.n}: stats-API window {run.seconds:g} s")
             stats = measure_stats_api(run, workers, redis[1])
     finally:
         removed = remove_app(app)
         progress(f"N={run.n}: removed {removed} containers")
-    return {"app": app, **summarise(run.n, agent, stats)}
+    return {"app": app, **summarise(run.n, agent, stats, idle)}
 
 
 def _per_sample_ms(cpu: Mapping[str, float], samples: float) -> dict[str, float]:
     return {name: (1000 * s / samples if samples else math.nan) for name, s in cpu.items()}
 
 
-def summarise(n: int, agent: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+ENGINE_KEYS = ("dockerd", "containerd", "shims", "proxies")
+
+
+def summarise(
+    n: int, agent: dict[str, Any], stats: dict[str, Any], idle: dict[str, Any] | None = None
+) -> dict[str, Any]:
     a = _per_sample_ms(agent["cpu_s"], agent["samples"])
     s = _per_sample_ms(stats["cpu_s"], stats["samples"])
-    engine_keys = ("dockerd", "containerd", "shims", "proxies")
     a_total, s_total = sum(a.values()), sum(s.values())
-    return {
+    out: dict[str, Any] = {
         "n": n,
-        "agent": {**agent, "ms_per_sample": a, "engine_ms_per_sample": sum(a[k] for k in engine_keys),
+        "agent": {**agent, "ms_per_sample": a, "engine_ms_per_sample": sum(a[k] for k in ENGINE_KEYS),
                   "total_ms_per_sample": a_total},
-        "stats_api": {**stats, "ms_per_sample": s, "engine_ms_per_sample": sum(s[k] for k in engine_keys),
+        "stats_api": {**stats, "ms_per_sample": s, "engine_ms_per_sample": sum(s[k] for k in ENGINE_KEYS),
                       "total_ms_per_sample": s_total},
         "stats_api_ratio": s_total / a_total if a_total else math.nan,
     }
+    if idle is not None:
+        # Idle cost per container-second: at 1 Hz, what each way's per-sample
+        # figure includes without sampling anything.
+        base = _per_sample_ms(idle["cpu_s"], n * idle["elapsed_s"])
+        out["idle"] = {**idle, "ms_per_container_second": base,
+                       "total_ms_per_container_second": sum(base.values())}
+        for way, per in (("agent", a), ("stats_api", s)):
+            samples_per_s = (agent if way == "agent" else stats)["samples"] / (
+                n * (agent if way == "agent" else stats)["elapsed_s"])
+            net = {k: v - base.get(k, 0.0) / max(samples_per_s, 1e-9) for k, v in per.items()}
+            out[way]["net_ms_per_sample"] = net
+            out[way]["net_total_ms_per_sample"] = sum(net.values())
+        a_net, s_net = out["agent"]["net_total_ms_per_sample"], out["stats_api"]["net_total_ms_per_sample"]
+        out["net_stats_api_ratio"] = s_net / a_net if a_net > 0 else math.nan
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -497,7 +553,13 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     if 100 in by_n:
         r = by_n[100]
         check("CPU ms per container-sample, N=100", r["agent"]["total_ms_per_sample"], TARGETS["cost_ms_per_sample_n100"])
+        if "idle" in r:
+            check("  the same, net of the idle engine", r["agent"]["net_total_ms_per_sample"],
+                  TARGETS["cost_ms_per_sample_n100"])
         check("stats API / agent, N=100", r["stats_api_ratio"], TARGETS["stats_api_ratio"], at_least=True)
+        if "idle" in r:
+            check("  the same, net of the idle engine", r["net_stats_api_ratio"], TARGETS["stats_api_ratio"],
+                  at_least=True)
         check("tick p99 ms, N=100", r["agent"]["tick_p99_ms"], TARGETS["tick_p99_ms_n100"])
     if 300 in by_n:
         r = by_n[300]
@@ -505,22 +567,31 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         check("agent RSS MiB, N=300", r["agent"]["agent_rss_mib"], TARGETS["agent_rss_mib_n300"])
     if len(by_n) >= 2:
         lo, hi = min(by_n), max(by_n)
-        growth = by_n[hi]["agent"]["total_ms_per_sample"] / by_n[lo]["agent"]["total_ms_per_sample"]
-        rows.append((f"cost per sample N={hi} / N={lo}", f"{growth:.2f}", "flat ≈ 1"))
+        for label, key in (("", "total_ms_per_sample"), (" (net)", "net_total_ms_per_sample")):
+            if key in by_n[hi]["agent"] and key in by_n[lo]["agent"]:
+                growth = by_n[hi]["agent"][key] / by_n[lo]["agent"][key]
+                rows.append((f"cost per sample N={hi} / N={lo}{label}", f"{growth:.2f}", "flat ≈ 1"))
+        growth = by_n[hi]["agent"]["ms_per_sample"]["agent"] / by_n[lo]["agent"]["ms_per_sample"]["agent"]
+        rows.append((f"agent process alone N={hi} / N={lo}", f"{growth:.2f}", "flat ≈ 1"))
     return rows
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("N", "agent", "engine", "redis", "total", "stats API", "ratio", "tick p50", "tick p99", "RSS MiB")
-    lines = ["The agent's own cost (CPU ms per container-sample; ticks in ms)", "-" * 96,
+    head = ("N", "agent", "engine", "redis", "total", "idle", "net", "stats API", "stats net",
+            "ratio", "net ratio", "tick p50", "tick p99", "RSS MiB")
+    width = 10 * len(head)
+    lines = ["The agent's own cost (CPU ms per container-sample; idle: engine and Redis with nothing "
+             "sampling, per container-second; net = total - idle; ticks in ms)", "-" * width,
              "".join(f"{h:>10}" for h in head)]
     for r in results:
         a, s = r["agent"], r["stats_api"]
+        idle = r.get("idle", {}).get("total_ms_per_container_second", math.nan)
         cells = (r["n"], a["ms_per_sample"]["agent"], a["engine_ms_per_sample"], a["ms_per_sample"]["redis"],
-                 a["total_ms_per_sample"], s["total_ms_per_sample"], r["stats_api_ratio"],
-                 a["tick_p50_ms"], a["tick_p99_ms"], a["agent_rss_mib"])
+                 a["total_ms_per_sample"], idle, a.get("net_total_ms_per_sample", math.nan),
+                 s["total_ms_per_sample"], s.get("net_total_ms_per_sample", math.nan), r["stats_api_ratio"],
+                 r.get("net_stats_api_ratio", math.nan), a["tick_p50_ms"], a["tick_p99_ms"], a["agent_rss_mib"])
         lines.append("".join(f"{c:>10}" if isinstance(c, int) else f"{c:>10.3g}" for c in cells))
-    lines.append("-" * 96)
+    lines.append("-" * width)
     lines += [f"{name:<44}{value:>12}  {verdict}" for name, value, verdict in verdicts(results)]
     return "\n".join(lines)
 
@@ -530,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, action="append", help="pool size (repeatable; default 20, 100, 300)")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per N and way (default 60)")
     parser.add_argument("--warmup", type=float, default=5.0, help="settling time before each window, s (default 5)")
+    parser.add_argument("--idle-seconds", type=float, default=None,
+                        help="idle window (nothing sampling) between the two ways, s (default: --seconds; 0: none)")
     parser.add_argument("--quick", action="store_true", help="smoke run: no settling time")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--stats-poller", metavar="IDS", help=argparse.SUPPRESS)
@@ -538,8 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         stats_poller(Path(opts.stats_poller), opts.seconds)
         return 0
     ns = opts.n or list(DEFAULT_NS)
-    if any(not 1 <= n <= 1000 for n in ns) or not 1 <= opts.seconds <= 600:
-        parser.error("--n must be in 1..1000 and --seconds in 1..600")
+    if any(not 1 <= n <= 1000 for n in ns) or not 1 <= opts.seconds <= 600 or not 0 <= (
+            opts.idle_seconds or 0) <= 600:
+        parser.error("--n must be in 1..1000, --seconds in 1..600 and --idle-seconds in 0..600")
     from agent.adapters.demo_image import DEMO_IMAGE, DEMO_PORT, ensure_demo_image
 
     image = ensure_demo_image(_docker_host(), DEMO_IMAGE)
@@ -549,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp) / f"n{n}"
             workdir.mkdir()
             run = Run(n=n, seconds=opts.seconds, warmup=0.0 if opts.quick else opts.warmup,
-                      workdir=workdir, image=image, port=DEMO_PORT)
+                      workdir=workdir, image=image, port=DEMO_PORT,
+                      idle_seconds=opts.seconds if opts.idle_seconds is None else opts.idle_seconds)
             results.append(bench_one(run))
     print(table(results))
     if opts.json:
@@ -557,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "agent_cost",
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "settings": {"seconds": opts.seconds, "warmup": opts.warmup, "tick_interval": 1.0,
-                         "stats_threads": STATS_THREADS},
+                         "stats_threads": STATS_THREADS,
+                         "idle_seconds": opts.seconds if opts.idle_seconds is None else opts.idle_seconds},
             "targets": TARGETS,
             "results": results,
             "verdicts": [{"name": n, "value": v, "verdict": d} for n, v, d in verdicts(results)],
