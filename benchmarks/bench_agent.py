@@ -15,21 +15,24 @@ For each N, on the real engine:
    makes work for is measured over `--seconds`: the agent itself, dockerd,
    containerd, the workers' shims and port proxies, redis-server (and an embedded
    haproxy when the agent runs one);
-3. with the agent stopped and nothing sampling, an *idle window* of
-   `--idle-seconds` (default: `--seconds`) measures the same engine processes
-   and Redis: what N idle containers cost anyway — the shims' own timers,
-   dockerd's housekeeping, and whatever other work on the machine asks of the
-   shared dockerd meanwhile. Subtracted from both ways below, it gives their
-   *net* cost, the part due to sampling;
-4. then the way the seed sampled — the engine's stats API,
+3. the *net* cost, the part due to sampling: N idle containers cost the
+   engine something with nothing sampling them (the shims' own timers,
+   dockerd's housekeeping) and, on a shared machine, dockerd also serves
+   everyone else meanwhile. So the same processes are measured over `--pairs`
+   pairs of `--pair-seconds` windows, the agent running in one and stopped
+   (SIGSTOP) in the other, in alternating order: net = running − stopped, per
+   second, which cancels what does not come from the agent as far as it does
+   not change faster than the windows. The stopped windows' rate is also the
+   idle baseline subtracted from the stats-API way's figures;
+4. with the agent gone, the way the seed sampled — the engine's stats API,
    docker-py ``stats(stream=False, one_shot=True)`` for every container once a
    second from 16 threads — runs in a child process over the same containers for
    the same time, and the same processes (the poller instead of the agent) are
    measured the same way.
 
 CPU per container-sample = CPU seconds of those processes over the window /
-(N × samples taken in it); net = that minus the idle window's CPU per
-container-second spread over the samples of a second. CPU time is read from each
+(N × samples taken in it); net per group = (running − stopped CPU per second)
+/ (N × samples per second). CPU time is read from each
 process's CPU clock (nanoseconds, exited threads included), not from /proc's
 10 ms clock ticks. The agent's samples are its ticks (from its own
 `/metrics`); the poller's are its completed rounds. Tick p50/p99 come from the
@@ -335,7 +338,8 @@ class Run:
     workdir: Path
     image: str
     port: int
-    idle_seconds: float = 0.0
+    pairs: int = 0
+    pair_seconds: float = 5.0
 
 
 def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int) -> dict[str, str]:
@@ -391,6 +395,11 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
         elapsed = time.monotonic() - t0
         buckets1, gauges1 = scrape(http_port)
         rss = rss_mib(proc.pid)
+        pairs = None
+        if run.pairs > 0:
+            progress(f"N={run.n}: {run.pairs} pairs of {run.pair_seconds:g} s windows, the agent "
+                     "running and stopped")
+            pairs = paired_windows(proc, groups, http_port, run)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -410,6 +419,7 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
         "tick_p99_ms": quantile(window, 0.99) * 1000,
         "agent_rss_mib": rss,
         "load_average": (load0 + load_average()) / 2,
+        "pairs": pairs,
     }
 
 
@@ -442,20 +452,40 @@ def measure_stats_api(run: Run, workers: list[Any], redis_pid: int) -> dict[str,
     return {"elapsed_s": elapsed, "samples": rounds * run.n, "rounds": rounds, "cpu_s": spent}
 
 
-def measure_idle(run: Run, workers: list[Any], redis_pid: int) -> dict[str, Any]:
-    """The same processes with nothing sampling: what N idle containers cost the
-    engine anyway (the shims' own timers, dockerd's housekeeping, and whatever
-    else the machine asks of dockerd meanwhile)."""
-    groups = engine_processes((w.pid for w in workers), (w.host_port for w in workers))
-    groups["redis"] = [redis_pid]
-    meter = CpuMeter(groups)
-    load0 = load_average()
-    meter.start()
-    t0 = time.monotonic()
-    time.sleep(run.idle_seconds)
-    spent = meter.stop()
-    return {"elapsed_s": time.monotonic() - t0, "cpu_s": spent,
-            "load_average": (load0 + load_average()) / 2}
+def paired_windows(proc: subprocess.Popen[bytes], groups: Mapping[str, list[int]], http_port: int,
+                   run: Run) -> dict[str, Any]:
+    """The agent running and stopped (SIGSTOP) in turn, `run.pairs` times."""
+    totals: dict[str, Any] = {"on_s": 0.0, "off_s": 0.0, "ticks_on": 0.0,
+                              "cpu_on": dict.fromkeys(groups, 0.0), "cpu_off": dict.fromkeys(groups, 0.0)}
+
+    def window(running: bool) -> None:
+        if running:
+            before = scrape(http_port)[1].get("last_tick", 0)
+        meter = CpuMeter(groups)
+        meter.start()
+        t0 = time.monotonic()
+        time.sleep(run.pair_seconds)
+        spent = meter.stop()
+        side = "on" if running else "off"
+        totals[f"{side}_s"] += time.monotonic() - t0
+        for name, seconds in spent.items():
+            totals[f"cpu_{side}"][name] += seconds
+        if running:
+            totals["ticks_on"] += scrape(http_port)[1].get("last_tick", 0) - before
+
+    try:
+        for k in range(run.pairs):
+            for running in ((True, False) if k % 2 == 0 else (False, True)):
+                if not running:
+                    proc.send_signal(signal.SIGSTOP)
+                try:
+                    window(running)
+                finally:
+                    if not running:
+                        proc.send_signal(signal.SIGCONT)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    return totals
 
 
 def stats_poller(ids_file: Path, seconds: float) -> None:
@@ -489,16 +519,12 @@ def bench_one(run: Run) -> dict[str, Any]:
         progress(f"N={run.n}: {len(workers)} workers in {time.monotonic() - t0:.0f} s; agent window {run.seconds:g} s")
         with redis_server(run.workdir / f"redis-{run.n}") as redis:
             agent = measure_agent(run, app, workers, redis)
-            idle = None
-            if run.idle_seconds > 0:
-                progress(f"N={run.n}: idle window {run.idle_seconds:g} s (nothing sampling)")
-                idle = measure_idle(run, workers, redis[1])
             progress(f"N={run.n}: stats-API window {run.seconds:g} s")
             stats = measure_stats_api(run, workers, redis[1])
     finally:
         removed = remove_app(app)
         progress(f"N={run.n}: removed {removed} containers")
-    return {"app": app, **summarise(run.n, agent, stats, idle)}
+    return {"app": app, **summarise(run.n, agent, stats)}
 
 
 def _per_sample_ms(cpu: Mapping[str, float], samples: float) -> dict[str, float]:
@@ -508,9 +534,7 @@ def _per_sample_ms(cpu: Mapping[str, float], samples: float) -> dict[str, float]
 ENGINE_KEYS = ("dockerd", "containerd", "shims", "proxies")
 
 
-def summarise(
-    n: int, agent: dict[str, Any], stats: dict[str, Any], idle: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def summarise(n: int, agent: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
     a = _per_sample_ms(agent["cpu_s"], agent["samples"])
     s = _per_sample_ms(stats["cpu_s"], stats["samples"])
     a_total, s_total = sum(a.values()), sum(s.values())
@@ -522,20 +546,22 @@ def summarise(
                       "total_ms_per_sample": s_total},
         "stats_api_ratio": s_total / a_total if a_total else math.nan,
     }
-    if idle is not None:
-        # Idle cost per container-second: at 1 Hz, what each way's per-sample
-        # figure includes without sampling anything.
-        base = _per_sample_ms(idle["cpu_s"], n * idle["elapsed_s"])
-        out["idle"] = {**idle, "ms_per_container_second": base,
-                       "total_ms_per_container_second": sum(base.values())}
-        for way, per in (("agent", a), ("stats_api", s)):
-            samples_per_s = (agent if way == "agent" else stats)["samples"] / (
-                n * (agent if way == "agent" else stats)["elapsed_s"])
-            net = {k: v - base.get(k, 0.0) / max(samples_per_s, 1e-9) for k, v in per.items()}
-            out[way]["net_ms_per_sample"] = net
-            out[way]["net_total_ms_per_sample"] = sum(net.values())
-        a_net, s_net = out["agent"]["net_total_ms_per_sample"], out["stats_api"]["net_total_ms_per_sample"]
-        out["net_stats_api_ratio"] = s_net / a_net if a_net > 0 else math.nan
+    pairs = agent.get("pairs")
+    if pairs and pairs["on_s"] > 0 and pairs["off_s"] > 0 and pairs["ticks_on"] > 0:
+        on_s, off_s, samples_on = pairs["on_s"], pairs["off_s"], pairs["ticks_on"] * n
+        idle = {k: 1000 * v / (n * off_s) for k, v in pairs["cpu_off"].items()}  # ms per container-second
+        net = {k: 1000 * (v / on_s - pairs["cpu_off"][k] / off_s) * on_s / samples_on
+               for k, v in pairs["cpu_on"].items()}
+        out["idle_ms_per_container_second"] = idle
+        out["idle_total_ms_per_container_second"] = sum(v for k, v in idle.items() if k != "agent")
+        out["agent"]["net_ms_per_sample"] = net
+        out["agent"]["net_total_ms_per_sample"] = sum(net.values())
+        samples_per_s = stats["samples"] / (n * stats["elapsed_s"])
+        s_net = {k: v - idle.get(k, 0.0) / max(samples_per_s, 1e-9) for k, v in s.items()}
+        out["stats_api"]["net_ms_per_sample"] = s_net
+        out["stats_api"]["net_total_ms_per_sample"] = sum(s_net.values())
+        a_net = out["agent"]["net_total_ms_per_sample"]
+        out["net_stats_api_ratio"] = sum(s_net.values()) / a_net if a_net > 0 else math.nan
     return out
 
 
@@ -553,11 +579,11 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     if 100 in by_n:
         r = by_n[100]
         check("CPU ms per container-sample, N=100", r["agent"]["total_ms_per_sample"], TARGETS["cost_ms_per_sample_n100"])
-        if "idle" in r:
-            check("  the same, net of the idle engine", r["agent"]["net_total_ms_per_sample"],
+        if "net_total_ms_per_sample" in r["agent"]:
+            check("  the same, net (running − stopped)", r["agent"]["net_total_ms_per_sample"],
                   TARGETS["cost_ms_per_sample_n100"])
         check("stats API / agent, N=100", r["stats_api_ratio"], TARGETS["stats_api_ratio"], at_least=True)
-        if "idle" in r:
+        if "net_stats_api_ratio" in r:
             check("  the same, net of the idle engine", r["net_stats_api_ratio"], TARGETS["stats_api_ratio"],
                   at_least=True)
         check("tick p99 ms, N=100", r["agent"]["tick_p99_ms"], TARGETS["tick_p99_ms_n100"])
@@ -580,12 +606,12 @@ def table(results: list[dict[str, Any]]) -> str:
     head = ("N", "agent", "engine", "redis", "total", "idle", "net", "stats API", "stats net",
             "ratio", "net ratio", "tick p50", "tick p99", "RSS MiB")
     width = 10 * len(head)
-    lines = ["The agent's own cost (CPU ms per container-sample; idle: engine and Redis with nothing "
-             "sampling, per container-second; net = total - idle; ticks in ms)", "-" * width,
+    lines = ["The agent's own cost (CPU ms per container-sample; idle: engine and Redis with the agent "
+             "stopped, per container-second; net: running - stopped; ticks in ms)", "-" * width,
              "".join(f"{h:>10}" for h in head)]
     for r in results:
         a, s = r["agent"], r["stats_api"]
-        idle = r.get("idle", {}).get("total_ms_per_container_second", math.nan)
+        idle = r.get("idle_total_ms_per_container_second", math.nan)
         cells = (r["n"], a["ms_per_sample"]["agent"], a["engine_ms_per_sample"], a["ms_per_sample"]["redis"],
                  a["total_ms_per_sample"], idle, a.get("net_total_ms_per_sample", math.nan),
                  s["total_ms_per_sample"], s.get("net_total_ms_per_sample", math.nan), r["stats_api_ratio"],
@@ -601,8 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, action="append", help="pool size (repeatable; default 20, 100, 300)")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per N and way (default 60)")
     parser.add_argument("--warmup", type=float, default=5.0, help="settling time before each window, s (default 5)")
-    parser.add_argument("--idle-seconds", type=float, default=None,
-                        help="idle window (nothing sampling) between the two ways, s (default: --seconds; 0: none)")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="pairs of windows with the agent running and stopped, for the net cost (default 4; 0: none)")
+    parser.add_argument("--pair-seconds", type=float, default=5.0, help="length of each of those windows, s (default 5)")
     parser.add_argument("--quick", action="store_true", help="smoke run: no settling time")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--stats-poller", metavar="IDS", help=argparse.SUPPRESS)
@@ -611,9 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         stats_poller(Path(opts.stats_poller), opts.seconds)
         return 0
     ns = opts.n or list(DEFAULT_NS)
-    if any(not 1 <= n <= 1000 for n in ns) or not 1 <= opts.seconds <= 600 or not 0 <= (
-            opts.idle_seconds or 0) <= 600:
-        parser.error("--n must be in 1..1000, --seconds in 1..600 and --idle-seconds in 0..600")
+    if any(not 1 <= n <= 1000 for n in ns) or not 1 <= opts.seconds <= 600 or not 0 <= opts.pairs <= 60 \
+            or not 1 <= opts.pair_seconds <= 120:
+        parser.error("--n must be in 1..1000, --seconds in 1..600, --pairs in 0..60, --pair-seconds in 1..120")
     from agent.adapters.demo_image import DEMO_IMAGE, DEMO_PORT, ensure_demo_image
 
     image = ensure_demo_image(_docker_host(), DEMO_IMAGE)
@@ -624,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             run = Run(n=n, seconds=opts.seconds, warmup=0.0 if opts.quick else opts.warmup,
                       workdir=workdir, image=image, port=DEMO_PORT,
-                      idle_seconds=opts.seconds if opts.idle_seconds is None else opts.idle_seconds)
+                      pairs=0 if opts.quick else opts.pairs, pair_seconds=opts.pair_seconds)
             results.append(bench_one(run))
     print(table(results))
     if opts.json:
@@ -633,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "settings": {"seconds": opts.seconds, "warmup": opts.warmup, "tick_interval": 1.0,
                          "stats_threads": STATS_THREADS,
-                         "idle_seconds": opts.seconds if opts.idle_seconds is None else opts.idle_seconds},
+                         "pairs": opts.pairs, "pair_seconds": opts.pair_seconds},
             "targets": TARGETS,
             "results": results,
             "verdicts": [{"name": n, "value": v, "verdict": d} for n, v, d in verdicts(results)],
