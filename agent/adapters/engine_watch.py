@@ -21,7 +21,9 @@ engine's `OwnedView` current and tells `list_owned` when it may serve it:
    side), the view stops being live at once — `list_owned` lists the engine
    directly again, and fails with `EngineError` while the engine is down, so
    actuation pauses as before — and the watcher reconnects with a capped
-   backoff, going back to step 1 (a full resync).
+   backoff, going back to step 1 (a full resync). An engine that hangs without
+   closing the stream is caught by the next light resync, whose listing times
+   out like any engine call.
 
 The ownership rule is unchanged: the stream is filtered by both labels on the
 engine's side, every inspected container's labels are checked again before it
