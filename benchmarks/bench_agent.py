@@ -24,6 +24,9 @@ For each N, on the real engine:
    second, which cancels what does not come from the agent as far as it does
    not change faster than the windows. The stopped windows' rate is also the
    idle baseline subtracted from the stats-API way's figures;
+   The agent reaches the engine through a relay of the benchmark's
+   (`EngineRelay`, unless `--no-relay`), which counts its API requests by
+   kind: what it asks of dockerd, exactly, however busy dockerd is otherwise;
 4. with the agent gone, the way the seed sampled — the engine's stats API,
    docker-py ``stats(stream=False, one_shot=True)`` for every container once a
    second from 16 threads — runs in a child process over the same containers for
@@ -45,6 +48,7 @@ end, also after an error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -52,6 +56,7 @@ import platform
 import re
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -219,6 +224,107 @@ def quantile(cumulative: Mapping[float, float], q: float) -> float:
     return lower
 
 
+# --------------------------------------------------------------------------- engine requests
+
+
+_REQUEST = re.compile(rb"(?:^|\r\n)(GET|POST|PUT|DELETE|HEAD) (/[^ ?]*)[^ ]* HTTP/1\.[01]\r\n")
+
+
+def request_kind(path: str) -> str:
+    """What an engine API path asks for, by its shape."""
+    tail = re.sub(r"^/v[0-9.]+", "", path)
+    if tail == "/containers/json":
+        return "list"
+    if tail == "/events":
+        return "events"
+    if re.fullmatch(r"/containers/[^/]+/json", tail):
+        return "inspect"
+    if re.fullmatch(r"/containers/[^/]+/stats", tail):
+        return "stats"
+    return "other"
+
+
+class EngineRelay:
+    """A unix-socket relay to the engine that counts the requests going through it.
+
+    The agent is given ``DOCKER_HOST=unix://<relay>``: every engine request it
+    makes is counted by kind (list, inspect, events, stats, other) — what it asks
+    of the engine, exactly, whatever else dockerd is doing for others on this
+    machine. (Request lines are found in the client's byte stream; a request body
+    that contained one would be counted too — the agent's bodies do not.)
+    """
+
+    def __init__(self, path: Path, engine_socket: str) -> None:
+        import socket
+
+        self.path = path
+        self.engine_socket = engine_socket
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._socks: list[Any] = []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path.unlink(missing_ok=True)
+        self._listener.bind(str(path))
+        self._listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def close(self) -> None:
+        import socket
+
+        for sock in [self._listener, *self._socks]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.path.unlink(missing_ok=True)
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(self.engine_socket)
+            except OSError:
+                client.close()
+                continue
+            self._socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: Any, sink: Any, count: bool) -> None:
+        tail = b""
+        try:
+            while data := source.recv(65536):
+                if count:
+                    window = tail + data
+                    kinds = [request_kind(m[2].decode(errors="replace")) for m in _REQUEST.finditer(window)
+                             if m.end() > len(tail)]
+                    if kinds:
+                        with self._lock:
+                            for kind in kinds:
+                                self.counts[kind] = self.counts.get(kind, 0) + 1
+                    tail = window[-200:]
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(1)  # SHUT_WR: the other direction may go on
+
+
 # --------------------------------------------------------------------------- real parts
 
 
@@ -340,10 +446,14 @@ class Run:
     port: int
     pairs: int = 0
     pair_seconds: float = 5.0
+    count_requests: bool = True
 
 
-def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int) -> dict[str, str]:
+def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int,
+              docker_host: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_IMAGE", "TARGET_PORT"))}
+    if docker_host is not None:
+        env["DOCKER_HOST"] = docker_host
     env.update({
         "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         "APP_IDENTIFIER": app,
@@ -365,10 +475,14 @@ def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int) 
 def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]) -> dict[str, Any]:
     http_port, ws_port = free_port(), free_port()
     log = open(run.workdir / f"agent-{run.n}.log", "wb")
+    relay = None
+    engine = _docker_host()
+    if run.count_requests and engine.startswith("unix://"):
+        relay = EngineRelay(run.workdir / "engine.sock", engine.removeprefix("unix://"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.interfaces.cli", "run", "--env-file", os.devnull],
-        env=agent_env(run, app, redis[0], http_port, ws_port), stdout=log, stderr=subprocess.STDOUT,
-        cwd=ROOT,
+        env=agent_env(run, app, redis[0], http_port, ws_port, relay.url if relay else None),
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     try:
         def warmed() -> bool:
@@ -388,11 +502,14 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
         meter = CpuMeter(groups)
         buckets0, gauges0 = scrape(http_port)
         load0 = load_average()
+        requests0 = relay.snapshot() if relay else {}
         meter.start()
         t0 = time.monotonic()
         time.sleep(run.seconds)
         spent = meter.stop()
         elapsed = time.monotonic() - t0
+        requests = ({k: v - requests0.get(k, 0) for k, v in relay.snapshot().items()}
+                    if relay else None)
         buckets1, gauges1 = scrape(http_port)
         rss = rss_mib(proc.pid)
         pairs = None
@@ -408,6 +525,8 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
             proc.kill()
             proc.wait()
         log.close()
+        if relay is not None:
+            relay.close()
     ticks = gauges1.get("last_tick", 0) - gauges0.get("last_tick", 0)
     window = {b: buckets1.get(b, 0) - buckets0.get(b, 0) for b in buckets1}
     return {
@@ -420,6 +539,9 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
         "agent_rss_mib": rss,
         "load_average": (load0 + load_average()) / 2,
         "pairs": pairs,
+        "engine_requests": requests,
+        "engine_requests_per_sample": (None if requests is None or not ticks else
+                                       sum(requests.values()) / (ticks * run.n)),
     }
 
 
@@ -456,7 +578,9 @@ def paired_windows(proc: subprocess.Popen[bytes], groups: Mapping[str, list[int]
                    run: Run) -> dict[str, Any]:
     """The agent running and stopped (SIGSTOP) in turn, `run.pairs` times."""
     totals: dict[str, Any] = {"on_s": 0.0, "off_s": 0.0, "ticks_on": 0.0,
-                              "cpu_on": dict.fromkeys(groups, 0.0), "cpu_off": dict.fromkeys(groups, 0.0)}
+                              "cpu_on": dict.fromkeys(groups, 0.0), "cpu_off": dict.fromkeys(groups, 0.0),
+                              "per_pair": []}
+    current: dict[str, Any] = {}
 
     def window(running: bool) -> None:
         if running:
@@ -467,11 +591,15 @@ def paired_windows(proc: subprocess.Popen[bytes], groups: Mapping[str, list[int]
         time.sleep(run.pair_seconds)
         spent = meter.stop()
         side = "on" if running else "off"
-        totals[f"{side}_s"] += time.monotonic() - t0
+        took = time.monotonic() - t0
+        totals[f"{side}_s"] += took
         for name, seconds in spent.items():
             totals[f"cpu_{side}"][name] += seconds
+        current[side] = {"seconds": took, "cpu_s": spent}
         if running:
-            totals["ticks_on"] += scrape(http_port)[1].get("last_tick", 0) - before
+            ticks = scrape(http_port)[1].get("last_tick", 0) - before
+            totals["ticks_on"] += ticks
+            current["ticks"] = ticks
 
     try:
         for k in range(run.pairs):
@@ -483,6 +611,7 @@ def paired_windows(proc: subprocess.Popen[bytes], groups: Mapping[str, list[int]
                 finally:
                     if not running:
                         proc.send_signal(signal.SIGCONT)
+            totals["per_pair"].append(dict(current))
     finally:
         proc.send_signal(signal.SIGCONT)
     return totals
@@ -534,6 +663,24 @@ def _per_sample_ms(cpu: Mapping[str, float], samples: float) -> dict[str, float]
 ENGINE_KEYS = ("dockerd", "containerd", "shims", "proxies")
 
 
+def _paired_net(per_pair: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Net ms per container-sample of each group, the median over the pairs of
+    (running − stopped CPU per second) / (N × samples per second): a burst of
+    someone else's work in one window moves one pair, not the median."""
+    diffs: dict[str, list[float]] = {}
+    totals: list[float] = []
+    for pair in per_pair:
+        on, off, ticks = pair["on"], pair["off"], pair.get("ticks", 0)
+        if not ticks or on["seconds"] <= 0 or off["seconds"] <= 0:
+            continue
+        per = {k: 1000 * (v / on["seconds"] - off["cpu_s"][k] / off["seconds"]) * on["seconds"] / (ticks * n)
+               for k, v in on["cpu_s"].items()}
+        for k, v in per.items():
+            diffs.setdefault(k, []).append(v)
+        totals.append(sum(per.values()))
+    return {"median": {k: statistics.median(v) for k, v in diffs.items()}, "totals": sorted(totals)}
+
+
 def summarise(n: int, agent: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
     a = _per_sample_ms(agent["cpu_s"], agent["samples"])
     s = _per_sample_ms(stats["cpu_s"], stats["samples"])
@@ -548,14 +695,14 @@ def summarise(n: int, agent: dict[str, Any], stats: dict[str, Any]) -> dict[str,
     }
     pairs = agent.get("pairs")
     if pairs and pairs["on_s"] > 0 and pairs["off_s"] > 0 and pairs["ticks_on"] > 0:
-        on_s, off_s, samples_on = pairs["on_s"], pairs["off_s"], pairs["ticks_on"] * n
-        idle = {k: 1000 * v / (n * off_s) for k, v in pairs["cpu_off"].items()}  # ms per container-second
-        net = {k: 1000 * (v / on_s - pairs["cpu_off"][k] / off_s) * on_s / samples_on
-               for k, v in pairs["cpu_on"].items()}
+        idle = {k: 1000 * v / (n * pairs["off_s"]) for k, v in pairs["cpu_off"].items()}  # ms / container-s
+        net = _paired_net(pairs["per_pair"], n)
         out["idle_ms_per_container_second"] = idle
         out["idle_total_ms_per_container_second"] = sum(v for k, v in idle.items() if k != "agent")
-        out["agent"]["net_ms_per_sample"] = net
-        out["agent"]["net_total_ms_per_sample"] = sum(net.values())
+        out["agent"]["net_ms_per_sample"] = net["median"]
+        out["agent"]["net_total_ms_per_sample"] = (statistics.median(net["totals"]) if net["totals"]
+                                                   else math.nan)
+        out["agent"]["net_total_ms_per_sample_pairs"] = net["totals"]
         samples_per_s = stats["samples"] / (n * stats["elapsed_s"])
         s_net = {k: v - idle.get(k, 0.0) / max(samples_per_s, 1e-9) for k, v in s.items()}
         out["stats_api"]["net_ms_per_sample"] = s_net
@@ -604,10 +751,11 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 def table(results: list[dict[str, Any]]) -> str:
     head = ("N", "agent", "engine", "redis", "total", "idle", "net", "stats API", "stats net",
-            "ratio", "net ratio", "tick p50", "tick p99", "RSS MiB")
+            "ratio", "net ratio", "eng req", "tick p50", "tick p99", "RSS MiB")
     width = 10 * len(head)
     lines = ["The agent's own cost (CPU ms per container-sample; idle: engine and Redis with the agent "
-             "stopped, per container-second; net: running - stopped; ticks in ms)", "-" * width,
+             "stopped, per container-second; net: running - stopped, median of the pairs; "
+             "eng req: engine API requests per container-sample; ticks in ms)", "-" * width,
              "".join(f"{h:>10}" for h in head)]
     for r in results:
         a, s = r["agent"], r["stats_api"]
@@ -615,7 +763,9 @@ def table(results: list[dict[str, Any]]) -> str:
         cells = (r["n"], a["ms_per_sample"]["agent"], a["engine_ms_per_sample"], a["ms_per_sample"]["redis"],
                  a["total_ms_per_sample"], idle, a.get("net_total_ms_per_sample", math.nan),
                  s["total_ms_per_sample"], s.get("net_total_ms_per_sample", math.nan), r["stats_api_ratio"],
-                 r.get("net_stats_api_ratio", math.nan), a["tick_p50_ms"], a["tick_p99_ms"], a["agent_rss_mib"])
+                 r.get("net_stats_api_ratio", math.nan),
+                 math.nan if a.get("engine_requests_per_sample") is None else a["engine_requests_per_sample"],
+                 a["tick_p50_ms"], a["tick_p99_ms"], a["agent_rss_mib"])
         lines.append("".join(f"{c:>10}" if isinstance(c, int) else f"{c:>10.3g}" for c in cells))
     lines.append("-" * width)
     lines += [f"{name:<44}{value:>12}  {verdict}" for name, value, verdict in verdicts(results)]
@@ -630,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=4,
                         help="pairs of windows with the agent running and stopped, for the net cost (default 4; 0: none)")
     parser.add_argument("--pair-seconds", type=float, default=5.0, help="length of each of those windows, s (default 5)")
+    parser.add_argument("--no-relay", action="store_true",
+                        help="connect the agent to the engine directly, without counting its requests")
     parser.add_argument("--quick", action="store_true", help="smoke run: no settling time")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--stats-poller", metavar="IDS", help=argparse.SUPPRESS)
@@ -651,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             run = Run(n=n, seconds=opts.seconds, warmup=0.0 if opts.quick else opts.warmup,
                       workdir=workdir, image=image, port=DEMO_PORT,
-                      pairs=0 if opts.quick else opts.pairs, pair_seconds=opts.pair_seconds)
+                      pairs=0 if opts.quick else opts.pairs, pair_seconds=opts.pair_seconds,
+                      count_requests=not opts.no_relay)
             results.append(bench_one(run))
     print(table(results))
     if opts.json:
