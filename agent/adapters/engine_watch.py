@@ -99,6 +99,8 @@ class EventWatch:
                     log.warning("engine event stream ended; reconnecting")
                 except EngineError as exc:
                     log.warning("engine event stream unavailable: %s", exc)
+                except Exception:  # a bug must not end the agent: resync from scratch
+                    log.exception("engine event stream failed")
                 started()
                 if trio.current_time() - began > _STEADY:
                     delay = _BACKOFF[0]  # it ran fine for a while: reconnect soon
