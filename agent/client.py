@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import trio
 import trio_websocket
 
+from agent.core.queue import traffic_weights
 from agent.core.records import Category, QueueItem
 
 if TYPE_CHECKING:
@@ -127,17 +128,20 @@ def parse_queue(message: str | bytes) -> Queue:
 
 
 def _derive_weights(items: list[QueueItem]) -> list[QueueItem]:
-    """Weights proportional to score over routable items (compat servers send none)."""
+    """Weights for a queue without them (compat servers send none): the queue's own
+    fallback (`traffic_weights`, score-proportional) over the routable items —
+    measured, positive score, neither SUNDOWN nor INIT; 0 for the rest."""
 
     def routable(i: QueueItem) -> bool:
-        return str(i.utilization_category) not in ("SUNDOWN", "INIT") and i.score > 0
+        return (str(i.utilization_category) not in ("SUNDOWN", "INIT")
+                and math.isfinite(i.score) and i.score > 0)
 
-    total = sum(i.score for i in items if routable(i) and math.isfinite(i.score))
-    out = []
-    for i in items:
-        w = i.score / total if total > 0 and routable(i) and math.isfinite(i.score) else 0.0
-        out.append(QueueItem(i.dns_name, i.score, i.utilization_category, w, i.address, i.port, i.id))
-    return out
+    shares = iter(traffic_weights(None, [i.score for i in items if routable(i)]))
+    return [
+        QueueItem(i.dns_name, i.score, i.utilization_category,
+                  next(shares) if routable(i) else 0.0, i.address, i.port, i.id)
+        for i in items
+    ]
 
 
 @dataclass

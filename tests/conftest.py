@@ -2,4 +2,7 @@
 pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.docker",
+    "tests.fixtures.swarm_lab",
+    "tests.fixtures.host_swarm",
+    "tests.fixtures.haproxy",
 ]

@@ -1,8 +1,9 @@
-"""The container-engine seam: the `Engine` protocol and its Docker adapter.
+"""The Docker adapter of the container-engine seam (`agent.core.ports.Engine`).
 
 `Engine` is what the runtime needs from an engine — list, create, inspect and remove
 *owned* workers, check that the engine answers — so a Swarm adapter can later sit
-beside `DockerEngine` without touching the scorer or the policy.
+beside `DockerEngine` without touching the scorer or the policy. `read_stats` is
+also the Sampler's `agent.core.ports.StatsSource`.
 
 `DockerEngine` drives docker-py, which is synchronous: every call runs in a worker
 thread (`trio.to_thread.run_sync`) under a `trio.CapacityLimiter`, and every call
@@ -41,7 +42,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import docker
@@ -56,6 +57,7 @@ import urllib3.exceptions
 from agent.adapters.engine_view import OwnedView
 from agent.adapters.engine_watch import EventWatch
 from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.core.ports import Engine, StatsSource
 from agent.core.timestamps import parse_engine_time
 from agent.core.records import ContainerInfo
 
@@ -64,7 +66,6 @@ __all__ = [
     "OWNER_LABEL",
     "OWNER_VALUE",
     "DockerEngine",
-    "Engine",
     "container_name_prefix",
     "open_api_client",
     "parse_engine_time",
@@ -79,46 +80,6 @@ _DEFAULT_TIMEOUT = 10.0  # seconds, per HTTP request to the engine
 _NEGOTIATE_TIMEOUT = 3.0  # seconds, for the first (API version) request
 _DEFAULT_THREADS = 8
 _NAME_INVALID = re.compile(r"[^a-z0-9_.-]+")
-
-
-@runtime_checkable
-class Engine(Protocol):
-    """What the runtime needs from a container engine (one adapter per backend).
-
-    Every method raises `EngineError` (or its subclass `ContainerNotFound`) when the
-    engine fails or cannot be reached, and `NotOwnedError` before touching a
-    container that lacks the agent's labels.
-    """
-
-    async def list_owned(self) -> list[ContainerInfo]:
-        """Every owned container, exited ones included; `pid` set for running ones."""
-        ...
-
-    async def create(self) -> ContainerInfo:
-        """Create and start one worker; return it as running, with its host port."""
-        ...
-
-    async def remove(self, name_or_id: str) -> None:
-        """Stop and remove an owned container; one that is already gone is fine."""
-        ...
-
-    async def inspect(self, name: str) -> ContainerInfo:
-        """One owned container (`ContainerNotFound`, `NotOwnedError` otherwise)."""
-        ...
-
-    async def ping(self) -> None:
-        """Return when the engine answers; raise `EngineError` otherwise."""
-        ...
-
-    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep `list_owned` current from the engine's change notifications until
-        cancelled; `started` once it is (or once the first attempt failed). An
-        adapter without notifications signals `started` and waits."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release the connection pool. Idempotent."""
-        ...
 
 
 def container_name_prefix(app_identifier: str) -> str:
@@ -675,3 +636,9 @@ def _reachable_address(host_ip: str) -> str:
     if host_ip == "::":
         return "::1"
     return host_ip
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to its ports
+
+    def _implements(engine: DockerEngine) -> tuple[Engine, StatsSource]:
+        return engine, engine.read_stats

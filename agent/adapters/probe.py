@@ -4,10 +4,12 @@ Both return the response time in seconds, or NaN when the container did not answ
 in time — SPEC §3 scores NaN as availability 0. They never raise on a network
 failure: a refused, reset or timed-out connection is an observation, not an error.
 Time is read from Trio's clock, so a test may drive it with `trio.testing.MockClock`.
+`NetworkProbe` is the `agent.core.ports.Probe` the Sampler uses: one or the other.
 
 The TCP probe runs for every container every tick. `probe_tcp_many` probes a
-whole tick's containers in one blocking call (the sampler runs it in one worker
-thread): per container a non-blocking socket, its connect, a zero-timeout poll
+whole tick's containers in one blocking call (`NetworkProbe.tcp_many`, which
+the Sampler runs in one worker thread): per container a non-blocking socket,
+its connect, a zero-timeout poll
 — a connection to a container on this host is usually established before
 ``connect`` has returned — and one epoll for the others, until each one's
 timeout or the tick's deadline. A Trio task per probe cost ~170 µs of CPU each
@@ -28,10 +30,14 @@ import socket
 import struct
 import time
 from collections.abc import MutableSequence, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
-__all__ = ["is_ip_literal", "probe_http", "probe_tcp", "probe_tcp_many"]
+if TYPE_CHECKING:
+    from agent.core.ports import Probe
+
+__all__ = ["NetworkProbe", "is_ip_literal", "probe_http", "probe_tcp", "probe_tcp_many"]
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
@@ -235,3 +241,26 @@ def _status_ok(head: bytes) -> bool:
         return False
     code = parts[1]
     return len(code) == 3 and code.isdigit() and 200 <= int(code) < 400
+
+
+class NetworkProbe:
+    """The real `Probe`: ``GET health_path`` when one is given, else a TCP connect.
+
+    `tcp_many` is its batch form, for a whole tick's TCP probes in one worker
+    thread (`probe_tcp_many`); the Sampler uses it when this is its probe.
+    """
+
+    tcp_many = staticmethod(probe_tcp_many)
+
+    async def response_time(
+        self, host: str, port: int, *, timeout: float, health_path: str | None = None
+    ) -> float:
+        if health_path:
+            return await probe_http(host, port, health_path, timeout)
+        return await probe_tcp(host, port, timeout)
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to its port
+
+    def _implements(probe: NetworkProbe) -> Probe:
+        return probe

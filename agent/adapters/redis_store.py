@@ -34,7 +34,7 @@ raises `ValueError`/`TypeError` before anything is sent.
 
 The key layout (`Keys`) and the encoding between Python values and Redis fields
 are pure and live in `agent.core.store_codec`, tested without a server; this module
-holds the `Store` seam and its Redis adapter.
+is the Redis adapter of the `agent.core.ports.Store` seam.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ import collections
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 import redis.connection
@@ -52,6 +52,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from agent.core.errors import StoreError
+from agent.core.ports import Store
 from agent.core.redact import redact_url
 from agent.core.store_delta import TickDelta, Written, diff_tick
 from agent.core.store_codec import (
@@ -74,7 +75,6 @@ from agent.core.store_codec import (
 )
 
 __all__ = [
-    "Store",
     "RedisStore",
     # re-exported from agent.core.store_codec: the records the runtime hands to a Store
     "StoredState",
@@ -86,38 +86,6 @@ T = TypeVar("T")
 
 # `events(kind=...)` scans past non-matching entries, but never more than this.
 FILTER_SCAN_MAX = 20_000
-
-
-# ---------------------------------------------------------------------- the seam
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Where the agent persists its state (SPEC §6). One real adapter: RedisStore."""
-
-    @property
-    def available(self) -> bool: ...
-
-    @property
-    def last_error(self) -> str | None: ...
-
-    def status(self) -> dict[str, object]: ...
-
-    async def load(self) -> StoredState: ...
-
-    async def write_tick(self, state: TickWrite, *, only_changes: bool = False) -> None: ...
-
-    async def append_event(self, kind: str, data: Mapping[str, object]) -> None: ...
-
-    async def events(
-        self, limit: int = 50, before: str | None = None, kind: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    async def save_config(self, overrides: Mapping[str, object]) -> None: ...
-
-    async def ping(self) -> float: ...
-
-    async def aclose(self) -> None: ...
 
 
 # ------------------------------------------------------------------- the adapter
@@ -601,3 +569,9 @@ def _fetch_fields(client: redis.Redis, k: Keys) -> dict[str, set[str]]:
     for name in TICK_HASHES:
         pipe.hkeys(getattr(k, name))
     return {name: set(fields) for name, fields in zip(TICK_HASHES, pipe.execute(), strict=True)}
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to its port
+
+    def _implements(store: RedisStore) -> Store:
+        return store

@@ -57,9 +57,10 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -71,9 +72,10 @@ from agent.core.cgroups import (
     memory_percent,
     network_rate,
 )
+from agent.adapters.probe import NetworkProbe, is_ip_literal
 from agent.core.errors import AgentError
+from agent.core.ports import Probe, StatsSource
 from agent.core.records import ContainerInfo, Sample
-from agent.adapters.probe import is_ip_literal, probe_http, probe_tcp, probe_tcp_many
 
 __all__ = [
     "Sampler",
@@ -84,8 +86,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DEFAULT_THREADS = 16
-
-StatsSource = Callable[[str], Mapping[str, Any]]
 
 
 # -- the sampler ---------------------------------------------------------------------------
@@ -108,7 +108,8 @@ class Sampler:
     tried first (see `DockerEngine.is_local`). `stats_source` is a blocking
     ``container_id -> stats document`` callable (`DockerEngine.read_stats`), used
     when the engine is remote or a container's files cannot be read; without it
-    such a container's CPU, memory and network are NaN. `cpu_limits` maps a
+    such a container's CPU, memory and network are NaN. `probe` measures
+    availability (`NetworkProbe` unless given). `cpu_limits` maps a
     container name or id to its CPU limit in cores; otherwise the cgroup quota is
     used when there is one. `limiter` bounds this sampler's worker threads.
     `proc_root`/`cgroup_root` locate the host's ``/proc`` and cgroup mount (an agent
@@ -125,12 +126,14 @@ class Sampler:
         limiter: trio.CapacityLimiter | None = None,
         cpu_limits: Mapping[str, float] | None = None,
         stats_source: StatsSource | None = None,
+        probe: Probe | None = None,
         proc_root: str | os.PathLike[str] = "/proc",
         cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
     ) -> None:
         self.engine_is_local = engine_is_local
         self.cpu_limits: dict[str, float] = dict(cpu_limits or {})
         self._stats_source = stats_source
+        self._probe: Probe = probe if probe is not None else NetworkProbe()
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(
             _DEFAULT_THREADS
         )
@@ -166,18 +169,17 @@ class Sampler:
 
         async def probe(info: ContainerInfo) -> None:
             host, port = probe_address(info)
-            if health_path:
-                result = await probe_http(host, port, health_path, probe_timeout)
-            else:
-                result = await probe_tcp(host, port, probe_timeout)
-            probes[info.id] = result
+            probes[info.id] = await self._probe.response_time(
+                host, port, timeout=probe_timeout, health_path=health_path
+            )
 
         probed_tcp: list[ContainerInfo] = []
         answers: list[float | None] = []
         with trio.move_on_at(deadline):
             async with trio.open_nursery() as nursery:
                 targets = [info for info in running if info.host_port is not None]
-                if not health_path:  # IP literals in one batch, names one by one
+                if not health_path and isinstance(self._probe, NetworkProbe):
+                    # the real probe's TCP connects: IP literals in one batch, names one by one
                     probed_tcp = [i for i in targets if is_ip_literal(probe_address(i)[0])]
                     targets = [i for i in targets if not is_ip_literal(probe_address(i)[0])]
                 if probed_tcp:
@@ -238,13 +240,13 @@ class Sampler:
         self, targets: list[ContainerInfo], answers: list[float | None], timeout: float,
         deadline: float,
     ) -> None:
-        """Every TCP probe of the tick in one worker thread (`probe_tcp_many`).
+        """Every TCP probe of the tick in one worker thread (`NetworkProbe.tcp_many`).
 
         The thread fills `answers` as they come, so when the tick's deadline
         cancels this call the answers that did arrive are kept."""
         stop_in = deadline - trio.current_time()
         await trio.to_thread.run_sync(
-            probe_tcp_many, [probe_address(info) for info in targets], timeout, stop_in, answers,
+            NetworkProbe.tcp_many, [probe_address(info) for info in targets], timeout, stop_in, answers,
             limiter=self._limiter, abandon_on_cancel=True,
         )
 
@@ -309,7 +311,8 @@ class Sampler:
                 self._in_flight.add(container_id)
             result: Counters | BaseException
             try:
-                result = counters_from_stats(source(container_id))
+                # The wall clock stands in for a document without a `read` time.
+                result = counters_from_stats(source(container_id), now_ns=time.time_ns())
             except Exception as exc:  # stored, reported by the Trio side
                 result = exc
             with self._lock:
@@ -326,3 +329,11 @@ class Sampler:
         elif result is not None:
             log.warning("stats of %s failed", container_id[:12], exc_info=result)
         done.add(container_id)
+
+
+if TYPE_CHECKING:  # mypy holds the sampler to its port
+
+    from agent.core.ports import SampleSource
+
+    def _implements(sampler: Sampler) -> SampleSource:
+        return sampler

@@ -27,7 +27,6 @@ min(limit, host MemTotal) × 100. Network = Δ(rx+tx bytes, all interfaces but
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -273,8 +272,11 @@ def network_rate(prev: Counters | None, cur: Counters) -> float:
     return d_bytes / (d_wall / 1e9)
 
 
-def counters_from_stats(stats: Mapping[str, Any]) -> Counters:
-    """A `Counters` from one engine stats document (``stream=False``)."""
+def counters_from_stats(stats: Mapping[str, Any], *, now_ns: int) -> Counters:
+    """A `Counters` from one engine stats document (``stream=False``).
+
+    Its time is the document's ``read`` timestamp; `now_ns` (the caller's wall
+    clock, in ns) stands in when that is missing or unparseable."""
     cpu = stats.get("cpu_stats") or {}
     usage = cpu.get("cpu_usage") or {}
     online = cpu.get("online_cpus") or len(usage.get("percpu_usage") or ()) or None
@@ -294,7 +296,7 @@ def counters_from_stats(stats: Mapping[str, Any]) -> Counters:
             if name != "lo"
         )
     read = parse_engine_time(str(stats.get("read", "")))
-    wall_ns = int(read * 1e9) if math.isfinite(read) else time.time_ns()
+    wall_ns = int(read * 1e9) if math.isfinite(read) else now_ns
     return Counters(
         source="stats",
         wall_ns=wall_ns,

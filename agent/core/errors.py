@@ -8,6 +8,7 @@ the adapter boundary, so the runtime only ever handles our own types::
     ├── EngineError          the container engine failed or is unreachable
     │   └── ContainerNotFound
     ├── StoreError           Redis failed or is unreachable
+    ├── BalancerError        the load balancer failed, is unreachable or refused
     └── NotOwnedError        refused: the container lacks the agent's labels
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "EngineError",
     "ContainerNotFound",
     "StoreError",
+    "BalancerError",
     "NotOwnedError",
 ]
 
@@ -45,6 +47,14 @@ class ContainerNotFound(EngineError):
 
 class StoreError(AgentError):
     """The state store (Redis) failed or could not be reached."""
+
+
+class BalancerError(AgentError):
+    """The load balancer (HAProxy) failed, could not be reached, or refused a command.
+
+    The balancer adapters return it inside their reports rather than raising it
+    into the tick loop: the data plane being away must not stop the control plane.
+    """
 
 
 class NotOwnedError(AgentError):

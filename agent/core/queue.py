@@ -14,11 +14,11 @@ as 0.0 — a balancer must never receive NaN — and sorts after the measured on
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem
 
-__all__ = ["build_queue"]
+__all__ = ["build_queue", "traffic_weights"]
 
 
 def build_queue(
@@ -36,24 +36,30 @@ def build_queue(
 
     taking.sort(key=order)
     draining.sort(key=lambda s: s.name)
-    weights = _weights(taking)
+    weights = traffic_weights([s.weight for s in taking], [s.overall_score for s in taking])
     items = [_item(s, w, infos.get(s.name)) for s, w in zip(taking, weights)]
     items += [_item(s, 0.0, infos.get(s.name)) for s in draining]
     return items
 
 
-def _weights(taking: list[ContainerScore]) -> list[float]:
-    if not taking:
+def traffic_weights(weights: Sequence[float] | None, scores: Sequence[float]) -> list[float]:
+    """Shares of traffic that sum to 1 over these containers (the one fallback rule).
+
+    `weights` normalised; when they carry no information (None — a compat agent
+    sends none —, or all zero or non-finite) shares proportional to `scores`; when
+    every score is 0 or non-finite too, equal shares. A non-finite or negative
+    weight or score counts as 0.
+    """
+    if not scores:
         return []
-    for raw in (
-        [s.weight for s in taking],
-        [s.overall_score for s in taking],
-    ):
+    for raw in (weights, scores):
+        if raw is None:
+            continue
         clean = [w if math.isfinite(w) and w > 0 else 0.0 for w in raw]
         total = math.fsum(clean)
         if total > 0:
             return [w / total for w in clean]
-    return [1.0 / len(taking)] * len(taking)
+    return [1.0 / len(scores)] * len(scores)
 
 
 def _item(s: ContainerScore, weight: float, info: ContainerInfo | None) -> QueueItem:

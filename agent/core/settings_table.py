@@ -1,35 +1,68 @@
-"""The table of settings: each one's name, kind, default, help, run-time
-mutability, and the parser that validates a raw value with an exact message.
+"""The table of settings: the one place each setting's facts are written.
 
-Pure metadata and value parsing, kept apart from `agent.core.settings`, which gathers the
-raw values from their sources (defaults, `.env`, environment, TOML, CLI, run-time
-updates), parses them with this table, checks the relations between settings and
-builds `Settings`. Nothing here reads a file or the environment; a parser fails
-with `_Invalid(reason)`, which `agent.core.settings` turns into
-`agent.core.errors.ConfigError(variable, reason)` naming the variable as the user wrote
-it. `describe()` lists every setting for CLI flags, `check-config` and docs;
-`RUNTIME_MUTABLE` names those `Settings.with_updates` may change.
+A row (`SettingSpec`) holds a setting's name, kind, default, help text, bounds or
+choices, whether it may change at run time, and, for a setting whose default
+depends on others, how that default is derived. Everything else reads the rows:
+`agent.core.settings` parses and derives with them and builds `Settings` (whose
+field defaults are `DEFAULTS`); `PolicyConfig` and `ScorerConfig` take their
+defaults (and the policy its ranges) from `DEFAULTS` and `spec()`; the CLI makes a
+flag per row; ``check-config``, ``GET /config`` and ``.env.example`` list them.
+
+The rules *between* settings (``DEFAULT_CONTAINER ≤ MAX_CONTAINERS``, ``CRITICAL <
+HIGH < LOW``, a weight > 0, ``TICK_DEADLINE ≤ TICK_INTERVAL``) are `RELATIONS`,
+checked after every value has parsed, in this order; `Ascending.broken` is the
+one check `PolicyConfig` uses too.
+
+Adding a setting is one row here (plus its field in `Settings`, and its use).
+Prepared for: a run-time range (a second `Bounds` beside `bounds`, checked by
+`Settings.with_updates`), a start-up ceiling of a mutable setting (a start-up-only
+row plus an `Ascending` relation), choice settings (`choices=`, as LOG_LEVEL).
+
+Pure: nothing here reads a file, the environment or a clock.
 """
 from __future__ import annotations
 
 import math
-import os
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
-from agent.core.redact import mask_userinfo
+from agent.core import settings_parsers as p
+from agent.core import swarm
+from agent.core.errors import ConfigError
+from agent.core.settings_parsers import Bounds
 
 __all__ = [
     "SettingSpec",
-    "describe",
+    "Derived",
+    "Ascending",
+    "AllZero",
+    "DEFAULTS",
+    "RELATIONS",
     "RUNTIME_MUTABLE",
+    "THRESHOLD_ORDER",
+    "CONTAINER_RANGE",
+    "describe",
+    "spec",
+    "canonical",
+    "data_dir_from",
 ]
 
-_REQUIRED = object()  # marks a setting without default
+REQUIRED: Any = object()  # the default of a setting that has none
+
+_KINDS = ("str", "int", "float", "bool", "port", "path", "list")
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """How an unset setting gets its value: from the other (parsed) values and the
+    run's context (HOME, XDG_DATA_HOME, working directory, recorded by the source
+    reader). `source` is what `Settings.sources` reports for it."""
+
+    compute: Callable[[Mapping[str, Any], Mapping[str, str]], Any]
+    source: str = "derived"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +70,23 @@ class SettingSpec:
     """One setting: its name, default, help, and what may change at run time.
 
     `default` is the parsed default value (None for required, optional or derived
-    settings); `default_text` is what to show people. The CLI flag is `flag`.
+    settings; `DEFAULTS` holds the derived ones too); `default_text` is what to
+    show people. The CLI flag is `flag`. Numbers lie in `bounds`; a choice setting
+    lists its `choices`.
     """
 
     name: str
-    kind: str  # "str", "int", "float", "bool", "port", "path", "list"
+    kind: str  # one of _KINDS
     default: Any
     default_text: str
     help: str
     mutable: bool = False
     secret: bool = False
     required: bool = False
+    bounds: Bounds | None = None
+    choices: tuple[str, ...] = ()
+    derived: Derived | None = field(default=None, compare=False, repr=False)
+    parse: Callable[[object], Any] = field(default=p.to_str, compare=False, repr=False)
 
     @property
     def attr(self) -> str:
@@ -57,395 +96,388 @@ class SettingSpec:
     def flag(self) -> str:
         return "--" + self.name.lower().replace("_", "-")
 
+    @property
+    def expect(self) -> str:
+        """What a valid value is, for messages (``an integer ≥ 1``); numbers only."""
+        assert self.bounds is not None, self.name
+        return self.bounds.expect(integer=self.kind in ("int", "port"))
 
-class _Invalid(Exception):
-    """Internal: a value failed to parse; becomes ConfigError with its label."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _got(raw: object) -> str:
-    return f"got {raw!r}"
-
-
-def _to_int(raw: object, expect: str) -> int:
-    if isinstance(raw, bool):
-        raise _Invalid(f"must be {expect}, {_got(raw)}")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str):
-        text = raw.strip()
-        if re.fullmatch(r"[+-]?[0-9]{1,30}", text):
-            return int(text)
-    raise _Invalid(f"must be {expect}, {_got(raw)}")
+    def admits(self, value: object) -> bool:
+        """Whether a value that is already a number is valid here (numbers only):
+        an int for an integer setting, a finite int or float otherwise, in `bounds`.
+        Nothing is parsed: ``"5"`` is not 5."""
+        assert self.bounds is not None, self.name
+        if self.kind in ("int", "port"):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and math.isfinite(value)
+        return ok and self.bounds.contains(value)  # type: ignore[arg-type]
 
 
-def _to_float(raw: object, expect: str) -> float:
-    value: float | None = None
-    if isinstance(raw, bool):
-        value = None
-    elif isinstance(raw, (int, float)):
-        try:
-            value = float(raw)
-        except OverflowError:
-            value = None
-    elif isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = None
-    if value is None or not math.isfinite(value):
-        raise _Invalid(f"must be {expect}, {_got(raw)}")
-    return value
+_PARSE_BY_KIND: Mapping[str, Callable[[object], Any]] = {
+    "bool": p.to_bool, "path": p.path, "str": p.to_str,
+}
 
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def _to_bool(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, int) and raw in (0, 1):
-        return bool(raw)
-    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
-        return raw.strip().lower() in _TRUE
-    raise _Invalid(f"must be one of true/false/1/0/yes/no/on/off, {_got(raw)}")
-
-
-def _to_str(raw: object) -> str:
-    if isinstance(raw, str):
-        return raw.strip()
-    raise _Invalid(f"must be a string, {_got(raw)}")
-
-
-def _int_min(minimum: int) -> Callable[[object], int]:
-    expect = f"an integer ≥ {minimum}"
-
-    def parse(raw: object) -> int:
-        value = _to_int(raw, expect)
-        if value < minimum:
-            raise _Invalid(f"must be {expect}, {_got(raw)}")
-        return value
-
-    return parse
-
-
-def _port(raw: object) -> int:
-    expect = "an integer in 1..65535"
-    value = _to_int(raw, expect)
-    if not 1 <= value <= 65535:
-        raise _Invalid(f"must be {expect}, {_got(raw)}")
-    return value
-
-
-def _float_range(
-    lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False
-) -> Callable[[object], float]:
-    if lo is not None and hi is not None:
-        expect = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    elif lo is not None:
-        expect = f"a number {'>' if lo_open else '≥'} {lo:g}"
-    else:
-        expect = "a number"
-
-    def parse(raw: object) -> float:
-        value = _to_float(raw, expect)
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            raise _Invalid(f"must be {expect}, {_got(raw)}")
-        if hi is not None and (value >= hi if hi_open else value > hi):
-            raise _Invalid(f"must be {expect}, {_got(raw)}")
-        return value
-
-    return parse
-
-
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-def _app_identifier(raw: object) -> str:
-    value = _to_str(raw)
-    if not _NAME_RE.fullmatch(value):
-        raise _Invalid(
-            "must be 1–63 letters, digits, '_', '.' or '-', starting with a letter or "
-            f"digit (it names containers and Redis keys), {_got(raw)}"
-        )
-    return value
-
-
-def _image(raw: object) -> str:
-    value = _to_str(raw)
-    if not value or any(c.isspace() for c in value):
-        raise _Invalid(f"must be an image reference such as 'nginx:alpine', {_got(raw)}")
-    return value
-
-
-_DOCKER_SCHEMES = ("unix", "tcp", "ssh", "http", "https", "npipe")
-
-
-def _docker_host(raw: object) -> str:
-    value = _to_str(raw)
-    scheme, sep, rest = value.partition("://")
-    if not sep or scheme not in _DOCKER_SCHEMES or not rest:
-        raise _Invalid(
-            "must be an engine address such as unix:///var/run/docker.sock or "
-            f"tcp://host:2375 (schemes: {', '.join(_DOCKER_SCHEMES)}), {_got(raw)}"
-        )
-    return value
-
-
-def _redis_url(raw: object) -> str:
-    value = _to_str(raw)
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - validates the port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("redis", "rediss", "unix") or not (
-        parts.hostname or parts.path
-    ):
-        shown = mask_userinfo(value)  # never echo a password
-        raise _Invalid(
-            "must be a redis://, rediss:// or unix:// URL such as "
-            f"redis://localhost:6379/0, {_got(shown)}"
-        )
-    return value
-
-
-def _hostname(raw: object) -> str:
-    value = _to_str(raw)
-    if not value or any(c.isspace() or c in "/@" for c in value):
-        raise _Invalid(f"must be a host name or IP address, {_got(raw)}")
-    return value
-
-
-def _health_path(raw: object) -> str:
-    value = _to_str(raw)
-    if not value.startswith("/") or any(c.isspace() for c in value):
-        raise _Invalid(f"must be an HTTP path starting with '/', such as /health, {_got(raw)}")
-    return value
-
-
-def _path(raw: object) -> Path:
-    if isinstance(raw, Path):
-        return raw
-    value = _to_str(raw)
-    return Path(os.path.abspath(os.path.expanduser(value)))
-
-
-def _token(raw: object) -> str:
-    value = _to_str(raw)
-    if any(c.isspace() or not c.isprintable() for c in value):
-        raise _Invalid("must not contain spaces or control characters")
-    return value
-
-
-_ORIGIN_RE = re.compile(r"https?://[^/\s?#]+")
-
-
-def _origins(raw: object, *, star: bool = True) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        items = [p.strip() for p in raw.split(",")]
-    elif isinstance(raw, (list, tuple)) and all(isinstance(p, str) for p in raw):
-        items = [p.strip() for p in raw]
-    else:
-        raise _Invalid(f"must be '*' or a comma-separated list of origins, {_got(raw)}")
-    items = [p.rstrip("/") if p != "*" else p for p in items if p]
-    if not items:
-        raise _Invalid(f"must be '*' or a comma-separated list of origins, {_got(raw)}")
-    if "*" in items and not star:
-        raise _Invalid(f"must list the origins; '*' is not allowed for writes, {_got(raw)}")
-    if "*" in items and len(items) > 1:
-        raise _Invalid(f"'*' cannot be combined with other origins, {_got(raw)}")
-    for p in items:
-        if p != "*" and not _ORIGIN_RE.fullmatch(p):
-            raise _Invalid(
-                f"must be '*' or origins such as https://example.org:8443, {_got(raw)}"
-            )
-    return tuple(items)
-
-
-_MEMORY_RE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_MIN_MEMORY = 6 * 1024**2  # the engine refuses less than 6 MiB
-
-
-def _memory(raw: object) -> str:
-    text = str(raw).strip() if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
-    match = _MEMORY_RE.fullmatch(text) if text is not None else None
-    if match is None:
-        raise _Invalid(f"must be a size such as 256m or 1g (units b, k, m, g), {_got(raw)}")
-    if int(match[1]) * _MEMORY_UNITS[match[2].lower()] < _MIN_MEMORY:
-        raise _Invalid(f"must be at least 6m (the engine's minimum), {_got(raw)}")
-    return text.lower()  # type: ignore[union-attr]
-
-
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _log_level(raw: object) -> str:
-    value = _to_str(raw).upper()
-    value = "WARNING" if value == "WARN" else value
-    if value not in _LEVELS:
-        raise _Invalid(f"must be one of {', '.join(_LEVELS)}, {_got(raw)}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    spec: SettingSpec
-    parse: Callable[[object], Any]
-
-
-def _f(
+def _row(
     name: str,
     kind: str,
     default: Any,
     help: str,
-    parse: Callable[[object], Any],
+    parse: Callable[[object], Any] | None = None,
     *,
+    bounds: Bounds | None = None,
+    choices: tuple[str, ...] = (),
+    aliases: Mapping[str, str] | None = None,
+    derived: Derived | None = None,
     default_text: str | None = None,
     mutable: bool = False,
     secret: bool = False,
-) -> _Field:
-    required = default is _REQUIRED
+) -> SettingSpec:
+    """A row; the parser follows from `kind` and `bounds` or `choices` unless given."""
+    assert kind in _KINDS, kind
+    if parse is None:
+        if bounds is not None:
+            parse = p.number(bounds, integer=kind in ("int", "port"))
+        elif choices:
+            parse = p.one_of(choices, aliases)
+        else:
+            parse = _PARSE_BY_KIND[kind]
+    required = default is REQUIRED
     if default_text is None:
         default_text = "(required)" if required else ("(unset)" if default is None else (
             ",".join(default) if isinstance(default, tuple) else str(default).lower()
             if isinstance(default, bool) else str(default)))
-    spec = SettingSpec(
+    return SettingSpec(
         name=name, kind=kind, default=None if required else default,
         default_text=default_text, help=help, mutable=mutable, secret=secret,
-        required=required,
+        required=required, bounds=bounds, choices=choices, derived=derived, parse=parse,
     )
-    return _Field(spec, parse)
 
 
-_RATIO = _float_range(0, 100)
-_WEIGHT = _float_range(0, None)
-_POSITIVE = _float_range(0, None, lo_open=True)
-_NON_NEGATIVE = _float_range(0, None)
+def data_dir_from(context: Mapping[str, str]) -> Path:
+    """The default data directory: $XDG_DATA_HOME (if absolute, as the XDG spec
+    says), else $HOME/.local/share, else .deployment-agent in the working directory."""
+    xdg = context.get("XDG_DATA_HOME", "")
+    if xdg.startswith("/"):
+        return Path(xdg) / "deployment-agent"
+    home = context.get("HOME", "")
+    if not home or home == "~":
+        return Path(context.get("CWD", "")) / ".deployment-agent"
+    return Path(home) / ".local" / "share" / "deployment-agent"
 
-# The order matters: a check that refers to another setting comes after it.
-_FIELDS: tuple[_Field, ...] = (
-    _f("APP_IDENTIFIER", "str", "RUSTYBALANCER",
-       "pool name: label value of the workers and prefix of their names and Redis keys",
-       _app_identifier),
-    _f("DOCKER_IMAGE", "str", _REQUIRED, "image of the worker containers", _image),
-    _f("TARGET_PORT", "port", _REQUIRED, "port the workers listen on inside the container",
-       _port),
-    _f("DOCKER_HOST", "str", "unix:///var/run/docker.sock", "container engine address",
-       _docker_host),
-    _f("DEFAULT_CONTAINER", "int", 5,
-       "initial desired number of containers, and the floor for scale-down", _int_min(1),
-       mutable=True),
-    _f("MAX_CONTAINERS", "int", 15, "ceiling for scale-up (≥ DEFAULT_CONTAINER)",
-       _int_min(1), mutable=True),
-    _f("CRITICAL_LOAD_THRESHOLD", "float", 20.0,
-       "any single container scoring below this forces a scale-up", _RATIO, mutable=True),
-    _f("HIGH_LOAD_THRESHOLD", "float", 55.0,
-       "scale up when the average score drops below this", _RATIO, mutable=True),
-    _f("LOW_LOAD_THRESHOLD", "float", 80.0,
-       "scale down when the average score rises above this", _RATIO, mutable=True),
-    _f("COOLDOWN_PERIOD", "float", 5.0,
-       "seconds between two scale-ups (0 = no cooldown)", _NON_NEGATIVE, mutable=True),
-    _f("SCALE_STEP", "int", 1, "containers added or removed per decision", _int_min(1),
-       mutable=True),
-    _f("SCALE_CHECK_PERIOD", "float", 10.0, "seconds between two scaling decisions",
-       _POSITIVE, mutable=True),
-    _f("CPU_WEIGHT", "float", 0.35, "weight of the CPU score in the overall score",
-       _WEIGHT, mutable=True),
-    _f("MEMORY_WEIGHT", "float", 0.25, "weight of the memory score", _WEIGHT, mutable=True),
-    _f("NETWORK_WEIGHT", "float", 0.15, "weight of the network score", _WEIGHT,
-       mutable=True),
-    _f("AVAILABILITY_WEIGHT", "float", 0.25, "weight of the availability score", _WEIGHT,
-       mutable=True),
-    _f("HISTORY_SIZE", "int", 20, "response times kept per container", _int_min(1)),
-    _f("BEST_TIME_WINDOW", "int", 10, "best response times kept per container",
-       _int_min(1)),
-    _f("EMA_ALPHA", "float", 0.2, "smoothing of the availability score, in (0, 1]",
-       _float_range(0, 1, lo_open=True), mutable=True),
-    _f("REDIS_URL", "str", None,
-       "Redis URL; wins over REDIS_HOST/REDIS_PORT; with neither set the agent runs "
-       "its own redis-server", _redis_url),
-    _f("REDIS_HOST", "str", None, "Redis host (compat; REDIS_URL is preferred)", _hostname),
-    _f("REDIS_PORT", "port", 6379, "Redis port, used with REDIS_HOST", _port),
-    _f("HOST_PORT_HTTP_DEPLOYMENT_AGENT", "port", 2550,
-       "HTTP port (API, /stats, /ws, dashboard)", _port),
-    _f("HOST_PORT_WS_DEPLOYMENT_AGENT", "port", 2547,
-       "WebSocket port (compat; /ws is also served on the HTTP port)", _port),
-    _f("NETWORK_CAPACITY_BPS", "float", 125_000_000.0,
-       "bytes/s that count as a saturated network (default 1 Gbit/s)", _POSITIVE,
-       default_text="125000000", mutable=True),
-    _f("TICK_INTERVAL", "float", 1.0, "seconds between two samples of every container",
-       _POSITIVE),
-    _f("TICK_DEADLINE", "float", None,
-       "seconds a tick waits for samples before marking late ones stale "
-       "(≤ TICK_INTERVAL)", _POSITIVE, default_text="0.8 × TICK_INTERVAL"),
-    _f("PROBE_TIMEOUT", "float", 5.0, "seconds before an availability probe counts as "
-       "no answer", _POSITIVE, mutable=True),
-    _f("HEALTH_PATH", "str", None,
-       "HTTP path to probe for availability; unset = time a TCP connect", _health_path),
-    _f("DRAIN_TIMEOUT", "float", 30.0,
-       "seconds after which a SUNDOWN container is removed even if still busy",
-       _NON_NEGATIVE, mutable=True),
-    _f("SCALE_DOWN_STABILIZATION", "float", None,
-       "seconds of scale-down recommendations that must all agree before scaling "
-       "down (0 = off)", _NON_NEGATIVE, default_text="1.5 × SCALE_CHECK_PERIOD",
-       mutable=True),
-    _f("FLAP_GUARD", "bool", True,
-       "refuse a scale-down whose projected average score would fall below "
-       "HIGH_LOAD_THRESHOLD", _to_bool, mutable=True),
-    _f("PREDICTIVE_SCALE_UP", "bool", False,
-       "scale up early when the forecast average score is below HIGH_LOAD_THRESHOLD",
-       _to_bool, mutable=True),
-    _f("FORECAST_HORIZON", "int", 5, "ticks ahead of the score forecast", _int_min(1),
-       mutable=True),
-    _f("TREND_WINDOW", "int", 60, "ticks in the score trend (slope) window", _int_min(2)),
-    _f("CATEGORY_HYSTERESIS", "float", 0.0,
-       "score margin before a container changes category (0 = compat)",
-       _float_range(0, 15), mutable=True),
-    _f("SLOW_START_WINDOW", "float", 30.0,
-       "seconds over which a new container's routing weight ramps up (0 = off)",
-       _NON_NEGATIVE, mutable=True),
-    _f("BIND_HOST", "str", "127.0.0.1", "address the HTTP and WebSocket servers bind to",
-       _hostname),
-    _f("DATA_DIR", "path", None, "directory for the embedded Redis and other state",
-       _path, default_text="$XDG_DATA_HOME/deployment-agent or ~/.local/share/deployment-agent"),
-    _f("AGENT_API_TOKEN", "str", None,
-       "bearer token of the mutating endpoints; unset = generated at start-up",
-       _token, secret=True),
-    _f("CORS_ALLOW_ORIGINS", "list", ("*",),
-       "origins allowed to read the API from a browser ('*' or a comma-separated list)",
-       _origins),
-    _f("CORS_ALLOW_WRITE_ORIGINS", "list", (),
-       "origins allowed to send mutating requests from a browser (comma-separated; the "
-       "token is still required)", lambda raw: _origins(raw, star=False),
-       default_text="(none)"),
-    _f("CONTAINER_CPUS", "float", None, "CPU limit of each worker (e.g. 0.5); unset = none",
-       _POSITIVE),
-    _f("CONTAINER_MEMORY", "str", None,
-       "memory limit of each worker (e.g. 256m); unset = none", _memory),
-    _f("LEDGER_MAX_LEN", "int", 10000, "decision-ledger entries kept in Redis",
-       _int_min(1)),
-    _f("LOG_LEVEL", "str", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", _log_level),
+
+def _redis_url(values: Mapping[str, Any], context: Mapping[str, str]) -> str | None:
+    """REDIS_URL wins; else REDIS_HOST:REDIS_PORT; else None (embedded)."""
+    host = values["REDIS_HOST"]
+    if host is None:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"redis://{host}:{values['REDIS_PORT']}/0"
+
+
+_RATIO = Bounds(0, 100)
+_NON_NEGATIVE = Bounds(0)
+_POSITIVE = Bounds(0, lo_open=True)
+_AT_LEAST_1 = Bounds(1)
+_PORT = Bounds(1, 65535)
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_STRATEGIES = ("threshold", "target")
+
+_ROWS: tuple[SettingSpec, ...] = (
+    _row("APP_IDENTIFIER", "str", "RUSTYBALANCER",
+         "pool name: label value of the workers and prefix of their names and Redis keys",
+         p.app_identifier),
+    _row("DOCKER_IMAGE", "str", REQUIRED, "image of the worker containers", p.image),
+    _row("TARGET_PORT", "port", REQUIRED, "port the workers listen on inside the container",
+         bounds=_PORT),
+    _row("DOCKER_HOST", "str", "unix:///var/run/docker.sock", "container engine address",
+         p.docker_host),
+    _row("ENGINE", "str", "docker",
+         "docker: containers of the engine at DOCKER_HOST; swarm: services of the swarm "
+         "whose manager DOCKER_HOST is, sampled by per-node collectors (docs/swarm.md)",
+         choices=("docker", "swarm")),
+    _row("DEFAULT_CONTAINER", "int", 5,
+         "initial desired number of containers, and the floor for scale-down",
+         bounds=_AT_LEAST_1, mutable=True),
+    _row("MAX_CONTAINERS", "int", 15, "ceiling for scale-up (≥ DEFAULT_CONTAINER)",
+         bounds=_AT_LEAST_1, mutable=True),
+    _row("CRITICAL_LOAD_THRESHOLD", "float", 20.0,
+         "any single container scoring below this forces a scale-up", bounds=_RATIO,
+         mutable=True),
+    _row("HIGH_LOAD_THRESHOLD", "float", 55.0,
+         "scale up when the average score drops below this", bounds=_RATIO, mutable=True),
+    _row("LOW_LOAD_THRESHOLD", "float", 80.0,
+         "scale down when the average score rises above this", bounds=_RATIO, mutable=True),
+    _row("COOLDOWN_PERIOD", "float", 5.0,
+         "seconds between two scale-ups (0 = no cooldown)", bounds=_NON_NEGATIVE,
+         mutable=True),
+    _row("SCALE_STEP", "int", 1, "containers added or removed per decision",
+         bounds=_AT_LEAST_1, mutable=True),
+    _row("SCALE_CHECK_PERIOD", "float", 10.0, "seconds between two scaling decisions",
+         bounds=_POSITIVE, mutable=True),
+    _row("CPU_WEIGHT", "float", 0.35, "weight of the CPU score in the overall score",
+         bounds=_NON_NEGATIVE, mutable=True),
+    _row("MEMORY_WEIGHT", "float", 0.25, "weight of the memory score", bounds=_NON_NEGATIVE,
+         mutable=True),
+    _row("NETWORK_WEIGHT", "float", 0.15, "weight of the network score",
+         bounds=_NON_NEGATIVE, mutable=True),
+    _row("AVAILABILITY_WEIGHT", "float", 0.25, "weight of the availability score",
+         bounds=_NON_NEGATIVE, mutable=True),
+    _row("HISTORY_SIZE", "int", 20, "response times kept per container", bounds=_AT_LEAST_1),
+    _row("BEST_TIME_WINDOW", "int", 10, "best response times kept per container",
+         bounds=_AT_LEAST_1),
+    _row("EMA_ALPHA", "float", 0.2, "smoothing of the availability score, in (0, 1]",
+         bounds=Bounds(0, 1, lo_open=True), mutable=True),
+    _row("REDIS_URL", "str", None,
+         "Redis URL; wins over REDIS_HOST/REDIS_PORT; with neither set the agent runs "
+         "its own redis-server", p.redis_url, derived=Derived(_redis_url)),
+    _row("REDIS_HOST", "str", None, "Redis host (compat; REDIS_URL is preferred)",
+         p.hostname),
+    _row("REDIS_PORT", "port", 6379, "Redis port, used with REDIS_HOST", bounds=_PORT),
+    _row("HOST_PORT_HTTP_DEPLOYMENT_AGENT", "port", 2550,
+         "HTTP port (API, /stats, /ws, dashboard)", bounds=_PORT),
+    _row("HOST_PORT_WS_DEPLOYMENT_AGENT", "port", 2547,
+         "WebSocket port (compat; /ws is also served on the HTTP port)", bounds=_PORT),
+    _row("NETWORK_CAPACITY_BPS", "float", 125_000_000.0,
+         "bytes/s that count as a saturated network (default 1 Gbit/s)", bounds=_POSITIVE,
+         default_text="125000000", mutable=True),
+    _row("TICK_INTERVAL", "float", 1.0, "seconds between two samples of every container",
+         bounds=_POSITIVE),
+    _row("TICK_DEADLINE", "float", None,
+         "seconds a tick waits for samples before marking late ones stale "
+         "(≤ TICK_INTERVAL)", bounds=_POSITIVE, default_text="0.8 × TICK_INTERVAL",
+         derived=Derived(lambda v, _: 0.8 * v["TICK_INTERVAL"])),
+    _row("PROBE_TIMEOUT", "float", 5.0, "seconds before an availability probe counts as "
+         "no answer", bounds=_POSITIVE, mutable=True),
+    _row("HEALTH_PATH", "str", None,
+         "HTTP path to probe for availability; unset = time a TCP connect", p.health_path),
+    _row("DRAIN_TIMEOUT", "float", 30.0,
+         "seconds after which a SUNDOWN container is removed even if still busy",
+         bounds=_NON_NEGATIVE, mutable=True),
+    # 1.5 checks: two consecutive agreeing checks, so once load is gone the first
+    # scale-down comes at the second check (≤ three, as required), and the
+    # half-period margin keeps that exact under scheduling jitter.
+    _row("SCALE_DOWN_STABILIZATION", "float", None,
+         "seconds of scale-down recommendations that must all agree before scaling "
+         "down (0 = off)", bounds=_NON_NEGATIVE, default_text="1.5 × SCALE_CHECK_PERIOD",
+         derived=Derived(lambda v, _: 1.5 * v["SCALE_CHECK_PERIOD"]), mutable=True),
+    _row("FLAP_GUARD", "bool", True,
+         "refuse a scale-down whose projected average score would fall below "
+         "HIGH_LOAD_THRESHOLD", mutable=True),
+    _row("PREDICTIVE_SCALE_UP", "bool", False,
+         "scale up early when the forecast average score is below HIGH_LOAD_THRESHOLD",
+         mutable=True),
+    _row("SCALING_STRATEGY", "str", "threshold",
+         "threshold: the compat score thresholds; target: target tracking (desired = "
+         "ceil(active × load / target), as Kubernetes' HPA)", choices=_STRATEGIES,
+         mutable=True),
+    _row("TARGET_UTILIZATION", "float", 50.0,
+         "target tracking: the mean utilization (100 − score) to hold each container at",
+         bounds=Bounds(0, 100, lo_open=True), mutable=True),
+    _row("TARGET_IN_FLIGHT", "float", None,
+         "target tracking: requests in flight per container to hold (needs a balancer "
+         "that reports them); unset = utilization only", bounds=_POSITIVE, mutable=True),
+    _row("SCALE_TOLERANCE", "float", 0.1,
+         "target tracking: no change while load / target is within 1 ± this (HPA: 0.1)",
+         bounds=Bounds(0, 1, hi_open=True), mutable=True),
+    _row("SCALE_UP_LIMIT", "int", 4,
+         "target tracking: containers one decision may add at most", bounds=_AT_LEAST_1,
+         mutable=True),
+    _row("SCALE_DOWN_LIMIT", "int", 1,
+         "target tracking: containers one decision may drain at most", bounds=_AT_LEAST_1,
+         mutable=True),
+    _row("FORECAST_HORIZON", "int", 5, "ticks ahead of the score forecast",
+         bounds=_AT_LEAST_1, mutable=True),
+    _row("TREND_WINDOW", "int", 60, "ticks in the score trend (slope) window",
+         bounds=Bounds(2)),
+    _row("CATEGORY_HYSTERESIS", "float", 0.0,
+         "score margin before a container changes category (0 = compat)",
+         bounds=Bounds(0, 15), mutable=True),
+    _row("SLOW_START_WINDOW", "float", 30.0,
+         "seconds over which a new container's routing weight ramps up (0 = off)",
+         bounds=_NON_NEGATIVE, mutable=True),
+    _row("BIND_HOST", "str", "127.0.0.1", "address the HTTP and WebSocket servers bind to",
+         p.hostname),
+    _row("DATA_DIR", "path", None, "directory for the embedded Redis and other state",
+         default_text="$XDG_DATA_HOME/deployment-agent or ~/.local/share/deployment-agent",
+         derived=Derived(lambda _, context: data_dir_from(context), source="default")),
+    _row("AGENT_API_TOKEN", "str", None,
+         "bearer token of the mutating endpoints; unset = generated at start-up",
+         p.token, secret=True),
+    _row("CORS_ALLOW_ORIGINS", "list", ("*",),
+         "origins allowed to read the API from a browser ('*' or a comma-separated list)",
+         p.origins),
+    _row("CORS_ALLOW_WRITE_ORIGINS", "list", (),
+         "origins allowed to send mutating requests from a browser (comma-separated; the "
+         "token is still required)", p.write_origins, default_text="(none)"),
+    _row("CONTAINER_CPUS", "float", None, "CPU limit of each worker (e.g. 0.5); unset = none",
+         bounds=_POSITIVE),
+    _row("CONTAINER_MEMORY", "str", None,
+         "memory limit of each worker (e.g. 256m); unset = none", p.memory),
+    _row("SWARM_CONSTRAINTS", "list", (),
+         "swarm: placement constraints of the workers, comma-separated "
+         "(node.role==worker,node.labels.zone!=edge)", swarm.constraints,
+         default_text="(none)"),
+    _row("SWARM_NETWORK", "str", None,
+         "swarm: overlay network the workers join (dnsrr, reached at their task "
+         "address); unset = a host-mode published port on each worker's node",
+         swarm.network_name),
+    _row("PROC_ROOT", "path", Path("/proc"),
+         "the host's /proc as the sampler sees it (e.g. /host/proc in a container)"),
+    _row("CGROUP_ROOT", "path", Path("/sys/fs/cgroup"),
+         "the host's cgroup mount as the sampler sees it (e.g. /host/sys/fs/cgroup)"),
+    _row("COLLECTOR_REPORT_TTL", "float", None,
+         "collector: seconds its node's report stays in Redis; a node silent that long "
+         "has its containers marked stale", bounds=_POSITIVE,
+         default_text="3 × TICK_INTERVAL",
+         derived=Derived(lambda v, _: 3 * v["TICK_INTERVAL"])),
+    _row("LEDGER_MAX_LEN", "int", 10000, "decision-ledger entries kept in Redis",
+         bounds=_AT_LEAST_1),
+    _row("LOG_LEVEL", "str", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+         choices=_LEVELS, aliases={"WARN": "WARNING"}),
 )
 
-_BY_NAME: dict[str, _Field] = {f.spec.name: f for f in _FIELDS}
+_BY_NAME: Mapping[str, SettingSpec] = MappingProxyType({s.name: s for s in _ROWS})
 
 #: Names that `Settings.with_updates` may change while the agent runs.
-RUNTIME_MUTABLE: frozenset[str] = frozenset(f.spec.name for f in _FIELDS if f.spec.mutable)
+RUNTIME_MUTABLE: frozenset[str] = frozenset(s.name for s in _ROWS if s.mutable)
 
 
 def describe() -> tuple[SettingSpec, ...]:
     """Every setting in a stable order, for CLI flags, `check-config` and docs."""
-    return tuple(f.spec for f in _FIELDS)
+    return _ROWS
 
 
-def _canonical(key: str) -> str | None:
+def spec(name: str) -> SettingSpec:
+    """The row of `name` (KeyError for an unknown name)."""
+    return _BY_NAME[name]
+
+
+def canonical(key: str) -> str | None:
+    """The setting a key names (``max-containers``, ``max_containers``, ...), if any."""
     name = key.strip().lstrip("-").upper().replace("-", "_")
     return name if name in _BY_NAME else None
+
+
+def derive(values: dict[str, Any], sources: dict[str, str], context: Mapping[str, str]) -> None:
+    """Fill every unset derived setting in `values` (and its source), in table order."""
+    for row in _ROWS:
+        if row.derived is not None and values[row.name] is None:
+            value = row.derived.compute(values, context)
+            if value is not None:
+                values[row.name] = value
+                sources[row.name] = row.derived.source
+
+
+def _defaults() -> Mapping[str, Any]:
+    values = {s.name: s.default for s in _ROWS if not s.required}
+    derive(values, {}, {})
+    return MappingProxyType(values)
+
+
+#: Every optional setting's default, derived ones as derived from the other
+#: defaults in an empty context (so DATA_DIR is the relative ``.deployment-agent``:
+#: only `load_settings` knows HOME and the working directory).
+DEFAULTS: Mapping[str, Any] = _defaults()
+
+
+# ---------------------------------------------------------------------------
+# relations between settings
+
+
+class View:
+    """What a relation's message needs from the build in progress: the values, the
+    label each setting was written under, the raw value to echo, and which of two
+    settings the later source set."""
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        label: Callable[[str], str],
+        shown: Callable[[str], object],
+        later: Callable[[str, str], str],
+    ) -> None:
+        self.values = values
+        self.label = label
+        self.shown = shown
+        self.later = later
+
+
+@dataclass(frozen=True, slots=True)
+class Ascending:
+    """``names[0] ≤ names[1] ≤ …`` (``<`` when `strict`)."""
+
+    names: tuple[str, ...]
+    strict: bool
+
+    def broken(self, values: Mapping[str, float]) -> tuple[str, str] | None:
+        """The first neighbouring pair out of order, or None when the order holds."""
+        for lower, upper in zip(self.names, self.names[1:]):
+            low, high = values[lower], values[upper]
+            if not (low < high if self.strict else low <= high):
+                return lower, upper
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AllZero:
+    """Not every one of `names` may be 0."""
+
+    names: tuple[str, ...]
+
+    def broken(self, values: Mapping[str, float]) -> tuple[str, ...] | None:
+        return self.names if all(values[n] == 0 for n in self.names) else None
+
+
+CONTAINER_RANGE = Ascending(("DEFAULT_CONTAINER", "MAX_CONTAINERS"), strict=False)
+THRESHOLD_ORDER = Ascending(
+    ("CRITICAL_LOAD_THRESHOLD", "HIGH_LOAD_THRESHOLD", "LOW_LOAD_THRESHOLD"), strict=True
+)
+SCORE_WEIGHTS = AllZero(("CPU_WEIGHT", "MEMORY_WEIGHT", "NETWORK_WEIGHT", "AVAILABILITY_WEIGHT"))
+TICK_BUDGET = Ascending(("TICK_DEADLINE", "TICK_INTERVAL"), strict=False)
+
+
+def _container_range(pair: tuple[str, ...], view: View) -> ConfigError:
+    v = view.values
+    if view.later(*pair) == "DEFAULT_CONTAINER":
+        return ConfigError(view.label("DEFAULT_CONTAINER"), (
+            f"must be an integer ≤ MAX_CONTAINERS ({v['MAX_CONTAINERS']}), "
+            f"{p.got(view.shown('DEFAULT_CONTAINER'))}"))
+    return ConfigError(view.label("MAX_CONTAINERS"), (
+        f"must be an integer ≥ DEFAULT_CONTAINER ({v['DEFAULT_CONTAINER']}), "
+        f"{p.got(view.shown('MAX_CONTAINERS'))}"))
+
+
+def _threshold_order(pair: tuple[str, ...], view: View) -> ConfigError:
+    blamed = view.later(*pair)
+    chain = " < ".join(
+        n if n == blamed else f"{n} ({view.values[n]:g})" for n in THRESHOLD_ORDER.names
+    )
+    return ConfigError(
+        view.label(blamed),
+        f"must be a number in [0, 100] with {chain}, {p.got(view.shown(blamed))}",
+    )
+
+
+def _score_weights(names: tuple[str, ...], view: View) -> ConfigError:
+    return ConfigError(", ".join(view.label(n) for n in names),
+                       "at least one score weight must be > 0, got all 0")
+
+
+def _tick_budget(pair: tuple[str, ...], view: View) -> ConfigError:
+    return ConfigError(view.label("TICK_DEADLINE"), (
+        f"must be a number > 0 and ≤ TICK_INTERVAL ({view.values['TICK_INTERVAL']:g}), "
+        f"{p.got(view.shown('TICK_DEADLINE'))}"))
+
+
+Relation = tuple[Ascending | AllZero, Callable[[tuple[str, ...], View], ConfigError]]
+
+#: The relations, in the order they are checked, each with the error that names a
+#: violation: the setting set by the later source when two disagree.
+RELATIONS: tuple[Relation, ...] = (
+    (CONTAINER_RANGE, _container_range),
+    (THRESHOLD_ORDER, _threshold_order),
+    (SCORE_WEIGHTS, _score_weights),
+    (TICK_BUDGET, _tick_budget),
+)

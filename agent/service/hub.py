@@ -18,14 +18,21 @@ tick loop never blocks on subscribers.
 ``close()`` ends every subscription (their ``async for`` loops finish) and makes
 later ``subscribe()`` calls end immediately; it is called at shutdown so
 WebSocket handlers can say goodbye with close code 1001.
+
+The hub is the runtime's `agent.core.ports.Publisher` (``latest``, ``publish``,
+``close``); subscribing is what the web layer adds on top.
 """
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import trio
 
 from agent.core.records import Snapshot
+
+if TYPE_CHECKING:
+    from agent.core.ports import Publisher
 
 __all__ = ["Hub", "Subscription"]
 
@@ -129,3 +136,9 @@ class Subscription(AsyncIterator[Snapshot]):
                 self._seen = hub._version
                 return hub._latest
             await hub._changed.wait()
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to its port
+
+    def _implements(hub: Hub) -> Publisher:
+        return hub

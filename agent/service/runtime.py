@@ -47,7 +47,6 @@ from typing import Any
 import trio
 
 from agent.core.settings import Settings
-from agent.adapters.docker_engine import Engine
 from agent.core.jsonsafe import strict_json
 from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
 from agent.service.hub import Hub
@@ -68,9 +67,9 @@ from agent.core.plan import (
 from agent.core.policy import PolicyConfig, PolicyState
 from agent.core.pool import PoolState, clamp_desired, drained_names
 from agent.core.queue import build_queue
-from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
-from agent.adapters.redis_store import Store, TickWrite, container_record
+from agent.adapters.redis_store import TickWrite, container_record
+from agent.core.ports import Engine, SampleSource, Store
 
 __all__ = ["Agent"]
 
@@ -94,7 +93,7 @@ class Agent:
         *,
         engine: Engine,
         store: Store,
-        sampler: Sampler,
+        sampler: SampleSource,
         scorer: Scorer | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -215,7 +214,9 @@ class Agent:
         with trio.CancelScope(shield=True):
             await self.engine.aclose()
             await self.store.aclose()
-            self.sampler.close()
+            close = getattr(self.sampler, "close", None)  # the local Sampler's open files
+            if close is not None:
+                close()
 
     # -- running ---------------------------------------------------------------
 

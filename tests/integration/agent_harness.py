@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from agent.core.settings import Settings, load_settings
+from agent.adapters.config_sources import load_settings
+from agent.core.settings import Settings
 from agent.service.runtime import Agent
 from agent.adapters.sampler import Sampler
 from agent.adapters.redis_store import RedisStore

@@ -15,11 +15,11 @@ from agent.adapters.docker_engine import (
     OWNER_LABEL,
     OWNER_VALUE,
     DockerEngine,
-    Engine,
     container_name_prefix,
     parse_engine_time,
 )
 from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.core.ports import Engine
 from agent.adapters.probe import probe_http
 from tests.fixtures.docker import DockerTestApp
 

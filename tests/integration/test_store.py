@@ -12,7 +12,8 @@ import redis
 import trio
 
 from agent.core.errors import StoreError
-from agent.adapters.redis_store import RedisStore, Store, StoredState, TickWrite
+from agent.adapters.redis_store import RedisStore, StoredState, TickWrite
+from agent.core.ports import Store
 from tests.fixtures.redis import RedisTestServer
 
 pytestmark = pytest.mark.redis

@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from agent.core.settings import (
-    DEFAULT_ENV_FILE,
-    RUNTIME_MUTABLE,
-    Settings,
-    describe,
-    load_settings,
-    parse_env_file,
-    parse_env_text,
-)
+from agent.adapters.config_sources import DEFAULT_ENV_FILE, load_settings, parse_env_file
+from agent.core.env_text import parse_env_text
+from agent.core.settings import RUNTIME_MUTABLE, Settings, describe
 from agent.core.errors import ConfigError
 from agent.core.policy import PolicyConfig
 
@@ -42,6 +36,7 @@ def error_of(env: dict[str, str], **kw: Any) -> str:
 SPEC_DEFAULTS = {
     "APP_IDENTIFIER": "RUSTYBALANCER",
     "DOCKER_HOST": "unix:///var/run/docker.sock",
+    "ENGINE": "docker",
     "DEFAULT_CONTAINER": 5,
     "MAX_CONTAINERS": 15,
     "HIGH_LOAD_THRESHOLD": 55.0,
@@ -70,6 +65,12 @@ SPEC_DEFAULTS = {
     "SCALE_DOWN_STABILIZATION": 15.0,
     "FLAP_GUARD": True,
     "PREDICTIVE_SCALE_UP": False,
+    "SCALING_STRATEGY": "threshold",
+    "TARGET_UTILIZATION": 50.0,
+    "TARGET_IN_FLIGHT": None,
+    "SCALE_TOLERANCE": 0.1,
+    "SCALE_UP_LIMIT": 4,
+    "SCALE_DOWN_LIMIT": 1,
     "FORECAST_HORIZON": 5,
     "TREND_WINDOW": 60,
     "CATEGORY_HYSTERESIS": 0.0,
@@ -80,6 +81,11 @@ SPEC_DEFAULTS = {
     "CORS_ALLOW_WRITE_ORIGINS": "",
     "CONTAINER_CPUS": None,
     "CONTAINER_MEMORY": None,
+    "SWARM_CONSTRAINTS": "",
+    "SWARM_NETWORK": None,
+    "PROC_ROOT": "/proc",
+    "CGROUP_ROOT": "/sys/fs/cgroup",
+    "COLLECTOR_REPORT_TTL": 3.0,
     "LEDGER_MAX_LEN": 10000,
     "LOG_LEVEL": "INFO",
 }
@@ -100,6 +106,52 @@ def test_defaults() -> None:
 def test_constructor_defaults_match_loaded_defaults() -> None:
     assert Settings(docker_image="worker:latest", target_port=8080,
                     data_dir=load().data_dir) == load()
+
+
+def test_the_table_is_the_only_source_of_defaults() -> None:
+    """Settings, PolicyConfig and ScorerConfig take their defaults from DEFAULTS."""
+    from agent.core.settings_table import DEFAULTS
+    from agent.scoring import ScorerConfig
+
+    s = Settings(docker_image="x", target_port=80)
+    for spec in describe():
+        if not spec.required:
+            assert getattr(s, spec.attr) == DEFAULTS[spec.name], spec.name
+    assert DEFAULTS["TICK_DEADLINE"] == 0.8 and DEFAULTS["SCALE_DOWN_STABILIZATION"] == 15.0
+    assert PolicyConfig() == s.policy_config()
+    assert ScorerConfig() == s.scorer_config()
+
+
+def test_a_settings_class_apart_from_the_table_is_refused() -> None:
+    from agent.core.settings import TABLE, _defaults_from_table
+
+    class Partial:
+        docker_image: str
+        target_port: int
+        app_identifier: str = TABLE
+
+    with pytest.raises(TypeError, match=r"only in the table \['agent_api_token', "):
+        _defaults_from_table(Partial)
+
+    names = {f.name: f for f in dataclasses.fields(Settings)}
+    annotations = {n: "float" if n == "max_containers" else f.type for n, f in names.items()
+                   if n not in ("sources", "_raw", "_context")}
+    Mistyped = type("Mistyped", (), {"__annotations__": annotations,
+                                     **{n: TABLE for n in annotations if n not in
+                                        ("docker_image", "target_port")}})
+    with pytest.raises(TypeError, match="MAX_CONTAINERS needs the type 'int', not 'float'"):
+        _defaults_from_table(Mistyped)
+
+
+def test_relative_data_dir_resolves_against_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load({"DATA_DIR": "rel/dir"}).data_dir == tmp_path / "rel" / "dir"
+    assert load({"DATA_DIR": "~/d", "HOME": str(tmp_path / "h")}).data_dir == tmp_path / "h" / "d"
+    # the run's working directory is recorded: a later update does not move it
+    s = load({"DATA_DIR": "rel"})
+    monkeypatch.chdir("/")
+    assert s.with_updates({"SCALE_STEP": 2}).data_dir == tmp_path / "rel"
 
 
 def test_describe_covers_every_field() -> None:
@@ -239,6 +291,14 @@ def test_toml_types_and_errors(tmp_path: Path) -> None:
 # --- validation: exact messages -----------------------------------------------------------
 
 INVALID = [
+    ("strategy_unknown", {"SCALING_STRATEGY": "pid"},
+     "SCALING_STRATEGY: must be one of threshold, target, got 'pid'"),
+    ("target_utilization_zero", {"TARGET_UTILIZATION": "0"},
+     "TARGET_UTILIZATION: must be a number in (0, 100], got '0'"),
+    ("tolerance_one", {"SCALE_TOLERANCE": "1"},
+     "SCALE_TOLERANCE: must be a number in [0, 1), got '1'"),
+    ("in_flight_negative", {"TARGET_IN_FLIGHT": "-2"},
+     "TARGET_IN_FLIGHT: must be a number > 0, got '-2'"),
     ("max_below_default", {"MAX_CONTAINERS": "3"},
      "MAX_CONTAINERS: must be an integer ≥ DEFAULT_CONTAINER (5), got '3'"),
     ("max_not_int", {"MAX_CONTAINERS": "lots"},

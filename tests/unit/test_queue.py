@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem
-from agent.core.queue import build_queue
+from agent.core.queue import build_queue, traffic_weights
 
 
 def score(name: str, overall: float, category: Category = Category.LU, weight: float = 0.0,
@@ -79,6 +79,25 @@ WEIGHT_ROWS = [
 def test_weights(scores: list[ContainerScore], weights: dict[str, float]) -> None:
     got = {i.dns_name: i.weight for i in build_queue(scores, {})}
     assert got == pytest.approx(weights)
+
+
+FALLBACK_ROWS = [
+    ("weights_normalised", [3.0, 1.0], [10.0, 90.0], [0.75, 0.25]),
+    ("no_weights_by_score", None, [75.0, 25.0], [0.75, 0.25]),
+    ("zero_weights_by_score", [0.0, 0.0], [60.0, 20.0], [0.75, 0.25]),
+    ("non_finite_weights_by_score", [math.nan, math.inf], [1.0, 3.0], [0.25, 0.75]),
+    ("negative_counts_as_zero", [-1.0, 2.0], [50.0, 50.0], [0.0, 1.0]),
+    ("no_information_equal", [0.0, math.nan], [0.0, math.nan], [0.5, 0.5]),
+    ("empty", None, [], []),
+]
+
+
+@pytest.mark.parametrize(("weights", "scores", "shares"), [r[1:] for r in FALLBACK_ROWS],
+                         ids=[r[0] for r in FALLBACK_ROWS])
+def test_traffic_weights_fallback(weights: list[float] | None, scores: list[float],
+                                  shares: list[float]) -> None:
+    """The one fallback rule, shared by the queue and the client's compat parsing."""
+    assert traffic_weights(weights, scores) == pytest.approx(shares)
 
 
 def test_address_port_and_id_from_infos() -> None:

@@ -250,7 +250,7 @@ STATS = {
 
 
 def test_counters_from_stats_document() -> None:
-    c = counters_from_stats(STATS)
+    c = counters_from_stats(STATS, now_ns=0)
     assert c.source == "stats"
     assert c.cpu_ns == 2055480830
     assert c.system_ns == 649110000000
@@ -262,9 +262,11 @@ def test_counters_from_stats_document() -> None:
 
 
 def test_counters_from_a_stopped_containers_stats() -> None:
-    c = counters_from_stats({"read": "0001-01-01T00:00:00Z", "cpu_stats": {}, "memory_stats": {}})
+    c = counters_from_stats({"read": "0001-01-01T00:00:00Z", "cpu_stats": {}, "memory_stats": {}},
+                            now_ns=123)
     assert c.cpu_ns is None and c.memory_usage is None and c.net_bytes is None
     assert c.online_cpus is None
+    assert c.wall_ns == 123  # no `read` time: the caller's clock stands in
 
 
 # -- read_local on fake trees ------------------------------------------------------
