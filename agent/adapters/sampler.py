@@ -100,7 +100,6 @@ def probe_address(info: ContainerInfo) -> tuple[str, int]:
     return info.direct if info.direct is not None else (info.address, info.host_port)
 
 
-
 class Sampler:
     """Samples every container of a tick concurrently, within the tick's deadline.
 
@@ -109,7 +108,8 @@ class Sampler:
     ``container_id -> stats document`` callable (`DockerEngine.read_stats`), used
     when the engine is remote or a container's files cannot be read; without it
     such a container's CPU, memory and network are NaN. `probe` measures
-    availability (`NetworkProbe` unless given). `cpu_limits` maps a
+    availability (`NetworkProbe` unless given; with it, a tick's TCP probes run in
+    one worker thread, `NetworkProbe.tcp_many`). `cpu_limits` maps a
     container name or id to its CPU limit in cores; otherwise the cgroup quota is
     used when there is one. `limiter` bounds this sampler's worker threads.
     `proc_root`/`cgroup_root` locate the host's ``/proc`` and cgroup mount (an agent
