@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from agent.core.errors import EngineError
+from agent.core.errors import EngineError, EngineUnreachable
 
 if TYPE_CHECKING:
     from agent.adapters.docker_engine import DockerEngine
@@ -91,16 +91,25 @@ class EventWatch:
         while the engine is down; `list_owned` then reports that)."""
         started = _Once(task_status.started)
         delay = _BACKOFF[0]
+        failed = 0  # reconnections failed in a row: the first is told, the rest counted
         try:
             while True:
                 began = trio.current_time()
+                connects = self.connects
                 try:
                     await self._follow(started)
                     log.warning("engine event stream ended; reconnecting")
+                except EngineUnreachable as exc:
+                    # The tick reports the unreachable engine, once per outage.
+                    log.debug("engine event stream unavailable: %s", exc)
                 except EngineError as exc:
-                    log.warning("engine event stream unavailable: %s", exc)
+                    if self.connects > connects or not failed:
+                        log.warning("engine event stream unavailable: %s", exc)
+                    else:
+                        log.debug("engine event stream still unavailable: %s", exc)
                 except Exception:  # a bug must not end the agent: resync from scratch
                     log.exception("engine event stream failed")
+                failed = 0 if self.connects > connects else failed + 1
                 started()
                 if trio.current_time() - began > _STEADY:
                     delay = _BACKOFF[0]  # it ran fine for a while: reconnect soon

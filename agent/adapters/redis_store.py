@@ -39,6 +39,7 @@ is the Redis adapter of the `agent.core.ports.Store` seam.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -490,7 +491,7 @@ class RedisStore:
                 f"next reconnect attempt in {delay:.1f} s"
             ) from exc
         except redis.exceptions.RedisError as exc:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = _describe(exc)
             raise StoreError(f"Redis at {self.server} failed during {op}: {self._last_error}") from exc
         if not self._available:
             if report_recovery:
@@ -568,3 +569,15 @@ if TYPE_CHECKING:  # mypy holds the adapter to its port
 
     def _implements(store: RedisStore) -> Store:
         return store
+
+
+# redis-py names the pipeline's failing command, arguments and all: which one
+# fails first depends on what the tick wrote (a delta), and its arguments are
+# our data. The reason that follows is what the operator needs, and it is the
+# same for every command of the pipeline.
+_PIPELINE_PREFIX = re.compile(r"^Command # \d+ \(.*\) of pipeline caused error: ", re.S)
+
+
+def _describe(exc: BaseException) -> str:
+    """A Redis error as told in logs and conditions: its type and its reason."""
+    return f"{type(exc).__name__}: {_PIPELINE_PREFIX.sub('', str(exc))}"
