@@ -138,25 +138,7 @@ class RedisStore:
         # store knows about the hashes is only trusted while this is unchanged.
         self._connects = 0
         self._known_connects = -1
-        try:
-            self._client: redis.Redis = redis.Redis.from_url(
-                url,
-                decode_responses=True,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                retry=Retry(NoBackoff(), 0),  # our backoff, not redis-py's
-                health_check_interval=0,
-                # RESP2: any server version, no HELLO handshake, and redis-py
-                # then re-checks pooled connections (stale after a Redis restart)
-                # before use; RESP3 would enable its maintenance-notification mode.
-                protocol=2,
-                redis_connect_func=self._on_connect,
-            )
-        except ValueError as exc:
-            raise StoreError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from exc
-        kw = self._client.connection_pool.connection_kwargs
-        where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
-        self.server = f"redis://{where}/{kw.get('db', 0)}"  # no credentials
+        self._client, self.server = _client_for(url, socket_timeout, self._on_connect)
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(4)
         self._ledger_max_len = ledger_max_len
         self._backoff_initial = backoff_initial
@@ -569,6 +551,31 @@ if TYPE_CHECKING:  # mypy holds the adapter to its port
 
     def _implements(store: RedisStore) -> Store:
         return store
+
+
+def _client_for(
+    url: str, socket_timeout: float, on_connect: Callable[[Any], None]
+) -> tuple[redis.Redis, str]:
+    """The store's client for `url`, and the server it names without credentials."""
+    try:
+        client: redis.Redis = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),  # our backoff, not redis-py's
+            health_check_interval=0,
+            # RESP2: any server version, no HELLO handshake, and redis-py
+            # then re-checks pooled connections (stale after a Redis restart)
+            # before use; RESP3 would enable its maintenance-notification mode.
+            protocol=2,
+            redis_connect_func=on_connect,
+        )
+    except ValueError as exc:
+        raise StoreError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from exc
+    kw = client.connection_pool.connection_kwargs
+    where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+    return client, f"redis://{where}/{kw.get('db', 0)}"
 
 
 # redis-py names the pipeline's failing command, arguments and all: which one

@@ -191,7 +191,16 @@ class Sampler:
         for info, answer in zip(probed_tcp, answers):
             if answer is not None:
                 probes[info.id] = answer
+        return self._samples(containers, readings, metrics_done, probes)
 
+    def _samples(
+        self,
+        containers: list[ContainerInfo],
+        readings: dict[str, Counters],
+        metrics_done: set[str],
+        probes: dict[str, float],
+    ) -> dict[str, Sample]:
+        """This tick's readings against the previous ones: one `Sample` a container."""
         samples: dict[str, Sample] = {}
         for info in containers:
             if not info.running:
