@@ -74,6 +74,12 @@ SPEC_DEFAULTS = {
     "CORS_ALLOW_WRITE_ORIGINS": "",
     "CONTAINER_CPUS": None,
     "CONTAINER_MEMORY": None,
+    "BALANCER": "none",
+    "BALANCER_BIND": "127.0.0.1",
+    "BALANCER_PORT": 8080,
+    "BALANCER_ALGORITHM": "roundrobin",
+    "HAPROXY_SOCKET": None,
+    "HAPROXY_BACKEND": None,
     "LEDGER_MAX_LEN": 10000,
     "LOG_LEVEL": "INFO",
 }
