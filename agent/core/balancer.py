@@ -201,6 +201,7 @@ class ServerStats:
     sessions: int = 0  # scur: requests in flight
     queued: int = 0  # qcur: requests waiting for a connection slot on this server
     sessions_total: int = 0  # stot: requests sent to it (HTTP mode: one per request)
+    requests_total: int = 0  # req_tot: requests it answered (the count its times average)
     rate: int = 0  # sessions per second over the last second (servers have no req_rate)
     response_time_ms: float = math.nan  # rtime
     total_time_ms: float = math.nan  # ttime

@@ -185,7 +185,11 @@ class Observation:
     the last sample); only SUNDOWN containers act on it. `sundown_since` is when
     the container was marked SUNDOWN (same clock as `now`); `stale` means the
     last sample missed its tick deadline; `created` (epoch seconds) breaks ties
-    when choosing which containers to drain (`pick_sundown`).
+    when choosing which containers to drain (`pick_sundown`). `in_flight` is the
+    balancer's count of requests sent to the container and not yet answered, or
+    queued for it (HAProxy's ``scur`` + ``qcur``): a load signal that needs no
+    model of the application (NaN without a balancer, or before it knows the
+    container). No rule reads it yet; a target-tracking strategy will.
     """
 
     name: str
@@ -196,6 +200,7 @@ class Observation:
     sundown_since: float | None = None
     stale: bool = False
     created: float = 0.0
+    in_flight: float = math.nan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

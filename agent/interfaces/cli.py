@@ -143,13 +143,28 @@ def _run(args: argparse.Namespace) -> int:
                 f"  API token  "
                 + (f"in {running.token_file}" if running.token_file else "AGENT_API_TOKEN")
                 + f"\n  redis      {redact_url(running.redis_url)}\n"
-                "  Ctrl-C stops it.",
+                + _balancer_lines(settings, running.application)
+                + "  Ctrl-C stops it.",
                 file=sys.stderr,
                 flush=True,
             )
 
     trio.run(main)
     return 0
+
+
+def _balancer_lines(settings: Settings, application: str | None) -> str:
+    """What the start-up banner says of the load balancer."""
+    from agent.service.wiring import HAPROXY_DIR
+
+    if settings.balancer_mode == "embedded":
+        pid_file = settings.data_dir / HAPROXY_DIR / "haproxy.pid"
+        return (f"  application {application}  (the embedded haproxy; it keeps serving "
+                f"after the agent stops:\n              kill $(cat {pid_file}) to stop it)\n")
+    if settings.balancer_mode == "external":
+        return (f"  balancer   backend {settings.haproxy_backend} of the HAProxy at "
+                f"{settings.haproxy_socket}\n")
+    return ""
 
 
 def _unwrap(exc: BaseException) -> BaseException:

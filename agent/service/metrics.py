@@ -23,6 +23,10 @@ name                            type      labels
 ``websocket_clients``           gauge     —
 =============================== ========= ==========================================
 
+The balancer's series (requests/s, in flight, response time and 5xx per
+container; balancer up, syncs, events) are `agent.service.traffic_metrics`'s, in
+the same registry (``metrics.traffic``).
+
 Series of containers that disappeared from the snapshot are removed, so a
 scraped dashboard does not show ghosts. Non-finite scores (a container with no
 sample yet) are exported as NaN, which the text format allows.
@@ -36,6 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.core.records import Category, Snapshot
+from agent.service.traffic_metrics import TrafficMetrics
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -91,6 +96,8 @@ class Metrics:
             "websocket_clients", "WebSocket clients currently subscribed to the queue.",
             namespace=namespace, registry=r,
         )
+        # the balancer's series (agent.service.traffic_metrics), in this registry
+        self.traffic = TrafficMetrics(r, namespace)
         self._known: set[str] = set()
         # record_snapshot may run from the tick task and from a /metrics scrape;
         # both are on the Trio thread today, the lock keeps it safe if not.

@@ -64,6 +64,7 @@ def test_show_stat_gives_sessions_times_and_errors_per_server():
                                     "app-99990000", "app-aaaa0000"])
     busy = stats["app-1e2f3a4b"]
     assert (busy.sessions, busy.queued, busy.sessions_total, busy.rate) == (3, 0, 75, 3)
+    assert busy.requests_total == 72  # answered: the three in flight are not yet counted
     assert not busy.idle and busy.up
     assert (busy.status, busy.weight, busy.user_weight) == ("UP", 200, 200)
     assert busy.response_time_ms == 1.0 and busy.total_time_ms == 1.0

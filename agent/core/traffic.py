@@ -1,0 +1,345 @@
+"""What the balancer saw of each container in one tick, and how it feeds the scores.
+
+SPEC §8's **better**: a container that carried traffic is judged by its real
+response time, not by a TCP connect the kernel answers while the application
+starves. HAProxy measures, per server (`agent.core.balancer.ServerStats`, one
+``show stat`` per tick): requests in flight (``scur`` + ``qcur``), requests answered
+(``req_tot``, cumulative), 5xx and invalid answers (cumulative), and ``rtime``, the
+mean server response time in whole milliseconds over the last ``min(req_tot,
+1024)`` requests. Pure: readings and the caller's clock in, values out.
+
+The per-tick response time (`traffic_step`)
+-------------------------------------------
+``rtime`` is HAProxy's sliding sum (``swrate``, 2.6): below 1024 answered requests
+the sum of every response time, then ``sum ← sum − ⌈sum/1024⌉ + v`` per request,
+shown as ``⌈sum / min(req_tot, 1024)⌉``. Two readings (c₀, A₀) and (c₁, A₁) give
+both sums (S ≈ (A − ½)·W) and so the mean m of the k = c₁ − c₀ requests between
+them (weighted as the sum weighs them: once the window is full an older request
+counts (1 − 1/1024) less per request after it), with k₁ of them added before the
+window filled and k₂ after, d = 1 − 1/1024::
+
+    S₁ = (S₀ + k₁·m)·dᵏ² + (m − ½)·D,  D = 1024·(1 − dᵏ²)   ⇒   m = (S₁ − S₀·dᵏ² + D/2) / (k₁·dᵏ² + D)
+
+(the ½: each decaying step subtracts ⌈sum/1024⌉, half a millisecond more on average).
+
+The readings are whole milliseconds, so m errs by up to about W/(2k) ms: an
+estimate is made once k ≥ max(8, W/(2e)) requests were answered since the last
+one, e = max(2 ms, 15 % of the response time) — 256 requests for a 13 ms service
+at a full window, 34 for a saturated one answering in 100 ms, 16 for a new server.
+Between two estimates the last one stands (for `HOLD` seconds, then HAProxy's
+window average does). A decrease of ``req_tot`` (HAProxy restarted, the server
+re-added) starts the server over.
+
+The availability input (`availability_inputs`)
+----------------------------------------------
+The compat availability is a *ratio*: 100·(best/effective)^1.5 over the times it
+was fed, ``best`` being the mean of a list that only ever takes *lower* times. So
+probe times (a TCP connect, ~0.1 ms) and response times (milliseconds) must never
+be mixed — one probe time would make every later response look hundreds of times
+slower. With a balancer, the agent therefore feeds every container the same
+quantity, its **slowdown** — response time over the pool's unloaded response
+time — in units of `UNLOADED` (1 ms, the kernel's latency floor)::
+
+    carried traffic, answers mostly fine  ⇒  UNLOADED × max(1, m / reference)
+    carried traffic, > half errors        ⇒  NaN (no answer: availability 0)
+    no traffic, probe answered            ⇒  UNLOADED (nothing queued: unloaded)
+    no traffic, probe failed              ⇒  NaN (compat)
+    a container's first answered input    ⇒  UNLOADED (so `best` is the unloaded time)
+
+so availability = 100 / slowdown^1.5, smoothed as the compat formula smooths it
+(slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19), and the kernel's routing cost divides by the
+slowdown. The **reference** is `Baseline`: the lowest HAProxy window average (its
+1024-request mean, smooth) of servers that were not CPU-bound when it was read
+(CPU below `BUSY_CPU_PERCENT` of their limit), creeping up by a factor 2 per 30
+minutes so that a slower release is learnt. Until such a server has been seen —
+a load that saturates the pool from its first request — a CPU-bound server's
+reference is the CPU time one of its requests costs (CPU-seconds over the tick
+divided by the requests it answered), the least any of its responses can take:
+its slowdown is then the time its requests spent waiting for a CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.core.balancer import ServerStats
+from agent.core.records import Sample
+
+__all__ = [
+    "BUSY_CPU_PERCENT",
+    "UNLOADED",
+    "WINDOW",
+    "Baseline",
+    "ServerTraffic",
+    "TrafficState",
+    "availability_inputs",
+    "interval_mean_ms",
+    "traffic_step",
+]
+
+#: HAProxy's TIME_STATS_SAMPLES: the requests its time averages span.
+WINDOW = 1024
+_DECAY = 1.0 - 1.0 / WINDOW
+#: Seconds fed to the kernel for an unloaded container (= `agent.scoring.LATENCY_FLOOR`,
+#: which a test holds equal): the unit of the slowdown.
+UNLOADED = 1e-3
+#: A server using less CPU than this (% of its limit) answers at its unloaded speed.
+BUSY_CPU_PERCENT = 50.0
+#: An estimate needs this many answered requests at least (see the module docstring) …
+MIN_REQUESTS = 8
+#: … and enough that the whole-millisecond readings err by less than this fraction of
+#: the response time …
+TOLERANCE = 0.15
+#: … or than this many milliseconds, whichever is larger.
+MIN_TOLERANCE_MS = 2.0
+#: An estimate older than this (seconds) gives way to HAProxy's window average.
+HOLD = 10.0
+#: The baseline's e-folding time upward: a factor 2 in 30 minutes.
+BASELINE_RISE_TAU = 1800.0 / math.log(2.0)
+#: A window average is a baseline candidate once it spans this many requests.
+BASELINE_MIN_WINDOW = 32
+#: The least baseline (seconds): HAProxy counts whole milliseconds.
+BASELINE_FLOOR = 0.5e-3
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTraffic:
+    """One container's traffic at the balancer over the last interval.
+
+    `response_time` is the mean of the requests answered since the last estimate
+    (seconds; held between estimates, HAProxy's window average until the first),
+    NaN when it never answered one; `average_response_time` is HAProxy's own
+    1024-request average. Counts are over the interval; `in_flight` is now.
+    """
+
+    carried: bool = False
+    requests: int = 0
+    answered: int = 0  # req_tot: answered since HAProxy knows the server
+    rate: float = 0.0  # answered requests per second
+    in_flight: int = 0  # scur + qcur: sent and not yet answered, or queued
+    response_time: float = math.nan
+    average_response_time: float = math.nan
+    responses_5xx: int = 0
+    errors: int = 0  # 5xx + invalid answers (eresp)
+    status: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "carried": self.carried,
+            "requests": self.requests,
+            "answered": self.answered,
+            "rate": self.rate,
+            "in_flight": self.in_flight,
+            "response_time": self.response_time,
+            "average_response_time": self.average_response_time,
+            "responses_5xx": self.responses_5xx,
+            "errors": self.errors,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    requests: int  # req_tot
+    average_ms: float  # rtime as shown (0 before the first answer)
+    at: float  # the caller's clock, seconds
+    responses_5xx: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Track:
+    base: _Reading  # where the next estimate starts
+    last: _Reading  # the previous reading
+    estimate: float = math.nan  # seconds
+    estimated_at: float = -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The pool's unloaded response time (seconds), None until learnt (see module)."""
+
+    seconds: float | None = None
+    at: float | None = None
+
+    def now(self, at: float) -> float | None:
+        """The baseline at `at`, risen since it was last lowered."""
+        if self.seconds is None or self.at is None:
+            return None
+        return self.seconds * math.exp(max(0.0, at - self.at) / BASELINE_RISE_TAU)
+
+    def learnt(self, candidate: float, at: float) -> Baseline:
+        """Lowered to `candidate` (seconds) when that is below the risen baseline."""
+        value = max(BASELINE_FLOOR, candidate)
+        current = self.now(at)
+        return Baseline(value, at) if current is None or value < current else self
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficState:
+    """What `traffic_step` and `availability_inputs` carry from one tick to the next."""
+
+    tracks: Mapping[str, _Track] = field(default_factory=dict)
+    baseline: Baseline = field(default_factory=Baseline)
+    fed: frozenset[str] = frozenset()  # containers whose first input was given
+
+
+def interval_mean_ms(c0: int, a0: float, c1: int, a1: float) -> float:
+    """Mean response time (ms) of the requests answered between two readings of a
+    server's ``req_tot`` (c) and ``rtime`` (a); see the module docstring."""
+    k = c1 - c0
+    if k <= 0:
+        raise ValueError(f"no request between the readings ({c0} → {c1})")
+    s0, s1 = _sum(c0, a0), _sum(c1, a1)
+    filled = min(c1, WINDOW)
+    k1 = max(0, filled - c0)  # added while the sum had no decay
+    k2 = k - k1
+    dk = _DECAY ** k2
+    decayed = WINDOW * (1.0 - dk)
+    # each decaying step takes ⌈sum/1024⌉, half a millisecond more than sum/1024
+    mean = (s1 - s0 * dk + 0.5 * decayed) / (k1 * dk + decayed)
+    return max(0.0, mean)
+
+
+def _sum(count: int, average_ms: float) -> float:
+    """HAProxy's sum from its shown average ⌈sum/W⌉: the middle of its interval."""
+    if count <= 0 or average_ms <= 0:
+        return 0.0
+    return (average_ms - 0.5) * min(count, WINDOW)
+
+
+def traffic_step(
+    state: TrafficState, stats: Mapping[str, ServerStats], now: float
+) -> tuple[TrafficState, dict[str, ServerTraffic]]:
+    """Each server's traffic since the previous reading, and the state for the next.
+
+    `stats` is one reading of the servers (the agent's); `now` the caller's clock
+    (seconds, any origin, the same every call). A server seen for the first time
+    has no interval yet: it counts as carrying traffic when HAProxy's one-second
+    rate says so, with HAProxy's window average as its response time.
+    """
+    tracks: dict[str, _Track] = {}
+    traffic: dict[str, ServerTraffic] = {}
+    for name, s in stats.items():
+        reading = _Reading(
+            s.requests_total, s.response_time_ms if math.isfinite(s.response_time_ms) else 0.0,
+            now, s.responses_5xx, s.responses_5xx + s.response_errors,
+        )
+        window = _seconds(reading.average_ms) if reading.requests > 0 else math.nan
+        old = state.tracks.get(name)
+        if old is None or reading.requests < old.last.requests:
+            tracks[name] = _Track(reading, reading)
+            traffic[name] = ServerTraffic(
+                carried=s.rate > 0, answered=reading.requests, rate=float(s.rate),
+                in_flight=s.sessions + s.queued, response_time=window,
+                average_response_time=window, status=s.status,
+            )
+            continue
+        track = _advance(old, reading)
+        tracks[name] = track
+        requests = reading.requests - old.last.requests
+        elapsed = reading.at - old.last.at
+        fresh = now - track.estimated_at <= HOLD
+        traffic[name] = ServerTraffic(
+            carried=requests > 0,
+            requests=requests,
+            answered=reading.requests,
+            rate=requests / elapsed if elapsed > 0 else 0.0,
+            in_flight=s.sessions + s.queued,
+            response_time=track.estimate if fresh else window,
+            average_response_time=window,
+            responses_5xx=max(0, reading.responses_5xx - old.last.responses_5xx),
+            errors=max(0, reading.errors - old.last.errors),
+            status=s.status,
+        )
+    return dataclasses.replace(state, tracks=tracks), traffic
+
+
+def _advance(track: _Track, reading: _Reading) -> _Track:
+    """The track after `reading`: a new estimate once enough requests were answered."""
+    base = track.base
+    k = reading.requests - base.requests
+    tolerance = max(MIN_TOLERANCE_MS, TOLERANCE * reading.average_ms)
+    needed = max(MIN_REQUESTS, min(reading.requests, WINDOW) / (2.0 * tolerance))
+    if k > 0 and k >= needed:
+        mean = interval_mean_ms(base.requests, base.average_ms, reading.requests,
+                                reading.average_ms)
+        return _Track(reading, reading, mean / 1000.0, reading.at)
+    return dataclasses.replace(track, last=reading)
+
+
+def _seconds(ms: float) -> float:
+    return ms / 1000.0
+
+
+def availability_inputs(
+    state: TrafficState,
+    samples: Mapping[str, Sample],
+    traffic: Mapping[str, ServerTraffic],
+    cores: Mapping[str, float],
+    now: float,
+) -> tuple[TrafficState, dict[str, Sample]]:
+    """`samples` with the availability input the balancer's figures give (module
+    docstring), and the state with the baseline and the containers fed so far.
+
+    `cores` is each container's CPU limit in cores (1.0 without one: a sample's
+    CPU % is relative to it). Containers without a traffic entry (the balancer
+    has no server for them yet) keep their probe time as it is.
+    """
+    baseline = _learn(state.baseline, samples, traffic, now)
+    reference = baseline.now(now)
+    fed = set(state.fed) & set(samples)
+    out: dict[str, Sample] = {}
+    for name, sample in samples.items():
+        seen = traffic.get(name)
+        if seen is None or sample.stale:
+            out[name] = sample
+            continue
+        value = _input(sample, seen, reference, cores.get(name, 1.0))
+        if math.isfinite(value) and name not in fed:
+            value = UNLOADED
+            fed.add(name)
+        out[name] = dataclasses.replace(sample, response_time=value)
+    return dataclasses.replace(state, baseline=baseline, fed=frozenset(fed)), out
+
+
+def _input(sample: Sample, seen: ServerTraffic, reference: float | None, cores: float) -> float:
+    if not seen.carried:
+        return UNLOADED if math.isfinite(sample.response_time) else math.nan
+    if seen.requests > 0 and 2 * seen.errors > seen.requests:
+        return math.nan
+    response = seen.response_time
+    if not math.isfinite(response):
+        return UNLOADED
+    if reference is None:
+        reference = _cpu_cost(sample, seen, cores)
+    if reference is None or reference <= 0:
+        return UNLOADED  # nothing to compare with: no evidence of waiting
+    return UNLOADED * max(1.0, response / reference)
+
+
+def _cpu_cost(sample: Sample, seen: ServerTraffic, cores: float) -> float | None:
+    """CPU-seconds one request cost over the tick: the least a response can take."""
+    if not (math.isfinite(sample.cpu_percent) and seen.rate > 0):
+        return None
+    return sample.cpu_percent / 100.0 * cores / seen.rate
+
+
+def _learn(
+    baseline: Baseline, samples: Mapping[str, Sample], traffic: Mapping[str, ServerTraffic],
+    now: float,
+) -> Baseline:
+    """Lower the baseline to the best window average of a server that was not busy."""
+    for name, seen in traffic.items():
+        sample = samples.get(name)
+        if (
+            sample is None or sample.stale or not seen.carried
+            or seen.answered < BASELINE_MIN_WINDOW
+            or not math.isfinite(seen.average_response_time)
+            or not (math.isfinite(sample.cpu_percent) and sample.cpu_percent < BUSY_CPU_PERCENT)
+        ):
+            continue
+        baseline = baseline.learnt(seen.average_response_time, now)
+    return baseline
