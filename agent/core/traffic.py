@@ -22,13 +22,18 @@ window filled and k₂ after, d = 1 − 1/1024::
 
 (the ½: each decaying step subtracts ⌈sum/1024⌉, half a millisecond more on average).
 
-The readings are whole milliseconds, so m errs by up to about W/(2k) ms: an
-estimate is made once k ≥ max(8, W/(2e)) requests were answered since the last
-one, e = max(2 ms, 15 % of the response time) — 256 requests for a 13 ms service
-at a full window, 34 for a saturated one answering in 100 ms, 16 for a new server.
-Between two estimates the last one stands (for `HOLD` seconds, then HAProxy's
-window average does). A decrease of ``req_tot`` (HAProxy restarted, the server
+The readings are whole milliseconds, so m errs by up to about W/(2k) ms
+(`interval_error_ms`): an estimate is made once that is below max(2 ms, 15 % of
+m) — about 256 requests for a 13 ms service at a full window, 30 for a saturated
+server answering in 100 ms, a handful for a new server. Between two estimates the
+last one stands, for `HOLD` seconds; then the response time is unknown (no
+evidence either way). A decrease of ``req_tot`` (HAProxy restarted, the server
 re-added) starts the server over.
+
+The embedded haproxy needs none of this: its adapter resets the counters after
+each reading (`agent.core.balancer.Observation.interval_times`), so the shown
+average is the interval's exact mean. The inversion serves an external HAProxy,
+whose statistics are the user's and are never reset.
 
 The availability input (`availability_inputs`)
 ----------------------------------------------
@@ -37,25 +42,35 @@ was fed, ``best`` being the mean of a list that only ever takes *lower* times. S
 probe times (a TCP connect, ~0.1 ms) and response times (milliseconds) must never
 be mixed — one probe time would make every later response look hundreds of times
 slower. With a balancer, the agent therefore feeds every container the same
-quantity, its **slowdown** — response time over the pool's unloaded response
-time — in units of `UNLOADED` (1 ms, the kernel's latency floor)::
+quantity, its **slowdown** — response time over a reference, the pool's unloaded
+response time — in units of `UNLOADED` (1 ms, the kernel's latency floor)::
 
-    carried traffic, answers mostly fine  ⇒  UNLOADED × max(1, m / reference)
+    carried traffic, answers mostly fine  ⇒  UNLOADED × clamp(m / reference, 1, 10)
     carried traffic, > half errors        ⇒  NaN (no answer: availability 0)
     no traffic, probe answered            ⇒  UNLOADED (nothing queued: unloaded)
     no traffic, probe failed              ⇒  NaN (compat)
     a container's first answered input    ⇒  UNLOADED (so `best` is the unloaded time)
 
 so availability = 100 / slowdown^1.5, smoothed as the compat formula smooths it
-(slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19), and the kernel's routing cost divides by the
-slowdown. The **reference** is `Baseline`: the lowest HAProxy window average (its
-1024-request mean, smooth) of servers that were not CPU-bound when it was read
-(CPU below `BUSY_CPU_PERCENT` of their limit), creeping up by a factor 2 per 30
-minutes so that a slower release is learnt. Until such a server has been seen —
-a load that saturates the pool from its first request — a CPU-bound server's
-reference is the CPU time one of its requests costs (CPU-seconds over the tick
-divided by the requests it answered), the least any of its responses can take:
-its slowdown is then the time its requests spent waiting for a CPU.
+(slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19, 10 ⇒ 3), and the kernel's routing cost
+divides by the slowdown. The cap (`MAX_SLOWDOWN`): beyond 10 a server is saturated
+whatever the figure, and a tick whose few requests queued for seconds (a slowdown
+of 1000) would otherwise dominate the compat history's mean for its 20 samples and
+keep the score down long after the queue is gone. The **reference** is `Baseline`: the lowest per-tick response time of a
+server that was neither busy nor crowded when it was measured — a fresh estimate,
+CPU below `BUSY_CPU_PERCENT` of its limit, and fewer than `CROWDED` requests in
+flight on average (rate × response time, Little's law), so that its requests
+hardly waited — creeping up by a factor 2 per 30 minutes so that a slower release
+is learnt. (Not HAProxy's window average: it spans the last 1024 requests, load
+included; nor a low average CPU alone: a worker held to a CPU quota queues in
+bursts at 30 % of it.) Until such a moment has been seen — a load that saturates
+the pool from its first request — a server that is CPU-busy is compared with the
+CPU time one of its requests costs (CPU-seconds over the tick divided by the
+requests answered), the least any response can take: its slowdown is then the
+time its requests waited for a CPU. A server neither busy nor measured against a
+baseline shows no evidence of waiting: slowdown 1. (An application whose requests
+mostly wait on I/O at high concurrency never teaches a baseline and is judged by
+its CPU, as with the compat probe.)
 """
 from __future__ import annotations
 
@@ -75,6 +90,7 @@ __all__ = [
     "ServerTraffic",
     "TrafficState",
     "availability_inputs",
+    "interval_error_ms",
     "interval_mean_ms",
     "traffic_step",
 ]
@@ -85,8 +101,15 @@ _DECAY = 1.0 - 1.0 / WINDOW
 #: Seconds fed to the kernel for an unloaded container (= `agent.scoring.LATENCY_FLOOR`,
 #: which a test holds equal): the unit of the slowdown.
 UNLOADED = 1e-3
-#: A server using less CPU than this (% of its limit) answers at its unloaded speed.
+#: A server using this much CPU (% of its limit) or more is busy: its response times
+#: are not unloaded ones, and without a baseline its CPU cost per request is the
+#: reference.
 BUSY_CPU_PERCENT = 50.0
+#: The largest slowdown fed to the kernel (see the module docstring).
+MAX_SLOWDOWN = 10.0
+#: A server with this many requests in flight on average (rate × response time) or
+#: more is crowded: its requests wait behind each other.
+CROWDED = 1.0
 #: An estimate needs this many answered requests at least (see the module docstring) …
 MIN_REQUESTS = 8
 #: … and enough that the whole-millisecond readings err by less than this fraction of
@@ -95,11 +118,9 @@ TOLERANCE = 0.15
 #: … or than this many milliseconds, whichever is larger.
 MIN_TOLERANCE_MS = 2.0
 #: An estimate older than this (seconds) gives way to HAProxy's window average.
-HOLD = 10.0
+HOLD = 5.0
 #: The baseline's e-folding time upward: a factor 2 in 30 minutes.
 BASELINE_RISE_TAU = 1800.0 / math.log(2.0)
-#: A window average is a baseline candidate once it spans this many requests.
-BASELINE_MIN_WINDOW = 32
 #: The least baseline (seconds): HAProxy counts whole milliseconds.
 BASELINE_FLOOR = 0.5e-3
 
@@ -109,12 +130,13 @@ class ServerTraffic:
     """One container's traffic at the balancer over the last interval.
 
     `response_time` is the mean of the requests answered since the last estimate
-    (seconds; held between estimates, HAProxy's window average until the first),
-    NaN when it never answered one; `average_response_time` is HAProxy's own
-    1024-request average. Counts are over the interval; `in_flight` is now.
+    (seconds; held `HOLD` seconds between estimates; NaN when unknown);
+    `average_response_time` is what HAProxy shows (its 1024-request average, or
+    the interval's). Counts are over the interval; `in_flight` is now.
     """
 
     carried: bool = False
+    estimated: bool = False  # `response_time` was estimated from this tick's reading
     requests: int = 0
     answered: int = 0  # req_tot: answered since HAProxy knows the server
     rate: float = 0.0  # answered requests per second
@@ -128,6 +150,7 @@ class ServerTraffic:
     def to_json(self) -> dict[str, object]:
         return {
             "carried": self.carried,
+            "estimated": self.estimated,
             "requests": self.requests,
             "answered": self.answered,
             "rate": self.rate,
@@ -203,6 +226,15 @@ def interval_mean_ms(c0: int, a0: float, c1: int, a1: float) -> float:
     return max(0.0, mean)
 
 
+def interval_error_ms(c0: int, c1: int) -> float:
+    """How far `interval_mean_ms` may be off from readings in whole milliseconds:
+    half a unit of each sum, over the weight the interval's requests have in it."""
+    k1 = max(0, min(c1, WINDOW) - c0)
+    dk = _DECAY ** (c1 - c0 - k1)
+    weight = k1 * dk + WINDOW * (1.0 - dk)
+    return 0.5 * (min(c0, WINDOW) * dk + min(c1, WINDOW)) / weight
+
+
 def _sum(count: int, average_ms: float) -> float:
     """HAProxy's sum from its shown average ⌈sum/W⌉: the middle of its interval."""
     if count <= 0 or average_ms <= 0:
@@ -211,14 +243,19 @@ def _sum(count: int, average_ms: float) -> float:
 
 
 def traffic_step(
-    state: TrafficState, stats: Mapping[str, ServerStats], now: float
+    state: TrafficState, stats: Mapping[str, ServerStats], now: float, *,
+    interval_times: bool = False,
 ) -> tuple[TrafficState, dict[str, ServerTraffic]]:
     """Each server's traffic since the previous reading, and the state for the next.
 
     `stats` is one reading of the servers (the agent's); `now` the caller's clock
-    (seconds, any origin, the same every call). A server seen for the first time
-    has no interval yet: it counts as carrying traffic when HAProxy's one-second
-    rate says so, with HAProxy's window average as its response time.
+    (seconds, any origin, the same every call). With `interval_times` (the adapter
+    reset the balancer's counters at the previous reading,
+    `agent.core.balancer.Observation`), a server's shown response time *is* the
+    mean of the requests answered since, to the millisecond; otherwise it is
+    recovered from the two readings (module docstring). A server seen for the
+    first time has no interval yet: it counts as carrying traffic when HAProxy's
+    one-second rate says so, with its shown average as its response time.
     """
     tracks: dict[str, _Track] = {}
     traffic: dict[str, ServerTraffic] = {}
@@ -237,18 +274,19 @@ def traffic_step(
                 average_response_time=window, status=s.status,
             )
             continue
-        track = _advance(old, reading)
+        track = _advance(old, reading, interval_times)
         tracks[name] = track
         requests = reading.requests - old.last.requests
         elapsed = reading.at - old.last.at
         fresh = now - track.estimated_at <= HOLD
         traffic[name] = ServerTraffic(
             carried=requests > 0,
+            estimated=track.estimated_at == now,
             requests=requests,
             answered=reading.requests,
             rate=requests / elapsed if elapsed > 0 else 0.0,
             in_flight=s.sessions + s.queued,
-            response_time=track.estimate if fresh else window,
+            response_time=track.estimate if fresh else math.nan,
             average_response_time=window,
             responses_5xx=max(0, reading.responses_5xx - old.last.responses_5xx),
             errors=max(0, reading.errors - old.last.errors),
@@ -257,16 +295,20 @@ def traffic_step(
     return dataclasses.replace(state, tracks=tracks), traffic
 
 
-def _advance(track: _Track, reading: _Reading) -> _Track:
-    """The track after `reading`: a new estimate once enough requests were answered."""
+def _advance(track: _Track, reading: _Reading, interval_times: bool) -> _Track:
+    """The track after `reading`: a new estimate once it is precise enough."""
+    if interval_times:
+        if reading.requests > track.last.requests:
+            return _Track(reading, reading, reading.average_ms / 1000.0, reading.at)
+        return dataclasses.replace(track, base=reading, last=reading)
     base = track.base
     k = reading.requests - base.requests
-    tolerance = max(MIN_TOLERANCE_MS, TOLERANCE * reading.average_ms)
-    needed = max(MIN_REQUESTS, min(reading.requests, WINDOW) / (2.0 * tolerance))
-    if k > 0 and k >= needed:
+    if k >= MIN_REQUESTS:
         mean = interval_mean_ms(base.requests, base.average_ms, reading.requests,
                                 reading.average_ms)
-        return _Track(reading, reading, mean / 1000.0, reading.at)
+        if interval_error_ms(base.requests, reading.requests) <= max(MIN_TOLERANCE_MS,
+                                                                     TOLERANCE * mean):
+            return _Track(reading, reading, mean / 1000.0, reading.at)
     return dataclasses.replace(track, last=reading)
 
 
@@ -313,11 +355,15 @@ def _input(sample: Sample, seen: ServerTraffic, reference: float | None, cores: 
     response = seen.response_time
     if not math.isfinite(response):
         return UNLOADED
-    if reference is None:
+    if reference is None and _busy(sample):
         reference = _cpu_cost(sample, seen, cores)
     if reference is None or reference <= 0:
         return UNLOADED  # nothing to compare with: no evidence of waiting
-    return UNLOADED * max(1.0, response / reference)
+    return UNLOADED * max(1.0, min(MAX_SLOWDOWN, response / reference))
+
+
+def _busy(sample: Sample) -> bool:
+    return math.isfinite(sample.cpu_percent) and sample.cpu_percent >= BUSY_CPU_PERCENT
 
 
 def _cpu_cost(sample: Sample, seen: ServerTraffic, cores: float) -> float | None:
@@ -331,15 +377,15 @@ def _learn(
     baseline: Baseline, samples: Mapping[str, Sample], traffic: Mapping[str, ServerTraffic],
     now: float,
 ) -> Baseline:
-    """Lower the baseline to the best window average of a server that was not busy."""
+    """Lower the baseline to this tick's response time of a server whose requests
+    hardly waited: freshly estimated, not CPU-busy, not crowded."""
     for name, seen in traffic.items():
         sample = samples.get(name)
         if (
-            sample is None or sample.stale or not seen.carried
-            or seen.answered < BASELINE_MIN_WINDOW
-            or not math.isfinite(seen.average_response_time)
-            or not (math.isfinite(sample.cpu_percent) and sample.cpu_percent < BUSY_CPU_PERCENT)
+            sample is None or sample.stale or not seen.estimated
+            or not math.isfinite(seen.response_time) or not math.isfinite(sample.cpu_percent)
+            or _busy(sample) or seen.rate * seen.response_time >= CROWDED
         ):
             continue
-        baseline = baseline.learnt(seen.average_response_time, now)
+        baseline = baseline.learnt(seen.response_time, now)
     return baseline

@@ -36,7 +36,13 @@ from agent.core.plan import Event
 from agent.core.pool import PoolState
 from agent.core.records import Sample
 from agent.core.steady_weights import first_weights
-from agent.core.traffic import ServerTraffic, TrafficState, availability_inputs, traffic_step
+from agent.core.traffic import (
+    UNLOADED,
+    ServerTraffic,
+    TrafficState,
+    availability_inputs,
+    traffic_step,
+)
 from agent.service.metrics import Metrics
 
 __all__ = ["Balancing", "balancer_event", "disabled_state"]
@@ -102,10 +108,12 @@ class Balancing:
             return TrafficState(baseline=state.baseline, fed=state.fed), {}, dict(samples)
         running = {i.name: i for i in pool.running()}
         stats = {n: s for n, s in observation.stats.items() if n in running}
-        state, traffic = traffic_step(state, stats, now)
+        state, traffic = traffic_step(state, stats, now, interval_times=observation.interval_times)
         cores = {n: i.cpus or 1.0 for n, i in running.items()}
         state, fed = availability_inputs(state, samples, traffic, cores, now)
         self.metrics.traffic.record(traffic)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_feed(state, traffic, samples, fed, now)
         return state, traffic, fed
 
     async def sync(self, pool: PoolState, evict: Collection[str] = ()) -> list[Event]:
@@ -116,11 +124,13 @@ class Balancing:
                                 [i.name for i in running], self.first_share)
         spec = backend_spec(running, weights, set(pool.sundown), evict=evict)
         report = await self.balancer.sync(spec)
+        previous = self._report
         self._report, self._spec, self._synced_at = report, spec, time.time()
         self.metrics.traffic.sync(report.duration, report.ok)
         if not report.ok:
             self.metrics.error("balancer")
-            log.warning("balancer sync: %s", report.error)
+            if previous is None or previous.error != report.error:  # once per new error
+                log.warning("balancer sync: %s", report.error)
         self._gauge()
         return self._events(report.events)
 
@@ -172,6 +182,21 @@ class Balancing:
 
     def _gauge(self) -> None:
         self.metrics.traffic.up(self.balancer.status().reachable)
+
+
+def _log_feed(state: TrafficState, traffic: Mapping[str, ServerTraffic],
+              samples: Mapping[str, Sample], fed: Mapping[str, Sample], now: float) -> None:
+    """One debug line per tick: what the balancer saw and what the scorer is fed."""
+    baseline = state.baseline.now(now)
+    rows = []
+    for name, t in sorted(traffic.items()):
+        if name in samples:
+            rows.append(f"{name}: {t.rate:.0f}/s in-flight {t.in_flight} "
+                        f"{t.response_time * 1e3:.0f} ms{'*' if t.estimated else ''} "
+                        f"cpu {samples[name].cpu_percent:.0f}% "
+                        f"slowdown {fed[name].response_time / UNLOADED:.1f}")
+    log.debug("feed (baseline %s ms): %s",
+              "none" if baseline is None else f"{baseline * 1e3:.1f}", "; ".join(rows))
 
 
 def disabled_state() -> dict[str, Any]:

@@ -127,7 +127,7 @@ def test_traffic_step_counts_rates_errors_and_estimates():
                                   1.0)
     t = traffic["w"]
     assert (t.carried, t.requests, t.rate, t.responses_5xx, t.errors) == (True, 100, 100.0, 3, 4)
-    assert t.response_time == pytest.approx(s.shown / 1000)  # the window average until an estimate
+    assert math.isnan(t.response_time)  # 100 of 1024: too few to tell (±5 ms), no estimate yet
 
     for _ in range(300):
         s.add(40)
@@ -136,13 +136,43 @@ def test_traffic_step_counts_rates_errors_and_estimates():
     t = traffic["w"]
     assert t.requests == 300 and t.errors == 0
     assert t.response_time == pytest.approx(0.040, abs=0.002)  # the 400 requests since
+    assert t.estimated
     assert t.average_response_time < 0.030  # HAProxy's own average still lags
 
     state, traffic = traffic_step(state, {"w": reading(s)}, 3.0)  # idle tick
     assert not traffic["w"].carried and traffic["w"].rate == 0.0
     assert traffic["w"].response_time == pytest.approx(0.040, abs=0.002)  # held
-    state, traffic = traffic_step(state, {"w": reading(s)}, 14.0)
-    assert traffic["w"].response_time == pytest.approx(s.shown / 1000)  # stale: the average
+    assert not traffic["w"].estimated
+    state, traffic = traffic_step(state, {"w": reading(s)}, 9.0)
+    assert math.isnan(traffic["w"].response_time)  # too old to stand: unknown
+
+
+def test_interval_times_are_the_intervals_means_as_they_are():
+    # the embedded haproxy: counters kept cumulative by the adapter, times reset
+    state, _ = traffic_step(TrafficState(), {"w": stat("w", requests_total=5000,
+                                                       response_time_ms=80.0)}, 0.0,
+                            interval_times=True)
+    state, traffic = traffic_step(state, {"w": stat("w", requests_total=5003,
+                                                    response_time_ms=13.0)}, 1.0,
+                                  interval_times=True)
+    t = traffic["w"]
+    assert (t.requests, t.estimated, t.response_time) == (3, True, 0.013)
+    state, traffic = traffic_step(state, {"w": stat("w", requests_total=5003,
+                                                    response_time_ms=0.0)}, 2.0,
+                                  interval_times=True)
+    assert not traffic["w"].carried and traffic["w"].response_time == 0.013  # held
+
+
+def test_a_slow_server_is_estimated_from_few_requests_even_at_a_full_window():
+    s = SlidingSum()
+    for _ in range(3000):
+        s.add(15)
+    state, _ = traffic_step(TrafficState(), {"w": reading(s)}, 0.0)
+    for _ in range(30):
+        s.add(300)  # saturated: answers in 300 ms
+    state, traffic = traffic_step(state, {"w": reading(s)}, 1.0)
+    assert traffic["w"].estimated
+    assert traffic["w"].response_time == pytest.approx(0.300, rel=0.15)
 
 
 def test_a_new_server_gets_estimates_from_few_requests():
@@ -174,9 +204,10 @@ def sample(rt: float = 0.0002, cpu: float = 10.0) -> Sample:
 
 
 def carried(rt: float, requests: int = 100, *, average: float | None = None, errors: int = 0,
-            rate: float = 100.0) -> ServerTraffic:
-    return ServerTraffic(carried=True, requests=requests, answered=5000, rate=rate,
-                         response_time=rt, average_response_time=average or rt, errors=errors)
+            rate: float = 100.0, estimated: bool = True) -> ServerTraffic:
+    return ServerTraffic(carried=True, estimated=estimated, requests=requests, answered=5000,
+                         rate=rate, response_time=rt, average_response_time=average or rt,
+                         errors=errors)
 
 
 def test_idle_containers_are_fed_the_unloaded_time_and_failed_probes_nan():
@@ -191,17 +222,33 @@ def test_idle_containers_are_fed_the_unloaded_time_and_failed_probes_nan():
 
 
 def test_traffic_is_judged_by_its_slowdown_against_the_learnt_baseline():
-    state = TrafficState(fed=frozenset({"a", "b"}))
-    traffic = {"a": carried(0.012), "b": carried(0.036, average=0.030)}
-    samples = {"a": sample(cpu=20.0), "b": sample(cpu=95.0)}
+    state = TrafficState(fed=frozenset({"a", "b", "c", "d"}))
+    traffic = {
+        "a": carried(0.012, rate=20.0),                    # 0.24 in flight: it teaches
+        "b": carried(0.036, rate=20.0, average=0.300),     # CPU-busy: it does not
+        "c": carried(0.009, rate=150.0),                   # crowded (1.35 in flight)
+        "d": carried(0.008, rate=5.0, estimated=False),    # a held figure
+    }
+    samples = {"a": sample(cpu=20.0), "b": sample(cpu=95.0), "c": sample(), "d": sample()}
     state, fed = availability_inputs(state, samples, traffic, {}, 0.0)
-    assert state.baseline.seconds == pytest.approx(0.012)  # only a, b is CPU-bound
+    assert state.baseline.seconds == pytest.approx(0.012)
     assert fed["a"].response_time == pytest.approx(UNLOADED)
     assert fed["b"].response_time == pytest.approx(3 * UNLOADED)
     # faster than the baseline is no speed-up: the unloaded time is the least
-    state, fed = availability_inputs(state, {"a": sample()}, {"a": carried(0.006, average=0.03)},
+    assert fed["c"].response_time == fed["d"].response_time == UNLOADED
+    state, fed = availability_inputs(state, {"a": sample()}, {"a": carried(0.006, rate=10.0)},
                                      {}, 1.0)
-    assert fed["a"].response_time == UNLOADED
+    assert state.baseline.seconds == pytest.approx(0.006)  # learns lower at once
+
+
+def test_without_a_baseline_only_a_busy_server_shows_waiting():
+    state = TrafficState(fed=frozenset({"idle", "io"}))
+    traffic = {"io": carried(0.200, rate=20.0), "idle": carried(0.200, rate=2.0, estimated=False)}
+    _, fed = availability_inputs(state, {"io": sample(cpu=10.0), "idle": sample(cpu=1.0)},
+                                 traffic, {}, 0.0)
+    # 4 requests in flight at 10 % CPU: they wait on something scaling out does not
+    # fix; nothing says they wait for a CPU
+    assert fed["io"].response_time == UNLOADED and fed["idle"].response_time == UNLOADED
 
 
 def test_mostly_errors_is_no_answer():
@@ -219,6 +266,10 @@ def test_saturated_from_the_start_the_cpu_cost_of_a_request_is_the_reference():
     state, fed = availability_inputs(state, {"a": sample(cpu=100.0)},
                                      {"a": carried(0.250, rate=20.0)}, {"a": 0.5}, 0.0)
     assert state.baseline.seconds is None
+    assert fed["a"].response_time == pytest.approx(10 * UNLOADED)
+    # and it is the most that is fed: beyond, a server is saturated whatever the figure
+    _, fed = availability_inputs(state, {"a": sample(cpu=100.0)},
+                                 {"a": carried(2.5, rate=20.0)}, {"a": 0.5}, 1.0)
     assert fed["a"].response_time == pytest.approx(10 * UNLOADED)
 
 

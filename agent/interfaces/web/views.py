@@ -84,6 +84,8 @@ TRAFFIC = Named("Traffic", {
     "required": ["carried", "requests", "rate", "in_flight", "response_time"],
     "properties": {
         "carried": {"type": "boolean", "description": "it answered requests this tick"},
+        "estimated": {"type": "boolean",
+                      "description": "response_time was estimated from this tick's reading"},
         "requests": {"type": "integer", "minimum": 0, "description": "answered this tick"},
         "answered": {"type": "integer", "minimum": 0,
                      "description": "answered since the balancer has the server"},
