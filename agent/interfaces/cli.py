@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent (HTTP API, WebSocket queue, dashboard)")
     _add_settings_options(run)
     run.add_argument("--demo", action="store_true",
-                     help="build the local demo worker image and use it unless DOCKER_IMAGE is set")
+                     help="build the local demo worker image and use it unless DOCKER_IMAGE is set; "
+                     "unless set elsewhere, BALANCER=haproxy, CONTAINER_CPUS=0.5, "
+                     "CONTAINER_MEMORY=64m")
 
     check = sub.add_parser("check-config", help="print the effective settings and where each came from")
     _add_settings_options(check)
@@ -84,11 +86,30 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         if "DOCKER_IMAGE" not in overrides and not os.environ.get("DOCKER_IMAGE"):
             overrides["DOCKER_IMAGE"] = DEMO_IMAGE
             overrides.setdefault("TARGET_PORT", DEMO_PORT)
-    return load_settings(
+    settings = load_settings(
         env_file=args.env_file if args.env_file is not None else DEFAULT_ENV_FILE,
         toml_file=args.config,
         overrides=overrides,
     )
+    if getattr(args, "demo", False):
+        # the demo's own defaults, for what no source set: the balancer on, and
+        # bounded workers (scaling out adds capacity only when each is bounded)
+        unset = {k: v for k, v in DEMO_DEFAULTS.items() if settings.sources.get(k) == "default"}
+        if unset:
+            settings = load_settings(
+                env_file=args.env_file if args.env_file is not None else DEFAULT_ENV_FILE,
+                toml_file=args.config,
+                overrides={**overrides, **unset},
+            )
+    return settings
+
+
+#: What `run --demo` (scripts/run) sets unless a source sets it.
+DEMO_DEFAULTS: dict[str, object] = {
+    "BALANCER": "haproxy",
+    "CONTAINER_CPUS": 0.5,
+    "CONTAINER_MEMORY": "64m",
+}
 
 
 def _check_config(args: argparse.Namespace) -> int:

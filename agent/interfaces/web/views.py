@@ -102,6 +102,15 @@ TRAFFIC = Named("Traffic", {
     },
 })
 
+LIMITS = Named("Limits", {
+    "type": "object",
+    "description": "A worker's resource limits (CONTAINER_CPUS, CONTAINER_MEMORY); null = none.",
+    "properties": {
+        "cpus": {**_NUM, "description": "cores"},
+        "memory": {"type": "integer", "nullable": True, "description": "bytes"},
+    },
+})
+
 QUEUE_STATUS = Named("QueueStatus", {
     "type": "object",
     "required": ["tick", "time", "desired", "running", "queue"],
@@ -113,6 +122,8 @@ QUEUE_STATUS = Named("QueueStatus", {
         "queue": QUEUE,
         "traffic": {"type": "object", "additionalProperties": TRAFFIC,
                     "description": "per container, what the balancer saw (empty without one)"},
+        "limits": {"type": "object", "additionalProperties": LIMITS,
+                   "description": "per container, its CPU and memory limits"},
     },
 })
 
@@ -126,6 +137,8 @@ def queue_status_json(snapshot: Snapshot) -> dict[str, Any]:
         "running": snapshot.running,
         "queue": queue_json(snapshot),
         "traffic": {name: strict_json(t.to_json()) for name, t in snapshot.traffic.items()},
+        "limits": {name: {"cpus": i.cpus, "memory": i.memory}
+                   for name, i in snapshot.containers.items()},
     }
 
 
