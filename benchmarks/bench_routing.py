@@ -23,7 +23,9 @@ ours              the agent itself (``deployment-agent run``, BALANCER=haproxy,
 ================  ==========================================================
 
 Each strategy gets ``--warmup`` seconds of the load first (not measured: the score-
-driven ones need it to learn), then ``--seconds`` measured. Printed: the rate
+driven ones need it to learn), then ``--seconds`` measured, in ``--rounds`` rounds
+of all of them, their order rotated each round (this machine is shared: a burst of
+someone else's load then falls on every strategy, not on one). Printed: the rate
 achieved, p50/p99/p999 and the error rate per strategy, and the target (ours has
 the lowest p99, at most half of roundrobin's). Then, with the agent still running,
 one scale-up: the time from the new container's start (the engine's StartedAt) to
@@ -47,7 +49,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,21 +140,21 @@ async def compat_driver(balancer: Any, workers: list[Any], stop: trio.Event) -> 
             await stop.wait()
 
 
-async def load(port: int, rate: float, path: str, warmup: float, seconds: float) -> dict[str, Any]:
+async def load(port: int, rate: float, path: str, warmup: float, seconds: float) -> OpenLoop:
     warm = OpenLoop(port, rate, path, duration=warmup, max_in_flight=2000, timeout=30)
     await warm.run()
     measured = OpenLoop(port, rate, path, duration=seconds, max_in_flight=2000, timeout=30)
     await measured.run()
-    return {**measured.summary(), "statuses": {str(k): v for k, v in measured.statuses.items()}}
+    return measured
 
 
 def run_static(opts: Any, workdir: Path, app: str, workers: list[Any], algorithm: str,
-               name: str) -> dict[str, Any]:
+               name: str) -> OpenLoop:
     port = free_port()
-    directory = workdir / name
+    directory = workdir / f"{name}-{secrets.token_hex(2)}"
     balancer = balancer_in(directory, app, port, algorithm)
 
-    async def main() -> dict[str, Any]:
+    async def main() -> OpenLoop:
         await static_weights(balancer, workers)
         return await load(port, opts.rate, opts.path, opts.warmup, opts.seconds)
 
@@ -162,12 +164,12 @@ def run_static(opts: Any, workdir: Path, app: str, workers: list[Any], algorithm
         stop_haproxy(directory)
 
 
-def run_compat(opts: Any, workdir: Path, app: str, workers: list[Any]) -> dict[str, Any]:
+def run_compat(opts: Any, workdir: Path, app: str, workers: list[Any]) -> OpenLoop:
     port = free_port()
-    directory = workdir / "compat"
+    directory = workdir / f"compat-{secrets.token_hex(2)}"
     balancer = balancer_in(directory, app, port, "roundrobin")
 
-    async def main() -> dict[str, Any]:
+    async def main() -> OpenLoop:
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(compat_driver, balancer, workers, stop)
@@ -180,6 +182,19 @@ def run_compat(opts: Any, workdir: Path, app: str, workers: list[Any]) -> dict[s
         return trio.run(main)
     finally:
         stop_haproxy(directory)
+
+
+def merged(runs: list[OpenLoop]) -> dict[str, Any]:
+    """One strategy's figures over all its rounds (the same load each time)."""
+    total = OpenLoop(runs[0].port, runs[0].rate, runs[0].path)
+    for run in runs:
+        total.statuses.update(run.statuses)
+        total.latencies += run.latencies
+        total.sent += run.sent
+        total.elapsed += run.elapsed
+    return {**total.summary(), "statuses": {str(k): v for k, v in total.statuses.items()},
+            "rounds": [{"p50": r.summary()["p50"], "p99": r.summary()["p99"],
+                        "error_rate": r.summary()["error_rate"]} for r in runs]}
 
 
 def stop_haproxy(directory: Path) -> None:
@@ -211,7 +226,7 @@ def the_agent(opts: Any, workdir: Path, app: str, image: str, target_port: int,
         env.update({
             "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
             "APP_IDENTIFIER": app, "DOCKER_IMAGE": image, "TARGET_PORT": str(target_port),
-            "DEFAULT_CONTAINER": str(n), "MAX_CONTAINERS": str(n + 1),
+            "DEFAULT_CONTAINER": str(n), "MAX_CONTAINERS": str(n),
             "CONTAINER_CPUS": f"{opts.cpus:g}", "REDIS_URL": redis[0],
             "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(http_port),
             "HOST_PORT_WS_DEPLOYMENT_AGENT": str(free_port()),
@@ -260,10 +275,10 @@ def api(port: int, path: str, *, method: str = "GET", body: object = None,
         return json.loads(response.read())
 
 
-def run_ours(opts: Any, agent: dict[str, Any]) -> dict[str, Any]:
+def run_ours(opts: Any, agent: dict[str, Any], weights: list[dict[str, int]]) -> OpenLoop:
     result = trio.run(load, agent["lb_port"], opts.rate, opts.path, opts.warmup, opts.seconds)
     state = api(agent["http_port"], "/balancer")
-    result["weights"] = {n: s["weight"] for n, s in state["servers"].items()}
+    weights.append({n: s["weight"] for n, s in state["servers"].items()})
     return result
 
 
@@ -288,9 +303,15 @@ def scale_up_to_first_request(opts: Any, agent: dict[str, Any], app: str, n: int
             nursery.start_soon(gen.run)
             await trio.sleep(2.0)
             before = set((await reader.observe()).stats)
-            await trio.to_thread.run_sync(lambda: api(agent["http_port"], "/scale", method="POST",
-                                                      body={"count": n + 1},
-                                                      token=agent["token"]))
+
+            def scale_up() -> None:
+                # the ceiling was the pool (no scaling of its own during the strategies)
+                api(agent["http_port"], "/config", method="PUT",
+                    body={"MAX_CONTAINERS": n + 1}, token=agent["token"])
+                api(agent["http_port"], "/scale", method="POST", body={"count": n + 1},
+                    token=agent["token"])
+
+            await trio.to_thread.run_sync(scale_up)
             first = None
             deadline = trio.current_time() + 30
             while first is None and trio.current_time() < deadline:
@@ -338,7 +359,7 @@ def verdicts(results: dict[str, dict[str, Any]], scale: dict[str, Any]) -> list[
 def table(results: dict[str, dict[str, Any]], scale: dict[str, Any], opts: Any) -> str:
     head = ("strategy", "rate", "sent", "p50 ms", "p99 ms", "p999 ms", "errors")
     lines = [f"Routing, 4 workers at {opts.cpus:g} CPU, one at {opts.degraded:g} of it; "
-             f"{opts.rate:g} req/s of {opts.path} for {opts.seconds:g} s each",
+             f"{opts.rate:g} req/s of {opts.path}, {opts.rounds} x {opts.seconds:g} s each",
              "-" * 84, f"{head[0]:<14}" + "".join(f"{h:>11}" for h in head[1:])]
     for name, r in results.items():
         cells = (r["achieved_rate"], r["sent"], 1000 * r["p50"], 1000 * r["p99"], 1000 * r["p999"],
@@ -362,11 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", default="leastconn",
                         help="BALANCER_ALGORITHM of the agent (ours)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of all strategies, their order rotated each round (a "
+                        "burst of load from elsewhere on the machine then hits them all)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 s each, 2 s warm-up")
     parser.add_argument("--json", metavar="PATH")
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.seconds, opts.warmup = 4.0, 2.0
+        opts.seconds, opts.warmup, opts.rounds = 4.0, 2.0, 1
     opts.path = f"/cgi-bin/work?ms={opts.work_ms}"
     chosen = [s.strip() for s in opts.strategies.split(",") if s.strip()]
     if not chosen or set(chosen) - set(STRATEGIES) or not 1 <= opts.rate <= 1000:
@@ -377,26 +401,35 @@ def main(argv: list[str] | None = None) -> int:
     app = f"route-{secrets.token_hex(3)}"
     results: dict[str, dict[str, Any]] = {}
     scale: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp:
+    runs: dict[str, list[OpenLoop]] = {name: [] for name in chosen}
+    weights: list[dict[str, int]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        try:
-            workers = create_workers(app, 4, image, DEMO_PORT, opts.cpus)
-            degrade(workers[0].id, opts.cpus * opts.degraded)
-            progress(f"workers {', '.join(w.name for w in workers)}; {workers[0].name} degraded")
-            for name in chosen:
-                progress(f"{name}: {opts.warmup:g} s warm-up, {opts.seconds:g} s measured")
+        stack.callback(lambda: progress(f"removed {remove_app(app)} containers"))
+        workers = create_workers(app, 4, image, DEMO_PORT, opts.cpus)
+        degrade(workers[0].id, opts.cpus * opts.degraded)
+        progress(f"workers {', '.join(w.name for w in workers)}; {workers[0].name} degraded")
+        agent = None
+        if "ours" in chosen:  # one agent for every round; idle when not measured
+            agent = stack.enter_context(the_agent(opts, workdir, app, image, DEMO_PORT, 4))
+        for round_ in range(opts.rounds):
+            order = chosen[round_ % len(chosen):] + chosen[:round_ % len(chosen)]
+            for name in order:
+                progress(f"round {round_ + 1}, {name}: {opts.warmup:g} s warm-up, "
+                         f"{opts.seconds:g} s measured")
                 if name in ("roundrobin", "leastconn"):
-                    results[name] = run_static(opts, workdir, app, workers, name, name)
+                    runs[name].append(run_static(opts, workdir, app, workers, name, name))
                 elif name == "compat-score":
-                    results[name] = run_compat(opts, workdir, app, workers)
+                    runs[name].append(run_compat(opts, workdir, app, workers))
                 else:
-                    with the_agent(opts, workdir, app, image, DEMO_PORT, 4) as agent:
-                        results[name] = run_ours(opts, agent)
-                        progress("ours: one scale-up under the load")
-                        scale = scale_up_to_first_request(opts, agent, app, 4)
+                    assert agent is not None
+                    runs[name].append(run_ours(opts, agent, weights))
                 time.sleep(3.0)  # the workers' queues drain between strategies
-        finally:
-            progress(f"removed {remove_app(app)} containers")
+        results = {name: merged(r) for name, r in runs.items()}
+        if agent is not None:
+            results["ours"]["weights"] = weights
+            progress("ours: one scale-up under the load")
+            scale = scale_up_to_first_request(opts, agent, app, 4)
     print(table(results, scale, opts))
     if opts.json:
         doc = {
@@ -404,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version(), "load_average": os.getloadavg()[0]},
             "settings": {k: getattr(opts, k) for k in ("seconds", "warmup", "rate", "work_ms",
-                                                         "cpus", "degraded", "algorithm", "path")},
+                                                         "cpus", "degraded", "algorithm", "path",
+                                                         "rounds")},
             "targets": TARGETS,
             "results": results,
             "scale_up": scale,

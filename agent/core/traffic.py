@@ -45,18 +45,22 @@ slower. With a balancer, the agent therefore feeds every container the same
 quantity, its **slowdown** — response time over a reference, the pool's unloaded
 response time — in units of `UNLOADED` (1 ms, the kernel's latency floor)::
 
-    carried traffic, answers mostly fine  ⇒  UNLOADED × clamp(m / reference, 1, 10)
+    carried traffic, answers mostly fine  ⇒  UNLOADED × clamp(m / reference, 1, 20)
     carried traffic, > half errors        ⇒  NaN (no answer: availability 0)
-    no traffic, probe answered            ⇒  UNLOADED (nothing queued: unloaded)
+    no traffic, probe answered            ⇒  the same of its last response time while
+                                             that is fresh (`HOLD`), else UNLOADED
     no traffic, probe failed              ⇒  NaN (compat)
     a container's first answered input    ⇒  UNLOADED (so `best` is the unloaded time)
 
 so availability = 100 / slowdown^1.5, smoothed as the compat formula smooths it
-(slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19, 10 ⇒ 3), and the kernel's routing cost
-divides by the slowdown. The cap (`MAX_SLOWDOWN`): beyond 10 a server is saturated
+(slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19, 20 ⇒ 1), and the kernel's routing cost
+divides by the slowdown. The cap (`MAX_SLOWDOWN`): beyond 20 a server is saturated
 whatever the figure, and a tick whose few requests queued for seconds (a slowdown
 of 1000) would otherwise dominate the compat history's mean for its 20 samples and
-keep the score down long after the queue is gone. The **reference** is `Baseline`: the lowest per-tick response time of a
+keep the score down long after the queue is gone. A server without traffic this
+tick keeps the slowdown of its last response time for `HOLD` seconds: a server
+left without traffic *because* it is slow (its weight is small) is not taken for
+an unloaded one at its first empty tick; after that, nothing queued is unloaded. The **reference** is `Baseline`: the lowest per-tick response time of a
 server that was neither busy nor crowded when it was measured — a fresh estimate,
 CPU below `BUSY_CPU_PERCENT` of its limit, and fewer than `CROWDED` requests in
 flight on average (rate × response time, Little's law), so that its requests
@@ -106,7 +110,7 @@ UNLOADED = 1e-3
 #: reference.
 BUSY_CPU_PERCENT = 50.0
 #: The largest slowdown fed to the kernel (see the module docstring).
-MAX_SLOWDOWN = 10.0
+MAX_SLOWDOWN = 20.0
 #: A server with this many requests in flight on average (rate × response time) or
 #: more is crowded: its requests wait behind each other.
 CROWDED = 1.0
@@ -349,7 +353,11 @@ def availability_inputs(
 
 def _input(sample: Sample, seen: ServerTraffic, reference: float | None, cores: float) -> float:
     if not seen.carried:
-        return UNLOADED if math.isfinite(sample.response_time) else math.nan
+        if not math.isfinite(sample.response_time):
+            return math.nan
+        if reference is None or not math.isfinite(seen.response_time):
+            return UNLOADED
+        return UNLOADED * max(1.0, min(MAX_SLOWDOWN, seen.response_time / reference))
     if seen.requests > 0 and 2 * seen.errors > seen.requests:
         return math.nan
     response = seen.response_time

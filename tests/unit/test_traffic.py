@@ -267,10 +267,19 @@ def test_saturated_from_the_start_the_cpu_cost_of_a_request_is_the_reference():
                                      {"a": carried(0.250, rate=20.0)}, {"a": 0.5}, 0.0)
     assert state.baseline.seconds is None
     assert fed["a"].response_time == pytest.approx(10 * UNLOADED)
-    # and it is the most that is fed: beyond, a server is saturated whatever the figure
+    # and 20 is the most that is fed: beyond, a server is saturated whatever the figure
     _, fed = availability_inputs(state, {"a": sample(cpu=100.0)},
                                  {"a": carried(2.5, rate=20.0)}, {"a": 0.5}, 1.0)
-    assert fed["a"].response_time == pytest.approx(10 * UNLOADED)
+    assert fed["a"].response_time == pytest.approx(20 * UNLOADED)
+
+
+def test_a_server_without_traffic_keeps_its_slowdown_while_its_figure_is_fresh():
+    state = TrafficState(fed=frozenset({"slow", "idle"}), baseline=Baseline(0.010, 0.0))
+    traffic = {"slow": ServerTraffic(response_time=0.150),  # held: it answered 2 s ago
+               "idle": ServerTraffic()}                      # nothing fresh to hold
+    _, fed = availability_inputs(state, {"slow": sample(), "idle": sample()}, traffic, {}, 0.0)
+    assert fed["slow"].response_time == pytest.approx(15 * UNLOADED)
+    assert fed["idle"].response_time == UNLOADED
 
 
 def test_the_first_answered_input_of_a_container_is_the_unloaded_time():
