@@ -51,6 +51,8 @@ response time — in units of `UNLOADED` (1 ms, the kernel's latency floor)::
                                              that is fresh (`HOLD`), else UNLOADED
     no traffic, probe failed              ⇒  NaN (compat)
     a container's first answered input    ⇒  UNLOADED (so `best` is the unloaded time)
+    no figure (not a server yet, balancer unread) ⇒ as without traffic: never the
+                                             probe's own time, which would mix units
 
 so availability = 100 / slowdown^1.5, smoothed as the compat formula smooths it
 (slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19, 20 ⇒ 1), and the kernel's routing cost
@@ -331,24 +333,27 @@ def availability_inputs(
     docstring), and the state with the baseline and the containers fed so far.
 
     `cores` is each container's CPU limit in cores (1.0 without one: a sample's
-    CPU % is relative to it). Containers without a traffic entry (the balancer
-    has no server for them yet) keep their probe time as it is.
+    CPU % is relative to it). A container without a traffic entry (not a server
+    yet, or the balancer could not be read) counts as carrying none.
     """
     baseline = _learn(state.baseline, samples, traffic, now)
     reference = baseline.now(now)
     fed = set(state.fed) & set(samples)
     out: dict[str, Sample] = {}
     for name, sample in samples.items():
-        seen = traffic.get(name)
-        if seen is None or sample.stale:
+        if sample.stale:
             out[name] = sample
             continue
+        seen = traffic.get(name, _NONE)
         value = _input(sample, seen, reference, cores.get(name, 1.0))
         if math.isfinite(value) and name not in fed:
             value = UNLOADED
             fed.add(name)
         out[name] = dataclasses.replace(sample, response_time=value)
     return dataclasses.replace(state, baseline=baseline, fed=frozenset(fed)), out
+
+
+_NONE = ServerTraffic()
 
 
 def _input(sample: Sample, seen: ServerTraffic, reference: float | None, cores: float) -> float:

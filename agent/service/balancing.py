@@ -100,15 +100,19 @@ class Balancing:
         """This tick's traffic per container and the samples the scorer is to see.
 
         `now` is the monotonic clock (rates). An observation that failed gives no
-        traffic: every container keeps its probe time, and the next good reading
-        starts the intervals over.
+        traffic: every container is fed as one without traffic (the probe says
+        only whether it answers), and the next good reading starts the intervals
+        over.
         """
         state = pool.feedback.traffic
-        if not observation.ok:
-            return TrafficState(baseline=state.baseline, fed=state.fed), {}, dict(samples)
         running = {i.name: i for i in pool.running()}
-        stats = {n: s for n, s in observation.stats.items() if n in running}
-        state, traffic = traffic_step(state, stats, now, interval_times=observation.interval_times)
+        traffic: dict[str, ServerTraffic] = {}
+        if observation.ok:
+            stats = {n: s for n, s in observation.stats.items() if n in running}
+            state, traffic = traffic_step(state, stats, now,
+                                          interval_times=observation.interval_times)
+        else:  # no figures: the next good reading starts every interval over
+            state = TrafficState(baseline=state.baseline, fed=state.fed)
         cores = {n: i.cpus or 1.0 for n, i in running.items()}
         state, fed = availability_inputs(state, samples, traffic, cores, now)
         self.metrics.traffic.record(traffic)

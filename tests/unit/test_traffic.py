@@ -217,7 +217,9 @@ def test_idle_containers_are_fed_the_unloaded_time_and_failed_probes_nan():
     state, fed = availability_inputs(state, samples, {"a": idle, "b": idle}, {}, 0.0)
     assert fed["a"].response_time == UNLOADED
     assert math.isnan(fed["b"].response_time)  # the probe got no answer: compat 0
-    assert fed["c"].response_time == 0.0004  # no server at the balancer: the probe as is
+    # not a server yet (or the balancer unread): as without traffic, never the
+    # probe's own 0.4 ms, which would be a time below the unit of every other input
+    assert fed["c"].response_time == UNLOADED
     assert fed["a"].cpu_percent == samples["a"].cpu_percent  # nothing else changes
 
 
