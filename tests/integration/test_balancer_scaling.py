@@ -48,6 +48,12 @@ async def test_default_settings_scale_the_pool_up_under_a_saturating_http_load(
         await wait_for(lambda: len(agent.snapshot.scores) == 2 and all(
             s.category is not Category.INIT for s in agent.snapshot.scores),
             timeout=30, what="first complete samples")
+        # the limit is the engine's, as /containers/{name} and the dashboard show it
+        from agent.interfaces.web.views import container_json
+
+        for name, info in agent.snapshot.containers.items():
+            assert info.cpus == CPUS and info.memory is None
+            assert container_json(agent.snapshot, name)["cpus"] == CPUS
         light = OpenLoop(port, 0.25 * 2 * CAPACITY_PER_WORKER, WORK, duration=10)
         await light.run()
         assert light.failed == 0, light.statuses
