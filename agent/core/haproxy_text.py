@@ -301,6 +301,9 @@ def server_stats(rows: Iterable[Mapping[str, str]], backend: str) -> dict[str, S
         if row.get("pxname") != backend or row.get("type") != "2":
             continue
         served = _int(row, "stot")
+        answered = _int(row, "req_tot") if row.get("req_tot") else served
+        # an average is 0 before the first request: known once one was sent or answered
+        known = max(served, answered)
         result[row["svname"]] = ServerStats(
             name=row["svname"],
             status=row.get("status", ""),
@@ -309,13 +312,12 @@ def server_stats(rows: Iterable[Mapping[str, str]], backend: str) -> dict[str, S
             sessions=_int(row, "scur"),
             queued=_int(row, "qcur"),
             sessions_total=served,
-            # servers print req_tot in HTTP mode (2.6); stot stands in elsewhere
-            requests_total=_int(row, "req_tot") if row.get("req_tot") else served,
+            requests_total=answered,
             rate=_int(row, "rate"),
-            response_time_ms=_avg(row, "rtime", served),
-            total_time_ms=_avg(row, "ttime", served),
-            queue_time_ms=_avg(row, "qtime", served),
-            connect_time_ms=_avg(row, "ctime", served),
+            response_time_ms=_avg(row, "rtime", known),
+            total_time_ms=_avg(row, "ttime", known),
+            queue_time_ms=_avg(row, "qtime", known),
+            connect_time_ms=_avg(row, "ctime", known),
             responses_2xx=_int(row, "hrsp_2xx"),
             responses_4xx=_int(row, "hrsp_4xx"),
             responses_5xx=_int(row, "hrsp_5xx"),

@@ -62,7 +62,11 @@ of 1000) would otherwise dominate the compat history's mean for its 20 samples a
 keep the score down long after the queue is gone. A server without traffic this
 tick keeps the slowdown of its last response time for `HOLD` seconds: a server
 left without traffic *because* it is slow (its weight is small) is not taken for
-an unloaded one at its first empty tick; after that, nothing queued is unloaded. The **reference** is `Baseline`: the lowest per-tick response time of a
+an unloaded one at its first empty tick; after that, nothing queued is unloaded.
+And what is fed is the median of the container's last three slowdowns (`FILTER`):
+a stall of the whole host on one tick (this machine is shared) moves no weight,
+a worker slow for two ticks out of three does. A failed answer (NaN) is fed at
+once. The **reference** is `Baseline`: the lowest per-tick response time of a
 server that was neither busy nor crowded when it was measured — a fresh estimate,
 CPU below `BUSY_CPU_PERCENT` of its limit, and fewer than `CROWDED` requests in
 flight on average (rate × response time, Little's law), so that its requests
@@ -111,6 +115,8 @@ UNLOADED = 1e-3
 #: are not unloaded ones, and without a baseline its CPU cost per request is the
 #: reference.
 BUSY_CPU_PERCENT = 50.0
+#: The slowdown fed is the median of a container's last FILTER ones.
+FILTER = 3
 #: The largest slowdown fed to the kernel (see the module docstring).
 MAX_SLOWDOWN = 20.0
 #: A server with this many requests in flight on average (rate × response time) or
@@ -172,7 +178,7 @@ class ServerTraffic:
 @dataclass(frozen=True, slots=True)
 class _Reading:
     requests: int  # req_tot
-    average_ms: float  # rtime as shown (0 before the first answer)
+    average_ms: float  # rtime as shown; NaN while nothing was sent or answered
     at: float  # the caller's clock, seconds
     responses_5xx: int
     errors: int
@@ -213,6 +219,7 @@ class TrafficState:
     tracks: Mapping[str, _Track] = field(default_factory=dict)
     baseline: Baseline = field(default_factory=Baseline)
     fed: frozenset[str] = frozenset()  # containers whose first input was given
+    recent: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # last slowdowns
 
 
 def interval_mean_ms(c0: int, a0: float, c1: int, a1: float) -> float:
@@ -243,7 +250,7 @@ def interval_error_ms(c0: int, c1: int) -> float:
 
 def _sum(count: int, average_ms: float) -> float:
     """HAProxy's sum from its shown average ⌈sum/W⌉: the middle of its interval."""
-    if count <= 0 or average_ms <= 0:
+    if count <= 0 or not average_ms > 0:  # (NaN: nothing answered yet)
         return 0.0
     return (average_ms - 0.5) * min(count, WINDOW)
 
@@ -266,11 +273,9 @@ def traffic_step(
     tracks: dict[str, _Track] = {}
     traffic: dict[str, ServerTraffic] = {}
     for name, s in stats.items():
-        reading = _Reading(
-            s.requests_total, s.response_time_ms if math.isfinite(s.response_time_ms) else 0.0,
-            now, s.responses_5xx, s.responses_5xx + s.response_errors,
-        )
-        window = _seconds(reading.average_ms) if reading.requests > 0 else math.nan
+        reading = _Reading(s.requests_total, s.response_time_ms, now, s.responses_5xx,
+                           s.responses_5xx + s.response_errors)
+        window = _seconds(reading.average_ms)  # NaN: no request yet, nothing known
         old = state.tracks.get(name)
         if old is None or reading.requests < old.last.requests:
             tracks[name] = _Track(reading, reading)
@@ -304,18 +309,23 @@ def traffic_step(
 def _advance(track: _Track, reading: _Reading, interval_times: bool) -> _Track:
     """The track after `reading`: a new estimate once it is precise enough."""
     if interval_times:
-        if reading.requests > track.last.requests:
+        if reading.requests > track.last.requests and math.isfinite(reading.average_ms):
             return _Track(reading, reading, reading.average_ms / 1000.0, reading.at)
         return dataclasses.replace(track, base=reading, last=reading)
     base = track.base
     k = reading.requests - base.requests
-    if k >= MIN_REQUESTS:
+    if k >= MIN_REQUESTS and _known(base) and _known(reading):
         mean = interval_mean_ms(base.requests, base.average_ms, reading.requests,
                                 reading.average_ms)
         if interval_error_ms(base.requests, reading.requests) <= max(MIN_TOLERANCE_MS,
                                                                      TOLERANCE * mean):
             return _Track(reading, reading, mean / 1000.0, reading.at)
     return dataclasses.replace(track, last=reading)
+
+
+def _known(reading: _Reading) -> bool:
+    """Its average can be used: shown, or nothing answered yet (a sum of 0)."""
+    return reading.requests == 0 or math.isfinite(reading.average_ms)
 
 
 def _seconds(ms: float) -> float:
@@ -339,6 +349,7 @@ def availability_inputs(
     baseline = _learn(state.baseline, samples, traffic, now)
     reference = baseline.now(now)
     fed = set(state.fed) & set(samples)
+    recent = {n: v for n, v in state.recent.items() if n in samples}
     out: dict[str, Sample] = {}
     for name, sample in samples.items():
         if sample.stale:
@@ -346,11 +357,16 @@ def availability_inputs(
             continue
         seen = traffic.get(name, _NONE)
         value = _input(sample, seen, reference, cores.get(name, 1.0))
-        if math.isfinite(value) and name not in fed:
-            value = UNLOADED
-            fed.add(name)
+        if math.isfinite(value):
+            if name not in fed:
+                value = UNLOADED
+                fed.add(name)
+            last = (*recent.get(name, ())[-(FILTER - 1):], value)
+            recent[name] = last
+            value = sorted(last)[(len(last) - 1) // 2]  # the (lower) median
         out[name] = dataclasses.replace(sample, response_time=value)
-    return dataclasses.replace(state, baseline=baseline, fed=frozenset(fed)), out
+    return dataclasses.replace(state, baseline=baseline, fed=frozenset(fed),
+                               recent=recent), out
 
 
 _NONE = ServerTraffic()

@@ -201,3 +201,14 @@ def test_the_balancer_core_imports_no_io_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_an_average_is_known_once_a_request_was_sent_or_answered():
+    row = {"pxname": "pool", "svname": "app-0a1b2c3d", "type": "2", "status": "UP",
+           "stot": "0", "req_tot": "3", "rtime": "15", "ttime": "16"}
+    # counters reset after a reading: three requests sent before it were answered after
+    (stats,) = server_stats([row], "pool").values()
+    assert (stats.sessions_total, stats.requests_total, stats.response_time_ms) == (0, 3, 15.0)
+    idle = {**row, "req_tot": "0", "rtime": "0"}
+    (stats,) = server_stats([idle], "pool").values()
+    assert math.isnan(stats.response_time_ms)  # HAProxy prints 0 before any request

@@ -270,8 +270,9 @@ def test_saturated_from_the_start_the_cpu_cost_of_a_request_is_the_reference():
     assert state.baseline.seconds is None
     assert fed["a"].response_time == pytest.approx(10 * UNLOADED)
     # and 20 is the most that is fed: beyond, a server is saturated whatever the figure
-    _, fed = availability_inputs(state, {"a": sample(cpu=100.0)},
-                                 {"a": carried(2.5, rate=20.0)}, {"a": 0.5}, 1.0)
+    for t in (1.0, 2.0):  # (two ticks: the median of the last three is fed)
+        state, fed = availability_inputs(state, {"a": sample(cpu=100.0)},
+                                         {"a": carried(2.5, rate=20.0)}, {"a": 0.5}, t)
     assert fed["a"].response_time == pytest.approx(20 * UNLOADED)
 
 
@@ -288,7 +289,8 @@ def test_the_first_answered_input_of_a_container_is_the_unloaded_time():
     state = TrafficState(baseline=Baseline(0.010, 0.0))
     state, fed = availability_inputs(state, {"n": sample()}, {"n": carried(0.050)}, {}, 0.0)
     assert fed["n"].response_time == UNLOADED and state.fed == {"n"}
-    state, fed = availability_inputs(state, {"n": sample()}, {"n": carried(0.050)}, {}, 1.0)
+    for t in (1.0, 2.0):  # then its slowdowns (the median of the last three)
+        state, fed = availability_inputs(state, {"n": sample()}, {"n": carried(0.050)}, {}, t)
     assert fed["n"].response_time == pytest.approx(5 * UNLOADED, rel=1e-3)
     # a container that left is forgotten
     state, _ = availability_inputs(state, {}, {}, {}, 2.0)
@@ -327,3 +329,16 @@ def test_fed_slowdowns_make_a_readable_availability_in_the_compat_kernel():
     assert 15 < scores["triple"].availability_score < 23  # 100 / 3^1.5 = 19
     w = {n: s.weight for n, s in scores.items()}
     assert w["idle"] > 2 * w["double"] > 2 * w["triple"]
+
+
+def test_what_is_fed_is_the_median_of_the_last_three_slowdowns():
+    state = TrafficState(fed=frozenset({"w"}), baseline=Baseline(0.010, 0.0))
+    fed = []
+    for t, rt in enumerate([0.010, 0.010, 0.200, 0.010, 0.010, 0.080, 0.090, 0.100]):
+        state, out = availability_inputs(state, {"w": sample()},
+                                         {"w": carried(rt, rate=20.0)}, {}, float(t))
+        fed.append(round(out["w"].response_time / UNLOADED, 1))
+    # one tick's stall of 20x moves nothing; a sustained slowdown shows at its second tick
+    assert fed == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 8.0, 9.0]
+    _, out = availability_inputs(state, {"w": sample()}, {"w": carried(0.1, errors=90)}, {}, 9.0)
+    assert math.isnan(out["w"].response_time)  # a failed answer is not delayed
