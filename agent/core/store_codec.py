@@ -17,6 +17,8 @@ Keys, all under the prefix ``da:<APP_IDENTIFIER>:``::
                         stabilization recommendations, ...)
     events      stream  decision ledger, fields kind / ts / data (JSON),
                         capped with XADD MAXLEN ~
+    samples:<node>  string  ENGINE=swarm: a node collector's latest report
+                        (`agent.core.sample_codec`; written by the collectors)
 
 Values are compact, strict JSON (NaN/±inf stored as null). Bad *data* passed in
 by the caller (not JSON-encodable, a record under the wrong name) is a bug in the

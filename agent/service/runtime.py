@@ -70,10 +70,9 @@ from agent.core.steady_weights import steady_weights
 from agent.core.traffic import ServerTraffic
 from agent.service.balancing import Balancing, disabled_state
 from agent.core.queue import build_queue
-from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
 from agent.adapters.redis_store import TickWrite, container_record
-from agent.core.ports import Engine, Store
+from agent.core.ports import Engine, SampleSource, Store
 
 __all__ = ["Agent"]
 
@@ -91,7 +90,7 @@ class Agent:
         *,
         engine: Engine,
         store: Store,
-        sampler: Sampler,
+        sampler: SampleSource,
         scorer: Scorer | None = None,
         balancer: Balancer | None = None,
         wall_clock: Callable[[], float] = time.time,
