@@ -63,6 +63,9 @@ from agent.core.haproxy_text import (
 
 __all__ = ["HAProxyBalancer"]
 
+# What HAProxy 2.6's `show stat` prints as the `algo` of a `balance random` backend.
+UNNAMED_ALGORITHM = "unknown"
+
 # The cumulative counters of `ServerStats`, kept by the adapter across resets.
 _COUNTERS = ("sessions_total", "requests_total", "responses_2xx", "responses_4xx",
              "responses_5xx", "response_errors", "connect_errors", "retries", "redispatches")
@@ -272,7 +275,9 @@ class HAProxyBalancer:
         if algorithm is None:
             raise ConfigError(variable, f"{self.backend!r} is not a backend of HAProxy at "
                                         f"{self.api}")
-        if algorithm not in DYNAMIC_ALGORITHMS:
+        # HAProxy 2.6 names `random` "unknown" in show stat: an unknown algorithm
+        # passes here, and `add server` says so if it is a static one
+        if algorithm not in (*DYNAMIC_ALGORITHMS, UNNAMED_ALGORITHM):
             raise ConfigError(
                 variable,
                 f"backend {self.backend} of HAProxy at {self.api} balances with "
