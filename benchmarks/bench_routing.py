@@ -19,7 +19,8 @@ leastconn         HAProxy ``balance leastconn``, equal weights
 compat-score      roundrobin, weights proportional to the compat overall score
                   (SPEC §3 with the TCP probe, re-read every second: the seed's way)
 ours              the agent itself (``deployment-agent run``, BALANCER=haproxy,
-                  ``--algorithm``): its live weights, fed by what HAProxy measures
+                  ``--algorithm``, roundrobin as by default): its live weights, fed
+                  by what HAProxy measures
 ================  ==========================================================
 
 Each strategy gets ``--warmup`` seconds of the load first (not measured: the score-
@@ -380,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=float, default=0.3, help="CONTAINER_CPUS of each worker")
     parser.add_argument("--degraded", type=float, default=0.2,
                         help="the degraded worker's share of --cpus")
-    parser.add_argument("--algorithm", default="leastconn",
-                        help="BALANCER_ALGORITHM of the agent (ours)")
+    parser.add_argument("--algorithm", default="roundrobin",
+                        help="BALANCER_ALGORITHM of the agent (ours; default: the setting's "
+                        "default)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of all strategies, their order rotated each round (a "
