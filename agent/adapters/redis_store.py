@@ -9,6 +9,13 @@ read in `load()`, or fetched with HKEYS before its first write, or wrote since.
 After any failure that knowledge is dropped and fetched again, because a failed
 EXEC may or may not have been applied and a restarted Redis may have lost writes.
 
+Delta writes. ``write_tick(state, only_changes=True)`` sends only the fields
+whose value differs from what the store last wrote (and no round trip at all
+when nothing differs and no event waits): `agent.core.store_delta`. Applied in
+one MULTI/EXEC to the state the store knows Redis holds, it leaves Redis as the
+full write would. The store knows that state only while its connection is the
+one it wrote through and no write failed; otherwise a delta write is a full one.
+
 Outages. redis-py is synchronous: every call runs in a Trio worker thread under a
 `CapacityLimiter`, with short socket timeouts and redis-py's own retries turned
 off, so a tick is never held for long. Connection errors mark the store
@@ -32,6 +39,7 @@ is the Redis adapter of the `agent.core.ports.Store` seam.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,21 +52,18 @@ import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from agent.core.errors import StoreError
+from agent.core.errors import CorruptStateError, StoreError
 from agent.core.ports import Store
 from agent.core.redact import redact_url
+from agent.core.store_delta import TickDelta, Written, diff_tick
 from agent.core.store_codec import (
     TICK_HASHES,
     Keys,
     StoredState,
     TickWrite,
-    _decode_records,
     container_record,
-    decode_containers,
-    decode_desired,
     decode_event,
-    decode_json_hash,
-    decode_sundown,
+    decode_state,
     encode_event,
     encode_json_hash,
     encode_tick,
@@ -168,8 +173,10 @@ class RedisStore:
         self._retry_at = 0.0  # clock() before which calls fail fast
         self._down_since: float | None = None  # wall clock of the first failure
 
-        # Fields known to be in each tick hash; None = unknown, fetch before writing.
-        self._known: dict[str, set[str]] | None = None
+        # What each tick hash holds (field -> value, encoding); None = unknown:
+        # fetch the field names before a full write, and no delta writes.
+        self._written: Written | None = None
+        self.delta_writes = 0  # write_tick calls that sent a delta (for tests, reports)
         # The config overrides last read or saved; rewritten by the first tick
         # write after an outage, since Redis may have come back without them,
         # and by the next tick write when `save_config` failed (`_config_dirty`).
@@ -217,7 +224,10 @@ class RedisStore:
     # -- API ----------------------------------------------------------------------
 
     async def load(self) -> StoredState:
-        """Read the whole persisted state (one MULTI/EXEC snapshot)."""
+        """Read the whole persisted state (one MULTI/EXEC snapshot).
+
+        Values that do not decode raise `CorruptStateError`, which carries the
+        rest (`partial`); the hashes' fields are known either way."""
         k = self.keys
 
         def read(client: redis.Redis) -> tuple[int, list[Any]]:
@@ -231,35 +241,39 @@ class RedisStore:
         async with self._write_lock:
             connects, replies = await self._call("load", read)
             desired, containers, sundown, config, summary, policy = replies
-            try:
-                state = StoredState(
-                    desired=decode_desired(desired),
-                    containers=decode_containers(containers),
-                    sundown=decode_sundown(sundown),
-                    config=decode_json_hash(config, what="config"),
-                    policy=decode_json_hash(policy, what="policy"),
-                    summaries=_decode_records(summary, what="summary"),
-                )
-            except ValueError as exc:
-                self._last_error = f"corrupt state under {k.prefix}*: {exc}"
-                raise StoreError(f"corrupt state in Redis ({self.server}) under {k.prefix}*: {exc}") from exc
+            state = decode_state(desired, containers, sundown, config, summary, policy)
             self._config_fields = dict(config)
             self._known_connects = connects
-            self._known = {
-                "containers": set(containers),
-                "sundown": set(sundown),
-                "summary": set(summary),
-                "policy": set(policy),
-            }
+            self._written = Written.from_redis(desired, {
+                "containers": containers, "sundown": sundown, "summary": summary, "policy": policy,
+            })
+            if state.problems:
+                problems = "; ".join(state.problems)
+                self._last_error = f"corrupt state under {k.prefix}*: {problems}"
+                raise CorruptStateError(
+                    f"corrupt state in Redis ({self.server}) under {k.prefix}*: {problems}", state)
             return state
 
-    async def write_tick(self, state: TickWrite) -> None:
+    async def write_tick(self, state: TickWrite, *, only_changes: bool = False) -> None:
         """Replace the stored state with `state` and flush pending events, in one
         MULTI/EXEC pipeline. Raises StoreError (fast while backing off); the
-        events stay pending for the next call."""
-        encoded = encode_tick(state)  # caller bugs raise here, before any I/O
+        events stay pending for the next call.
+
+        With `only_changes`, a *delta write* (`agent.core.store_delta`): only
+        the fields whose value differs from what this store last wrote are
+        sent, and nothing at all — not even a round trip — when nothing
+        changed and no event waits. It falls back to a full write whenever the
+        store cannot trust what it knows of Redis: before its first write or
+        `load()`, after any failure, and when its connection was re-opened.
+        """
         k = self.keys
         async with self._write_lock:
+            known, known_connects = self._written, self._known_connects
+            delta, after, encoded = None, None, None
+            if only_changes and known is not None:
+                delta, after = diff_tick(state, known)  # caller bugs raise here...
+            else:
+                encoded = encode_tick(state)  # ...or here, before any I/O
             self._check_open()
             self._fail_fast("write_tick")
             batch = list(self._pending)
@@ -271,24 +285,25 @@ class RedisStore:
             reconnecting = not self._available
             if reconnecting:  # if this write succeeds, the outage notice goes with it
                 entries.append(self._outage_notice())
-            known, known_connects = self._known, self._known_connects
             config_fields, config_dirty = self._config_fields, self._config_dirty
             maxlen = self._ledger_max_len
+            if delta is not None and delta.empty and not entries and not config_dirty:
+                return  # Redis already holds this state
 
-            def write(client: redis.Redis) -> tuple[int, dict[str, set[str]]]:
+            def write(client: redis.Redis) -> tuple[int, Written]:
                 connects = self._settle_connection(client)
                 trusted = known is not None and connects == known_connects
-                current = known if trusted and known is not None else _fetch_fields(client, k)
-                config = config_fields if config_dirty or not trusted else None
                 pipe = client.pipeline(transaction=True)
-                pipe.set(k.desired, encoded["desired"])
-                for name in TICK_HASHES:
-                    key = getattr(k, name)
-                    hset, hdel = plan_hash_replace(encoded[name], current[name])
-                    if hdel:
-                        pipe.hdel(key, *hdel)
-                    if hset:
-                        pipe.hset(key, mapping=cast(Any, hset))
+                if delta is not None and after is not None and trusted:
+                    _queue_delta(pipe, k, delta)
+                    result = after
+                else:
+                    current = known.field_names() if trusted and known is not None \
+                        else _fetch_fields(client, k)
+                    full = encoded if encoded is not None else encode_tick(state)
+                    _queue_full(pipe, k, full, current)
+                    result = Written.from_tick(state, full)
+                config = config_fields if config_dirty or not trusted else None
                 if config is not None:
                     pipe.delete(k.config)
                     if config:
@@ -296,15 +311,17 @@ class RedisStore:
                 for fields in entries:
                     pipe.xadd(k.events, cast(Any, fields), maxlen=maxlen, approximate=True)
                 pipe.execute()
-                return connects, {name: set(encoded[name]) for name in TICK_HASHES}
+                return connects, result
 
             try:
-                self._known_connects, self._known = await self._call(
+                self._known_connects, self._written = await self._call(
                     "write_tick", write, report_recovery=not reconnecting
                 )
             except BaseException:
-                self._known = None  # the EXEC may or may not have been applied
+                self._written = None  # the EXEC may or may not have been applied
                 raise
+            if delta is not None and self._written is after:
+                self.delta_writes += 1
             self._config_dirty = False
             self._dropped -= dropped
             if batch:
@@ -474,7 +491,7 @@ class RedisStore:
                 f"next reconnect attempt in {delay:.1f} s"
             ) from exc
         except redis.exceptions.RedisError as exc:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = _describe(exc)
             raise StoreError(f"Redis at {self.server} failed during {op}: {self._last_error}") from exc
         if not self._available:
             if report_recovery:
@@ -487,7 +504,7 @@ class RedisStore:
         if self._available:
             self._available = False
             self._down_since = self._wall_clock()
-            self._known = None  # a restarted Redis may have lost or kept anything
+            self._written = None  # a restarted Redis may have lost or kept anything
         self._failures += 1
         delay = min(self._backoff_max, self._backoff_initial * 2.0 ** (self._failures - 1))
         self._retry_at = self._clock() + delay
@@ -516,6 +533,30 @@ class RedisStore:
         self._down_since = None
 
 
+def _queue_full(pipe: Any, k: Keys, encoded: Mapping[str, Any], current: Mapping[str, set[str]]) -> None:
+    """Every field of the tick (HSET), and HDEL of the `current` ones not in it."""
+    pipe.set(k.desired, encoded["desired"])
+    for name in TICK_HASHES:
+        key = getattr(k, name)
+        hset, hdel = plan_hash_replace(encoded[name], current[name])
+        if hdel:
+            pipe.hdel(key, *hdel)
+        if hset:
+            pipe.hset(key, mapping=cast(Any, hset))
+
+
+def _queue_delta(pipe: Any, k: Keys, delta: TickDelta) -> None:
+    """Only what changed: same order as a full write."""
+    if delta.desired is not None:
+        pipe.set(k.desired, delta.desired)
+    for name in TICK_HASHES:
+        key = getattr(k, name)
+        if delta.hdel[name]:
+            pipe.hdel(key, *delta.hdel[name])
+        if delta.hset[name]:
+            pipe.hset(key, mapping=cast(Any, dict(delta.hset[name])))
+
+
 def _fetch_fields(client: redis.Redis, k: Keys) -> dict[str, set[str]]:
     """The fields now present in each tick hash (one pipelined round trip)."""
     pipe = client.pipeline(transaction=False)
@@ -528,3 +569,15 @@ if TYPE_CHECKING:  # mypy holds the adapter to its port
 
     def _implements(store: RedisStore) -> Store:
         return store
+
+
+# redis-py names the pipeline's failing command, arguments and all: which one
+# fails first depends on what the tick wrote (a delta), and its arguments are
+# our data. The reason that follows is what the operator needs, and it is the
+# same for every command of the pipeline.
+_PIPELINE_PREFIX = re.compile(r"^Command # \d+ \(.*\) of pipeline caused error: ", re.S)
+
+
+def _describe(exc: BaseException) -> str:
+    """A Redis error as told in logs and conditions: its type and its reason."""
+    return f"{type(exc).__name__}: {_PIPELINE_PREFIX.sub('', str(exc))}"

@@ -6,19 +6,28 @@ the adapter boundary, so the runtime only ever handles our own types::
     AgentError
     ├── ConfigError          bad setting; names the variable (exit code 2)
     ├── EngineError          the container engine failed or is unreachable
+    │   ├── EngineUnreachable  no answer at all (connection refused, reset, timed out)
     │   └── ContainerNotFound
     ├── StoreError           Redis failed or is unreachable
+    │   └── CorruptStateError  some stored values do not decode (the rest is kept)
     ├── BalancerError        the load balancer failed, is unreachable or refused
     └── NotOwnedError        refused: the container lacks the agent's labels
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.core.store_codec import StoredState
+
 __all__ = [
     "AgentError",
     "ConfigError",
     "EngineError",
+    "EngineUnreachable",
     "ContainerNotFound",
     "StoreError",
+    "CorruptStateError",
     "BalancerError",
     "NotOwnedError",
 ]
@@ -41,12 +50,30 @@ class EngineError(AgentError):
     """The container engine failed or could not be reached."""
 
 
+class EngineUnreachable(EngineError):
+    """The engine did not answer at all: whatever was asked of it (list, create,
+    remove) failed for that one reason, which is one outage, not many failures."""
+
+
 class ContainerNotFound(EngineError):
     """The named container does not exist (any more)."""
 
 
 class StoreError(AgentError):
     """The state store (Redis) failed or could not be reached."""
+
+
+class CorruptStateError(StoreError):
+    """Some values stored in Redis do not decode.
+
+    `partial` is everything that did (a `StoredState` whose `problems` name what
+    was left out): a caller that must not act on a corrupt store raises on; the
+    agent's recovery keeps the rest, as one bad key must not cost the whole state.
+    """
+
+    def __init__(self, message: str, partial: StoredState) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class BalancerError(AgentError):

@@ -62,6 +62,13 @@ class Engine(Protocol):
         """Return when the engine answers; raise `EngineError` otherwise."""
         ...
 
+    async def watch(self, *, task_status: Any = ...) -> None:
+        """Keep `list_owned` current from the engine's change notifications until
+        cancelled (the runtime runs it with ``nursery.start``: `task_status` is
+        Trio's); ``started`` once it is, or once the first attempt failed. An
+        adapter without notifications calls ``started`` and returns."""
+        ...
+
     async def aclose(self) -> None:
         """Release the connection pool. Idempotent."""
         ...
@@ -85,7 +92,10 @@ class Store(Protocol):
 
     async def load(self) -> StoredState: ...
 
-    async def write_tick(self, state: TickWrite) -> None: ...
+    async def write_tick(self, state: TickWrite, *, only_changes: bool = False) -> None:
+        """Replace the stored state with `state`; with `only_changes`, the store may
+        send only what differs from what it knows it wrote (a delta write)."""
+        ...
 
     async def append_event(self, kind: str, data: Mapping[str, object]) -> None: ...
 

@@ -59,6 +59,9 @@ class ContainerInfo:
     labels: dict[str, str] = field(default_factory=dict)
     cpus: float | None = None  # CPU limit in cores (CONTAINER_CPUS), None = none
     memory: int | None = None  # memory limit in bytes (CONTAINER_MEMORY), None = none
+    # (container address, TARGET_PORT) when this host routes to the container's
+    # network: where the availability probe connects instead of the published port.
+    direct: tuple[str, int] | None = None
 
     @property
     def running(self) -> bool:

@@ -24,6 +24,12 @@ Values are compact, strict JSON (NaN/±inf stored as null). Bad *data* passed in
 by the caller (not JSON-encodable, a record under the wrong name) is a bug in the
 caller and raises `ValueError`/`TypeError` here, before anything is sent;
 `decode_*` raise `ValueError` on corrupt stored data.
+
+What is read back is untrusted (anyone who can write to the Redis could have
+written it), so `decode_state` decodes a whole `load()` field by field: a value
+that does not decode is left out and named in `StoredState.problems`, the rest
+is kept. Whether what *did* decode makes sense (ranges, times, names) is
+`agent.core.recovery`'s to judge.
 """
 from __future__ import annotations
 
@@ -47,8 +53,11 @@ __all__ = [
     "decode_json",
     "encode_desired",
     "decode_desired",
+    "encode_json_field",
     "encode_json_hash",
     "decode_json_hash",
+    "encode_record_field",
+    "encode_sundown_field",
     "encode_containers",
     "decode_containers",
     "encode_sundown",
@@ -56,6 +65,8 @@ __all__ = [
     "encode_event",
     "decode_event",
     "encode_tick",
+    "decode_state",
+    "MAX_DESIRED_TEXT",
     "plan_hash_replace",
     "validate_stream_id",
 ]
@@ -108,6 +119,7 @@ class StoredState:
     config: dict[str, object] = field(default_factory=dict)
     policy: dict[str, object] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()  # what did not decode and was left out
 
     @property
     def empty(self) -> bool:
@@ -176,9 +188,15 @@ def encode_desired(desired: int) -> str:
     return str(desired)
 
 
+# A desired count is a few digits; a longer text is not parsed at all.
+MAX_DESIRED_TEXT = 20
+
+
 def decode_desired(text: str | None) -> int | None:
     if text is None:
         return None
+    if len(text) > MAX_DESIRED_TEXT:
+        raise ValueError(f"desired: not an integer: {text!r:.80}")
     try:
         value = int(text)
     except ValueError:
@@ -188,33 +206,38 @@ def decode_desired(text: str | None) -> int | None:
     return value
 
 
+def encode_json_field(name: str, value: object, *, what: str) -> str:
+    """One field of a hash holding one JSON value per field."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what}: field names must be non-empty strings, got {name!r}")
+    return encode_json(value, what=f"{what}[{name}]")
+
+
 def encode_json_hash(mapping: Mapping[str, object], *, what: str) -> dict[str, str]:
     """Hash fields holding one JSON value each."""
-    out: dict[str, str] = {}
-    for name, value in mapping.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what}: field names must be non-empty strings, got {name!r}")
-        out[name] = encode_json(value, what=f"{what}[{name}]")
-    return out
+    return {name: encode_json_field(name, value, what=what) for name, value in mapping.items()}
 
 
 def decode_json_hash(raw: Mapping[str, str], *, what: str) -> dict[str, object]:
     return {name: decode_json(text, what=f"{what}[{name}]") for name, text in raw.items()}
 
 
+def encode_record_field(name: str, record: Mapping[str, object], *, what: str) -> str:
+    """One record of a records hash (``containers``, ``summary``): its JSON,
+    with the name it is stored under."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what}: names must be non-empty strings, got {name!r}")
+    if not isinstance(record, Mapping):
+        raise TypeError(f"{what}[{name}]: a record must be a mapping, got {type(record).__name__}")
+    if record.get("name", name) != name:
+        raise ValueError(f"{what}[{name}]: record is named {record['name']!r}")
+    return encode_json({"name": name, **record}, what=f"{what}[{name}]")
+
+
 def _encode_records(
     records: Mapping[str, Mapping[str, object]], *, what: str
 ) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, record in records.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what}: names must be non-empty strings, got {name!r}")
-        if not isinstance(record, Mapping):
-            raise TypeError(f"{what}[{name}]: a record must be a mapping, got {type(record).__name__}")
-        if record.get("name", name) != name:
-            raise ValueError(f"{what}[{name}]: record is named {record['name']!r}")
-        out[name] = encode_json({"name": name, **record}, what=f"{what}[{name}]")
-    return out
+    return {name: encode_record_field(name, record, what=what) for name, record in records.items()}
 
 
 def _decode_records(raw: Mapping[str, str], *, what: str) -> dict[str, dict[str, Any]]:
@@ -236,16 +259,18 @@ def decode_containers(raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return _decode_records(raw, what="containers")
 
 
+def encode_sundown_field(name: str, when: float) -> str:
+    """One `sundown` field: epoch seconds (a finite number)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"sundown: names must be non-empty strings, got {name!r}")
+    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+        raise ValueError(f"sundown[{name}]: must be a finite epoch time, got {when!r}")
+    return repr(float(when))
+
+
 def encode_sundown(marks: Mapping[str, float]) -> dict[str, str]:
     """`sundown` hash fields: name -> epoch seconds (a finite number)."""
-    out: dict[str, str] = {}
-    for name, when in marks.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"sundown: names must be non-empty strings, got {name!r}")
-        if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-            raise ValueError(f"sundown[{name}]: must be a finite epoch time, got {when!r}")
-        out[name] = repr(float(when))
-    return out
+    return {name: encode_sundown_field(name, when) for name, when in marks.items()}
 
 
 def decode_sundown(raw: Mapping[str, str]) -> dict[str, float]:
@@ -256,6 +281,43 @@ def decode_sundown(raw: Mapping[str, str]) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"sundown[{name}]: not a number: {text!r:.80}") from None
     return out
+
+
+def decode_state(
+    desired: str | None,
+    containers: Mapping[str, str],
+    sundown: Mapping[str, str],
+    config: Mapping[str, str],
+    summary: Mapping[str, str],
+    policy: Mapping[str, str],
+) -> StoredState:
+    """The `StoredState` of one `load()`'s replies, decoded field by field: what
+    does not decode is left out and described in `problems` (in key order)."""
+    problems: list[str] = []
+    try:
+        count = decode_desired(desired)
+    except ValueError as exc:
+        count = None
+        problems.append(str(exc))
+
+    def each(raw: Mapping[str, str], decode: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, text in raw.items():
+            try:
+                out.update(decode({name: text}))
+            except ValueError as exc:
+                problems.append(str(exc))
+        return out
+
+    return StoredState(
+        desired=count,
+        containers=each(containers, decode_containers),
+        sundown=each(sundown, decode_sundown),
+        config=each(config, lambda one: decode_json_hash(one, what="config")),
+        policy=each(policy, lambda one: decode_json_hash(one, what="policy")),
+        summaries=each(summary, lambda one: _decode_records(one, what="summary")),
+        problems=tuple(problems),
+    )
 
 
 def encode_event(kind: str, data: Mapping[str, object], ts: float) -> dict[str, str]:

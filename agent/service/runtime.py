@@ -27,11 +27,24 @@ count, the policy state or the SUNDOWN marks are written to Redis *before* they
 are acted on (write-ahead), so a `kill -9` between the two is repaired by the
 next agent's reconcile step instead of leaving duplicates.
 
+Persisting is cheap when little changes: each write sends only the fields that
+changed since the store last wrote them (`agent.core.store_delta`), the scores
+are written every SCORES_PERSIST_PERIOD rather than every tick, and the whole
+state every FULL_WRITE_PERIOD and at shutdown; the store itself writes
+everything again whenever it cannot trust what it knows of Redis (first write,
+after a failure, a new connection). The write-ahead is one of these writes, so
+what it records is in Redis before the engine is touched.
+
 Failures of the engine or of Redis never end the loop: the tick records them
 (metrics, ledger, snapshot flags) and the next tick tries again. Redis is the
 store's concern (it buffers events and backs off); while the engine does not
-list, nothing is planned; a failed engine action is logged and left to the next
-tick's plan. Ticks and API requests are serialised by one lock.
+list, nothing is planned; a failed engine action is left to the next tick's
+plan. A failure that repeats (the engine down, Redis down or refusing writes, a
+create or a removal failing, a tick raising) is logged and recorded once when it
+starts and once when it ends, with its duration and count
+(`agent.service.failures`); creations and removals that keep failing are retried
+with an exponential, capped backoff, and `readiness` says why. Ticks and API
+requests are serialised by one lock.
 """
 from __future__ import annotations
 
@@ -47,10 +60,21 @@ import trio
 
 from agent.core.settings import Settings
 from agent.core.jsonsafe import strict_json
-from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
+from agent.core.errors import (
+    AgentError,
+    ContainerNotFound,
+    CorruptStateError,
+    EngineError,
+    EngineUnreachable,
+    StoreError,
+)
+from agent.core.recovery import vet
+from agent.core.settings_table import canonical
+from agent.core.conditions import Failure, failure
+from agent.service.failures import Failures
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
-from agent.core.records import ContainerScore, Sample, Snapshot
+from agent.core.records import Category, ContainerInfo, ContainerScore, Sample, Snapshot
 from agent.core.plan import (
     Event,
     Plan,
@@ -79,6 +103,13 @@ __all__ = ["Agent"]
 log = logging.getLogger("deployment_agent.runtime")
 
 HISTORY_POINTS = 3600
+MAX_LISTED = 100  # names listed in one ledger event at most
+
+# Seconds between two complete writes of the state to Redis (every tick writes
+# what changed; a complete write repairs anything changed behind our back).
+FULL_WRITE_PERIOD = 60.0
+# Seconds between two writes of the scores (records' `score`, the summaries).
+SCORES_PERSIST_PERIOD = 5.0
 
 
 class Agent:
@@ -113,9 +144,16 @@ class Agent:
         self._pool = PoolState(policy=PolicyState(desired=settings.default_container))
         self._overrides: dict[str, object] = {}
         self._lock = trio.Lock()  # serialises actuation: ticks and API requests
+        self._failures = Failures(log)
         self._tick = 0
         self._last_tick_end: float | None = None
         self._started = False
+        # What `_persist` last wrote of the scores (overall, summary) and the
+        # records built from them; when the last full and score writes were.
+        self._persisted: dict[str, tuple[float, dict[str, object]]] = {}
+        self._records: dict[str, tuple[ContainerInfo, Category, float | None, dict[str, object]]] = {}
+        self._full_written_at: float | None = None
+        self._scores_written_at: float | None = None
 
     # -- the facade ------------------------------------------------------------
 
@@ -165,6 +203,14 @@ class Agent:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(check, "engine", self.engine.ping)
             nursery.start_soon(check, "redis", self.store.ping)
+        # Answering is not working: a pool that cannot create its workers, or a
+        # Redis that refuses the state, is not ready either.
+        now = self._wall()
+        for name, kinds in (("engine", ("create_failed", "remove_failed")),
+                            ("redis", ("persist_failed",))):
+            reasons = self._failures.reasons(kinds, now)
+            if report[name] == "ok" and reasons:
+                report[name] = "answers, but " + "; ".join(reasons)
         if self.balancing is not None:  # the tick loop calls it every second: its word
             report["balancer"] = self.balancing.readiness()
         return all(v == "ok" for v in report.values()), dict(sorted(report.items()))
@@ -179,23 +225,31 @@ class Agent:
         return await self.store.events(limit=limit, before=before, kind=kind)
 
     async def update_config(self, partial: Mapping[str, object]) -> Settings:
-        """Apply a partial runtime update (validated like start-up), persist it."""
+        """Apply a partial runtime update (validated like start-up), persist it.
+
+        An empty update changes nothing and records nothing."""
+        if not partial:
+            return self.settings
         async with self._lock:
             new = self.settings.with_updates(partial)
             self._apply_settings(new)
-            self._overrides.update(partial)
+            # by canonical name, so two spellings of one setting are one override
+            self._overrides.update({canonical(str(k)) or str(k): v for k, v in partial.items()})
             await self._emit(Event("config", {
                 "changed": dict(partial),
                 "message": "runtime configuration changed: "
                 + ", ".join(f"{k}={v}" for k, v in partial.items()),
             }))
-            try:
-                await self.store.save_config(self._overrides)
-            except StoreError as exc:
-                # Applied in memory; written back with the next successful write.
-                log.warning("config not persisted yet: %s", exc)
-                self.metrics.error("store")
+            await self._save_config()
             return self.settings
+
+    async def _save_config(self) -> None:
+        try:
+            await self.store.save_config(self._overrides)
+        except StoreError as exc:
+            # Applied in memory; written back with the next successful write.
+            log.warning("config not persisted yet: %s", exc)
+            self.metrics.error("store")
 
     async def request_scale(self, count: int) -> dict[str, Any]:
         """An operator's POST /scale: run exactly `count` containers."""
@@ -217,10 +271,13 @@ class Agent:
             return dict(plan.reply or {})
 
     async def aclose(self) -> None:
-        """Close the engine and store clients (idempotent; shielded)."""
+        """Close the engine and store clients and the sampler's files (idempotent; shielded)."""
         with trio.CancelScope(shield=True):
             await self.engine.aclose()
             await self.store.aclose()
+            close = getattr(self.sampler, "close", None)  # the local Sampler's open files
+            if close is not None:
+                close()
 
     # -- running ---------------------------------------------------------------
 
@@ -232,17 +289,21 @@ class Agent:
         """
         await self.start_balancer()
         await self.recover()
-        self._started = True
-        task_status.started()
         try:
-            while True:
-                start = trio.current_time()
-                await self.tick()
-                await trio.sleep_until(start + self.settings.tick_interval)
+            async with trio.open_nursery() as nursery:
+                # The engine's change notifications keep `list_owned` current
+                # (no listing per tick); ready once the pool has been read.
+                await nursery.start(self.engine.watch)
+                self._started = True
+                task_status.started()
+                while True:
+                    start = trio.current_time()
+                    await self.tick()
+                    await trio.sleep_until(start + self.settings.tick_interval)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
-                    await self._persist(self._pool)
+                    await self._persist(self._pool, full=True)
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.exception("final persist failed")
             self.hub.close()
@@ -255,55 +316,58 @@ class Agent:
                 await self._emit(event)
 
     async def recover(self) -> None:
-        """Resume from Redis: desired count, policy state, SUNDOWN marks, config."""
+        """Resume from Redis: desired count, policy state, SUNDOWN marks, config.
+
+        What Redis holds is judged before it is used (`agent.core.recovery.vet`):
+        a value that does not decode or does not make sense is left out with a
+        warning, and the rest is kept.
+        """
         try:
             stored = await self.store.load()
+        except CorruptStateError as exc:
+            stored = exc.partial  # its `problems` become warnings below
         except StoreError as exc:
             log.warning("starting without stored state: %s", exc)
             self.metrics.error("store")
             return
-        if stored.config:
-            try:
-                self._apply_settings(self.settings.with_updates(stored.config))
-                self._overrides.update(stored.config)
-            except ConfigError as exc:
-                log.warning("ignoring stored runtime config: %s", exc)
-        state = self._pool.policy
-        if stored.policy:
-            try:
-                state = PolicyState.from_json(stored.policy)
-            except ValueError as exc:
-                log.warning("ignoring stored policy state: %s", exc)
-        if stored.desired is not None:
-            state = dataclasses.replace(state, desired=stored.desired)
-        pool = dataclasses.replace(
-            self._pool, sundown=dict(stored.sundown),
-            policy=dataclasses.replace(state, desired=clamp_desired(state.desired, self._policy)),
-        )
+        vetted = vet(stored, self.settings, self._pool.policy, self._wall())
+        for warning in vetted.warnings:
+            log.warning("stored state: %s", warning)
+        self._apply_settings(vetted.settings)
+        self._overrides = dict(vetted.overrides)
+        if vetted.config_changed:
+            await self._save_config()
+        pool = dataclasses.replace(self._pool, sundown=vetted.sundown, policy=vetted.policy)
         self._pool = pool
         await self._emit(Event("recovered", {
             "message": f"resumed from Redis: desired {pool.desired}, "
-            f"{len(stored.containers)} known container(s), {len(pool.sundown)} draining",
+            f"{len(vetted.known)} known container(s), {len(pool.sundown)} draining"
+            + (f"; {len(vetted.warnings)} stored value(s) left out or corrected"
+               if vetted.warnings else ""),
             "desired": pool.desired,
-            "sundown": sorted(pool.sundown),
-            "known_containers": sorted(stored.containers),
+            "sundown": sorted(pool.sundown)[:MAX_LISTED],
+            "known_containers": list(vetted.known[:MAX_LISTED]),
+            "warnings": list(vetted.warnings[:MAX_LISTED]),
         }))
 
     async def tick(self) -> None:
         """One pass of the pipeline (see the module docstring)."""
         started = trio.current_time()
+        outcome, error = None, None
         try:
             async with self._lock:
                 await self._tick_locked(started)
         except AgentError as exc:
-            log.warning("tick %d: %s", self._tick, exc)
+            outcome = failure(f"{type(exc).__name__}: {exc}")
             self.metrics.error(type(exc).__name__)
-        except Exception:  # a bug must not end the loop: report it, tick again
-            log.exception("tick %d failed", self._tick)
+        except Exception as exc:  # a bug must not end the loop: report it, tick again
+            outcome, error = failure(f"internal error: {type(exc).__name__}: {exc}"), exc
             self.metrics.error("internal")
         finally:
             self._last_tick_end = trio.current_time()
             self.metrics.observe_tick(self._last_tick_end - started)
+        # logged (with the traceback of a bug) when it starts or changes only
+        await self._note("tick_failed", outcome, started, exc_info=error)
 
     async def _tick_locked(self, started: float) -> None:
         """Each step returns the next pool; it is committed before the next step,
@@ -322,15 +386,20 @@ class Agent:
     # -- steps -----------------------------------------------------------------
 
     async def _list(self, pool: PoolState) -> PoolState:
+        clock = trio.current_time()
         try:
             listed = await self.engine.list_owned()
         except EngineError as exc:
             if pool.engine_ok:
                 await self._emit(engine_down_event(str(exc)))
             self.metrics.error("engine")
+            await self._note("engine_error", failure(str(exc), "unreachable"), clock)
             return pool.unlisted(str(exc))
+        down = self._failures.get("engine_error")
         if not pool.engine_ok:
-            await self._emit(engine_back_event())
+            await self._emit(engine_back_event(
+                None if down is None else self._wall() - down.since))
+        await self._note("engine_error", None, clock)
         return pool.listed(listed)
 
     def _sync_scorer(self, pool: PoolState) -> None:
@@ -421,6 +490,8 @@ class Agent:
 
     async def _remove_all(self, pool: PoolState, removals: list[Removal]) -> PoolState:
         for removal in removals:
+            if not self._failures.ready("remove_failed", trio.current_time()):
+                break  # backing off: the next plans ask again
             if await self._remove(removal):
                 pool = pool.without([removal.info.name])
                 await self._emit(removal.event)
@@ -429,12 +500,22 @@ class Agent:
     async def _create_all(self, pool: PoolState, plan: Plan) -> PoolState:
         for creation in plan.creations:
             for _ in range(creation.count):
+                clock = trio.current_time()
+                if not self._failures.ready("create_failed", clock):
+                    return pool  # backing off: reconcile asks again
                 try:
                     info = await self.engine.create()
+                except EngineUnreachable as exc:  # the engine's outage, not a create's
+                    self.metrics.error("engine")
+                    await self._note("engine_error", failure(str(exc), "unreachable"), clock)
+                    break
                 except EngineError as exc:
                     self.metrics.error("engine")
-                    await self._emit(create_failed_event(str(exc), creation.reason))
+                    opened = create_failed_event(str(exc), creation.reason)
+                    await self._note("create_failed", failure(str(exc)), clock,
+                                     extra=dict(opened.data))
                     break
+                await self._note("create_failed", None, clock)
                 pool = pool.with_created(info)
                 await self._emit(created_event(info, creation.reason))
         return pool
@@ -442,41 +523,75 @@ class Agent:
     async def _remove(self, removal: Removal) -> bool:
         """Remove a container from the engine; False if the engine failed."""
         info = removal.info
+        clock = trio.current_time()
         try:
             await self.engine.remove(info.id)
         except ContainerNotFound:
             pass  # already gone: the goal is reached
+        except EngineUnreachable as exc:  # the engine's outage, not a removal's
+            self.metrics.error("engine")
+            await self._note("engine_error", failure(str(exc), "unreachable"), clock)
+            return False
         except EngineError as exc:
             self.metrics.error("engine")
-            log.warning("could not remove %s %s: %s", removal.reason, info.name, exc)
+            # one condition for every worker: a stopping engine fails them all
+            await self._note("remove_failed", failure(
+                f"could not remove {removal.reason} {info.name}: {exc}", "remove"), clock)
             return False
+        await self._note("remove_failed", None, clock)
         if info.name in self.scorer:
             self.scorer.remove(info.name)
         return True
 
-    async def _persist(self, pool: PoolState) -> None:
-        records = {}
-        summaries = {}
-        for name, info in pool.containers.items():
-            score = pool.scores.get(name)
-            records[name] = container_record(
-                info, category=pool.category(name),
-                score=None if score is None else score.overall_score,
-            )
-            if score is not None:
-                summaries[name] = _summary(score)
+    async def _persist(self, pool: PoolState, *, full: bool = False) -> None:
+        """Write the pool's state: what changed since the last write, every tick
+        (and as the write-ahead); everything every FULL_WRITE_PERIOD, and when
+        `full`. The scores in the records and the summaries are refreshed every
+        SCORES_PERSIST_PERIOD: they move a little every tick, and a restarted
+        agent needs the marks, counts and identities, not this second's score."""
+        now = trio.current_time()
+        full = full or _due(self._full_written_at, FULL_WRITE_PERIOD, now)
+        if full or _due(self._scores_written_at, SCORES_PERSIST_PERIOD, now):
+            self._scores_written_at = now
+            self._persisted = {name: (s.overall_score, _summary(s)) for name, s in pool.scores.items()}
+            self._records = {n: r for n, r in self._records.items() if n in pool.containers}
+        records = {name: self._record(info, pool.category(name))
+                   for name, info in pool.containers.items()}
         write = TickWrite(
             desired=pool.desired,
             containers=records,
             sundown=dict(pool.sundown),
-            summaries=summaries,
+            summaries={n: p[1] for n, p in self._persisted.items() if n in pool.containers},
             policy=pool.policy.to_json(),
         )
+        clock = trio.current_time()
         try:
-            await self.store.write_tick(write)
+            await self.store.write_tick(write, only_changes=not full)
+            if full:
+                self._full_written_at = now
         except StoreError as exc:
             self.metrics.error("store")
             log.debug("state not persisted this tick: %s", exc)
+            if not self.store.available:
+                await self._note("store_outage", failure(
+                    f"{self.store.last_error}", "unreachable"), clock)
+            else:  # it answers, and refuses: full disk, MISCONF, wrong type
+                await self._note("persist_failed", failure(str(exc)), clock)
+            return
+        await self._note("store_outage", None, clock)
+        await self._note("persist_failed", None, clock)
+
+    def _record(self, info: ContainerInfo, category: Category) -> dict[str, object]:
+        """A container's stored record, the same object while nothing in it changed."""
+        persisted = self._persisted.get(info.name)
+        score = None if persisted is None else persisted[0]
+        cached = self._records.get(info.name)
+        if cached is not None and (cached[0] is info or cached[0] == info) \
+                and cached[1] == category and cached[2] is score:
+            return cached[3]
+        record = container_record(info, category=category, score=score)
+        self._records[info.name] = (info, category, score, record)
+        return record
 
     def _publish(self, pool: PoolState, now: float) -> None:
         scores = tuple(pool.scores[n] for n in sorted(pool.scores))
@@ -511,11 +626,26 @@ class Agent:
         self.settings = new
         self._pool = self._pool.with_desired(clamp_desired(self._pool.desired, self._policy))
 
+    async def _note(
+        self, kind: str, outcome: Failure | None, clock: float, *,
+        extra: dict[str, object] | None = None, exc_info: BaseException | None = None,
+    ) -> None:
+        """One attempt's outcome (a `Failure` or None) for the failures of `kind`:
+        logged and recorded once per transition (`agent.service.failures`)."""
+        events = self._failures.observe(kind, outcome, now=self._wall(), clock=clock,
+                                        extra=extra, exc_info=exc_info)
+        for event in events:
+            await self._emit(event)
+
     async def _emit(self, event: Event) -> None:
         try:
             await self.store.append_event(event.kind, dict(event.data))
         except StoreError as exc:
             log.debug("event %s not stored: %s", event.kind, exc)
+
+
+def _due(last: float | None, period: float, now: float) -> bool:
+    return last is None or now - last >= period
 
 
 def _summary(score: ContainerScore) -> dict[str, object]:
