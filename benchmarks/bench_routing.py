@@ -229,7 +229,10 @@ def the_agent(opts: Any, workdir: Path, app: str, image: str, target_port: int,
         env.update({
             "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
             "APP_IDENTIFIER": app, "DOCKER_IMAGE": image, "TARGET_PORT": str(target_port),
+            # the pool is the ceiling while the strategies run; the scale-up at the
+            # end raises it by one, within the start-up hard ceiling
             "DEFAULT_CONTAINER": str(n), "MAX_CONTAINERS": str(n),
+            "MAX_CONTAINERS_LIMIT": str(n + 1),
             "CONTAINER_CPUS": f"{opts.cpus:g}", "REDIS_URL": redis[0],
             "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(http_port),
             "HOST_PORT_WS_DEPLOYMENT_AGENT": str(free_port()),
@@ -451,7 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         if agent is not None:
             results["ours"]["weights"] = weights
             progress("ours: one scale-up under the load")
-            scale = scale_up_to_first_request(opts, agent, app, 4)
+            try:
+                scale = scale_up_to_first_request(opts, agent, app, 4)
+            except Exception as exc:  # the strategies' figures are still worth printing
+                scale = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     print(table(results, scale, opts))
     if opts.json:
         doc = {
