@@ -3,6 +3,7 @@
     python -m benchmarks.bench_agent                           # N = 20, 100, 300; 60 s each
     python -m benchmarks.bench_agent --n 100 --seconds 30 --json bench-results/agent.json
     python -m benchmarks.bench_agent --n 3 --seconds 5 --quick  # smoke run
+    python -m benchmarks.bench_agent --n 100 --balancer          # BALANCER=haproxy
 
 For each N, on the real engine:
 
@@ -13,8 +14,10 @@ For each N, on the real engine:
    1 s, DEFAULT_CONTAINER = MAX_CONTAINERS = N, so it adopts the pool and neither
    scales nor replaces), and after a warm-up its CPU and that of every process it
    makes work for is measured over `--seconds`: the agent itself, dockerd,
-   containerd, the workers' shims and port proxies, redis-server (and an embedded
-   haproxy when the agent runs one);
+   containerd, the workers' shims and port proxies, redis-server, and with
+   ``--balancer`` (BALANCER=haproxy) the embedded haproxy, found through its
+   pidfile in the agent's DATA_DIR (it runs in a session of its own, so neither
+   the agent's children nor its process group include it) and stopped at the end;
 3. the *net* cost, the part due to sampling: N idle containers cost the
    engine something with nothing sampling them (the shims' own timers,
    dockerd's housekeeping) and, on a shared machine, dockerd also serves
@@ -447,6 +450,11 @@ class Run:
     pairs: int = 0
     pair_seconds: float = 5.0
     count_requests: bool = True
+    balancer: bool = False
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "agent"
 
 
 def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int,
@@ -465,10 +473,12 @@ def agent_env(run: Run, app: str, redis_url: str, http_port: int, ws_port: int,
         "REDIS_URL": redis_url,
         "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(http_port),
         "HOST_PORT_WS_DEPLOYMENT_AGENT": str(ws_port),
-        "DATA_DIR": str(run.workdir / "agent"),
+        "DATA_DIR": str(run.data_dir),
         "AGENT_API_TOKEN": secrets.token_urlsafe(16),
         "LOG_LEVEL": "WARNING",
     })
+    if run.balancer:
+        env.update({"BALANCER": "haproxy", "BALANCER_PORT": str(free_port())})
     return env
 
 
@@ -498,7 +508,9 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
         time.sleep(run.warmup)  # a fixed settling time before the window, not a synchronisation
         groups = engine_processes((w.pid for w in workers), (w.host_port for w in workers))
         groups.update({"agent": [proc.pid], "redis": [redis[1]]})
-        groups.update(_haproxy_children(proc.pid))
+        if run.balancer:
+            groups["haproxy"] = [_wait(lambda: embedded_haproxy(run.data_dir), 30,
+                                       "the embedded haproxy did not start")]
         meter = CpuMeter(groups)
         buckets0, gauges0 = scrape(http_port)
         load0 = load_average()
@@ -538,6 +550,7 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
         "tick_p99_ms": quantile(window, 0.99) * 1000,
         "agent_rss_mib": rss,
         "load_average": (load0 + load_average()) / 2,
+        "haproxy_pid": groups.get("haproxy", [None])[0],
         "pairs": pairs,
         "engine_requests": requests,
         "engine_requests_per_sample": (None if requests is None or not ticks else
@@ -545,10 +558,30 @@ def measure_agent(run: Run, app: str, workers: list[Any], redis: tuple[str, int]
     }
 
 
-def _haproxy_children(agent_pid: int) -> dict[str, list[int]]:
-    """An embedded haproxy runs in its own session: found by its command line."""
-    pids = [p for p in all_pids() if _comm(p) == "haproxy" and str(agent_pid) in " ".join(_cmdline(p))]
-    return {"haproxy": pids} if pids else {}
+def embedded_haproxy(data_dir: Path) -> int | None:
+    """The pid of the agent's embedded haproxy: the one its pidfile in DATA_DIR names,
+    when that process runs this data directory's configuration."""
+    from agent.adapters.haproxy_process import CONFIG_NAME, PID_NAME, process_runs_config
+    from agent.service.wiring import HAPROXY_DIR
+
+    folder = data_dir / HAPROXY_DIR
+    try:
+        pid = int((folder / PID_NAME).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if process_runs_config(pid, folder / CONFIG_NAME) else None
+
+
+def stop_embedded_haproxy(data_dir: Path) -> None:
+    """It outlives the agent by design: the benchmark stops the one it made."""
+    pid = embedded_haproxy(data_dir)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        _wait(lambda: embedded_haproxy(data_dir) is None, 10, "haproxy did not stop")
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
 
 
 def measure_stats_api(run: Run, workers: list[Any], redis_pid: int) -> dict[str, Any]:
@@ -647,7 +680,10 @@ def bench_one(run: Run) -> dict[str, Any]:
         workers = create_workers(app, run.n, run.image, run.port)
         progress(f"N={run.n}: {len(workers)} workers in {time.monotonic() - t0:.0f} s; agent window {run.seconds:g} s")
         with redis_server(run.workdir / f"redis-{run.n}") as redis:
-            agent = measure_agent(run, app, workers, redis)
+            try:
+                agent = measure_agent(run, app, workers, redis)
+            finally:
+                stop_embedded_haproxy(run.data_dir)
             progress(f"N={run.n}: stats-API window {run.seconds:g} s")
             stats = measure_stats_api(run, workers, redis[1])
     finally:
@@ -750,7 +786,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("N", "agent", "engine", "redis", "total", "idle", "net", "stats API", "stats net",
+    head = ("N", "agent", "engine", "redis", "haproxy", "total", "idle", "net", "stats API", "stats net",
             "ratio", "net ratio", "eng req", "tick p50", "tick p99", "RSS MiB")
     width = 10 * len(head)
     lines = ["The agent's own cost (CPU ms per container-sample; idle: engine and Redis with the agent "
@@ -761,6 +797,7 @@ def table(results: list[dict[str, Any]]) -> str:
         a, s = r["agent"], r["stats_api"]
         idle = r.get("idle_total_ms_per_container_second", math.nan)
         cells = (r["n"], a["ms_per_sample"]["agent"], a["engine_ms_per_sample"], a["ms_per_sample"]["redis"],
+                 a["ms_per_sample"].get("haproxy", math.nan),
                  a["total_ms_per_sample"], idle, a.get("net_total_ms_per_sample", math.nan),
                  s["total_ms_per_sample"], s.get("net_total_ms_per_sample", math.nan), r["stats_api_ratio"],
                  r.get("net_stats_api_ratio", math.nan),
@@ -784,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="connect the agent to the engine directly, without counting its requests")
     parser.add_argument("--quick", action="store_true", help="smoke run: no settling time")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--balancer", action="store_true",
+                        help="run the agent with BALANCER=haproxy and count its embedded haproxy")
     parser.add_argument("--stats-poller", metavar="IDS", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.stats_poller:
@@ -804,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             run = Run(n=n, seconds=opts.seconds, warmup=0.0 if opts.quick else opts.warmup,
                       workdir=workdir, image=image, port=DEMO_PORT,
                       pairs=0 if opts.quick else opts.pairs, pair_seconds=opts.pair_seconds,
-                      count_requests=not opts.no_relay)
+                      count_requests=not opts.no_relay, balancer=opts.balancer)
             results.append(bench_one(run))
     print(table(results))
     if opts.json:
@@ -813,7 +852,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "settings": {"seconds": opts.seconds, "warmup": opts.warmup, "tick_interval": 1.0,
                          "stats_threads": STATS_THREADS,
-                         "pairs": opts.pairs, "pair_seconds": opts.pair_seconds},
+                         "pairs": opts.pairs, "pair_seconds": opts.pair_seconds,
+                         "balancer": opts.balancer},
             "targets": TARGETS,
             "results": results,
             "verdicts": [{"name": n, "value": v, "verdict": d} for n, v, d in verdicts(results)],

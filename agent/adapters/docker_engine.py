@@ -608,6 +608,7 @@ def _info_from_inspect(
         if host_port is not None:
             break
     pid = state.get("Pid") or None
+    cpus, memory = _limits(data.get("HostConfig") or {})
     running = bool(state.get("Running"))
     direct = None
     if direct_port is not None and routes is not None and running:
@@ -628,8 +629,22 @@ def _info_from_inspect(
         address=address,
         pid=int(pid) if pid and running else None,
         labels=dict(config.get("Labels") or {}),
+        cpus=cpus,
+        memory=memory,
         direct=direct,
     )
+
+
+def _limits(host: Mapping[str, Any]) -> tuple[float | None, int | None]:
+    """The CPU limit in cores (``--cpus``, or a CFS quota) and the memory limit in
+    bytes of an inspected container; None where it has none."""
+    cpus: float | None = None
+    if host.get("NanoCpus"):
+        cpus = int(host["NanoCpus"]) / 1e9
+    elif host.get("CpuQuota") and int(host["CpuQuota"]) > 0 and host.get("CpuPeriod"):
+        cpus = int(host["CpuQuota"]) / int(host["CpuPeriod"])
+    memory = int(host["Memory"]) if host.get("Memory") else None
+    return cpus, memory
 
 
 def _reachable_address(host_ip: str) -> str:

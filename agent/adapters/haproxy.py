@@ -25,6 +25,7 @@ it answers again); the tick goes on.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ from agent.core.haproxy_text import (
 
 __all__ = ["HAProxyBalancer"]
 
+# What HAProxy 2.6's `show stat` prints as the `algo` of a `balance random` backend.
+UNNAMED_ALGORITHM = "unknown"
+
+# The cumulative counters of `ServerStats`, kept by the adapter across resets.
+_COUNTERS = ("sessions_total", "requests_total", "responses_2xx", "responses_4xx",
+             "responses_5xx", "response_errors", "connect_errors", "retries", "redispatches")
+
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
@@ -89,6 +97,7 @@ class HAProxyBalancer:
         check: CheckParams | None = None,
         process: EmbeddedHAProxy | None = None,
         frontend: str | None = None,
+        interval_counters: bool = False,
     ) -> None:
         self.api = api
         self.backend = backend
@@ -103,6 +112,11 @@ class HAProxyBalancer:
         self._last_error: str | None = None
         self._weights: dict[str, int] = {}
         self._states: dict[str, str] = {}
+        # With `interval_counters`, each `observe` resets HAProxy's counters after
+        # reading them (so its time averages are the interval's exact means); the
+        # counts read before the last reset are carried here, per server.
+        self.interval_counters = interval_counters
+        self._carried: dict[str, dict[str, int]] = {}
 
     @classmethod
     def embedded(
@@ -125,7 +139,8 @@ class HAProxyBalancer:
             health_path=health_path, check=check, binary=binary,
         )
         return cls(process.api, backend=backend, prefix=prefix, check=check,
-                   process=process, frontend=process.config.frontend_address)
+                   process=process, frontend=process.config.frontend_address,
+                   interval_counters=True)
 
     @classmethod
     def external(
@@ -202,13 +217,32 @@ class HAProxyBalancer:
         return report
 
     async def observe(self) -> Observation:
+        """One ``show stat``; embedded, followed by ``clear counters all`` (its own
+        haproxy only: an external HAProxy's statistics are never reset)."""
+        commands = [f"show stat {self.backend} 4 -1"]
+        if self.interval_counters:
+            commands.append("clear counters all")
         try:
             async with self.api.session() as cli:
-                answer = (await cli.run([f"show stat {self.backend} 4 -1"]))[0]
-            stats = self._ours(server_stats(parse_stat_csv(answer, STAT_COLUMNS), self.backend))
+                answers = await cli.run(commands)
+            stats = self._cumulative(server_stats(parse_stat_csv(answers[0], STAT_COLUMNS),
+                                                  self.backend))
         except (BalancerError, ValueError) as exc:
             return Observation(ok=False, error=str(exc), events=tuple(self._unreachable(str(exc))))
-        return Observation(ok=True, stats=stats, events=tuple(self._recovered()))
+        if self.interval_counters and not answers[1].strip():
+            self._carried = {n: {f: getattr(s, f) for f in _COUNTERS} for n, s in stats.items()}
+        return Observation(ok=True, stats=self._ours(stats), events=tuple(self._recovered()),
+                           interval_times=self.interval_counters)
+
+    def _cumulative(self, stats: Mapping[str, ServerStats]) -> dict[str, ServerStats]:
+        """Counters as if never reset: the counts carried from before the last reset
+        added to those HAProxy shows now."""
+        out = {}
+        for name, s in stats.items():
+            base = self._carried.get(name)
+            out[name] = s if base is None else dataclasses.replace(
+                s, **{f: getattr(s, f) + base[f] for f in _COUNTERS})
+        return out
 
     def status(self) -> BalancerStatus:
         return BalancerStatus(
@@ -241,7 +275,9 @@ class HAProxyBalancer:
         if algorithm is None:
             raise ConfigError(variable, f"{self.backend!r} is not a backend of HAProxy at "
                                         f"{self.api}")
-        if algorithm not in DYNAMIC_ALGORITHMS:
+        # HAProxy 2.6 names `random` "unknown" in show stat: an unknown algorithm
+        # passes here, and `add server` says so if it is a static one
+        if algorithm not in (*DYNAMIC_ALGORITHMS, UNNAMED_ALGORITHM):
             raise ConfigError(
                 variable,
                 f"backend {self.backend} of HAProxy at {self.api} balances with "
@@ -263,7 +299,8 @@ class HAProxyBalancer:
         pid = parse_info(info).get("Pid", "")
         return _Seen(
             servers=parse_servers_state(state),
-            stats=server_stats(parse_stat_csv(stat, STAT_COLUMNS), self.backend),
+            stats=self._cumulative(server_stats(parse_stat_csv(stat, STAT_COLUMNS),
+                                                self.backend)),
             pid=int(pid) if pid.isdigit() else None,
         )
 

@@ -188,10 +188,12 @@ def backend_spec(
 class ServerStats:
     """What the balancer measured for one server (HAProxy: one `show stat` row).
 
-    Counters (`sessions_total`, `responses_5xx`, the errors) are cumulative since
-    the balancer started: diff them between ticks, and treat a decrease as a
-    restart. Times are HAProxy's averages over the server's last 1024 requests, in
-    milliseconds, NaN while it has served none (HAProxy prints 0 then).
+    Counters (`sessions_total`, `requests_total`, `responses_5xx`, the errors) are
+    cumulative since the balancer (or the adapter) started: diff them between
+    ticks, and treat a decrease as a restart. Times are HAProxy's averages over
+    the server's last 1024 requests (or, see `Observation.interval_times`, over
+    those since the previous observation), in milliseconds, NaN while it has
+    served none (HAProxy prints 0 then).
     """
 
     name: str
@@ -201,6 +203,7 @@ class ServerStats:
     sessions: int = 0  # scur: requests in flight
     queued: int = 0  # qcur: requests waiting for a connection slot on this server
     sessions_total: int = 0  # stot: requests sent to it (HTTP mode: one per request)
+    requests_total: int = 0  # req_tot: requests it answered (the count its times average)
     rate: int = 0  # sessions per second over the last second (servers have no req_rate)
     response_time_ms: float = math.nan  # rtime
     total_time_ms: float = math.nan  # ttime
@@ -280,12 +283,22 @@ class SyncReport:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """The outcome of `Balancer.observe`: per-server figures, or why there are none."""
+    """The outcome of `Balancer.observe`: per-server figures, or why there are none.
+
+    With `interval_times`, the time averages of `stats` (``response_time_ms`` …)
+    are over the requests answered since the previous `observe` only — the
+    adapter reset the balancer's counters after reading them, and keeps the
+    counters cumulative itself — so they are this interval's exact means.
+    Otherwise they are the balancer's sliding averages (HAProxy: its last 1024
+    requests), and `agent.core.traffic` recovers an interval's mean from two
+    readings.
+    """
 
     ok: bool
     stats: Mapping[str, ServerStats] = field(default_factory=dict)
     error: str | None = None
     events: tuple[BalancerEvent, ...] = ()
+    interval_times: bool = False
 
 
 @dataclass(frozen=True, slots=True)

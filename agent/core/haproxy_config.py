@@ -61,17 +61,28 @@ class CheckParams:
     A server HAProxy 2.6 adds at run time is UP as soon as it is set ready, before
     any check ran; checks then take it out after `fall` failures. `downinter`
     paces the checks of a down server, so a recovered worker returns quickly.
+    `timeout_ms` is how long a check may take (``timeout check``; `inter_ms` when
+    None).
+
+    The defaults are lenient on purpose: a worker that is merely saturated answers
+    its check late, and taking it out of rotation would pile its load on the
+    others (when all are saturated, every request would get a 503). The agent
+    drains and removes workers itself; checks are for those that died: three
+    failed checks two seconds apart, each allowed three seconds.
     """
 
-    inter_ms: int = 1000
-    fastinter_ms: int = 500
-    downinter_ms: int = 500
+    inter_ms: int = 2000
+    fastinter_ms: int = 1000
+    downinter_ms: int = 1000
     rise: int = 2
-    fall: int = 2
+    fall: int = 3
+    timeout_ms: int | None = 3000
 
     def __post_init__(self) -> None:
-        for name in ("inter_ms", "fastinter_ms", "downinter_ms", "rise", "fall"):
+        for name in ("inter_ms", "fastinter_ms", "downinter_ms", "rise", "fall", "timeout_ms"):
             value = getattr(self, name)
+            if name == "timeout_ms" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
@@ -153,7 +164,7 @@ def render_config(config: EmbeddedConfig) -> str:
         f"    timeout queue {c.queue_timeout_ms}ms\n"
         "    timeout http-request 10s\n"
         "    timeout http-keep-alive 10s\n"
-        f"    timeout check {c.check.inter_ms}ms\n"
+        f"    timeout check {c.check.timeout_ms or c.check.inter_ms}ms\n"
         f"    retries {c.retries}\n"
         "    option redispatch 1\n"
         "    retry-on conn-failure empty-response\n"

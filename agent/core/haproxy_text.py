@@ -33,9 +33,12 @@ fields HAProxy appends later are ignored):
   states are bit masks (`AdminState`, `CheckState`). It has no session counts.
 - ``show stat <b> 4 -1``: CSV, ``# pxname,svname,...`` header, one row per server
   (`ServerStats`). Empty cells mean "not applicable". Servers have no
-  ``req_rate``/``req_tot`` (frontend-only); their request rate is ``rate``
-  (sessions per second over the last second; in HTTP mode a session is a request).
-  ``rtime`` is an average over the last 1024 requests, so it moves slowly.
+  ``req_rate`` (frontend-only); their request rate is ``rate`` (sessions per
+  second over the last second; in HTTP mode a session is a request). In HTTP mode
+  a server's ``req_tot`` counts the requests it *answered* (``stot`` counts those
+  sent, in flight included); ``rtime`` is an average over the last
+  ``min(req_tot, 1024)`` of them, so it moves slowly (`agent.core.traffic` turns
+  two readings into the mean of the requests between them).
   A 502 that HAProxy makes of a server's empty answer counts in ``eresp``, not in
   ``hrsp_5xx``, which only counts the server's own 5xx.
 - ``show stat <b> 2 -1``: the ``BACKEND`` row, whose ``algo`` column names the
@@ -285,7 +288,7 @@ def parse_stat_csv(text: str, columns: Iterable[str] | None = None) -> list[dict
 
 # The columns `server_stats` and `backend_algorithm` read.
 STAT_COLUMNS = (
-    "pxname", "svname", "type", "status", "weight", "uweight", "scur", "qcur", "stot",
+    "pxname", "svname", "type", "status", "weight", "uweight", "scur", "qcur", "stot", "req_tot",
     "rate", "rtime", "ttime", "qtime", "ctime", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "eresp",
     "econ", "wretr", "wredis", "check_status", "addr", "algo",
 )
@@ -298,6 +301,9 @@ def server_stats(rows: Iterable[Mapping[str, str]], backend: str) -> dict[str, S
         if row.get("pxname") != backend or row.get("type") != "2":
             continue
         served = _int(row, "stot")
+        answered = _int(row, "req_tot") if row.get("req_tot") else served
+        # an average is 0 before the first request: known once one was sent or answered
+        known = max(served, answered)
         result[row["svname"]] = ServerStats(
             name=row["svname"],
             status=row.get("status", ""),
@@ -306,11 +312,12 @@ def server_stats(rows: Iterable[Mapping[str, str]], backend: str) -> dict[str, S
             sessions=_int(row, "scur"),
             queued=_int(row, "qcur"),
             sessions_total=served,
+            requests_total=answered,
             rate=_int(row, "rate"),
-            response_time_ms=_avg(row, "rtime", served),
-            total_time_ms=_avg(row, "ttime", served),
-            queue_time_ms=_avg(row, "qtime", served),
-            connect_time_ms=_avg(row, "ctime", served),
+            response_time_ms=_avg(row, "rtime", known),
+            total_time_ms=_avg(row, "ttime", known),
+            queue_time_ms=_avg(row, "qtime", known),
+            connect_time_ms=_avg(row, "ctime", known),
             responses_2xx=_int(row, "hrsp_2xx"),
             responses_4xx=_int(row, "hrsp_4xx"),
             responses_5xx=_int(row, "hrsp_5xx"),

@@ -204,8 +204,10 @@ class Observation:
     the container was marked SUNDOWN (same clock as `now`); `stale` means the
     last sample missed its tick deadline; `created` (epoch seconds) breaks ties
     when choosing which containers to drain (`pick_sundown`). `in_flight` is the
-    requests the balancer has in flight to it (queued ones included); NaN
-    without a balancer.
+    requests the balancer has in flight to it, queued ones included (HAProxy's
+    ``scur`` + ``qcur``): a load signal that needs no model of the application
+    (target tracking reads it, `TARGET_IN_FLIGHT`); NaN without a balancer, or
+    before it knows the container.
     """
 
     name: str

@@ -26,15 +26,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.core.balancer import ServerStats
 from agent.core.policy import Observation, PolicyConfig, PolicyState
 from agent.core.records import Category, ContainerInfo, ContainerScore, Sample
+from agent.core.steady_weights import WeightLevels
+from agent.core.traffic import ServerTraffic, TrafficState
 
 __all__ = [
     "DEAD_STATES",
+    "Feedback",
     "IDLE_NETWORK_BPS",
     "PoolState",
     "is_drained",
     "drained_names",
+    "drain_sessions",
     "clamp_desired",
 ]
 
@@ -70,6 +75,42 @@ def drained_names(
     return frozenset(n for n, s in samples.items() if is_drained(s, sessions.get(n)))
 
 
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What the observe step carries from one tick to the next, besides the scorer:
+    the balancer readings the next per-tick figures start from (`TrafficState`) and
+    the published weights' grid levels (`WeightLevels`). Not persisted: a restarted
+    agent starts them over."""
+
+    traffic: TrafficState = field(default_factory=TrafficState)
+    weights: WeightLevels = field(default_factory=WeightLevels)
+
+
+def drain_sessions(
+    read: bool, stats: Mapping[str, ServerStats], names: Iterable[str]
+) -> dict[str, int]:
+    """The balancer's word on each of `names` (SUNDOWN containers), for
+    `drained_names`: the requests its server may still hold or be sent.
+
+    0 only when the balancer was `read` and the server is out of rotation (draining,
+    in maintenance, down) with no request in flight or queued, or is not in the
+    backend at all. A server still in rotation counts 1 at least — it may be sent a
+    request any moment (its drain was not applied yet) — and so does every name
+    when the balancer could not be read: unknown is never drained.
+    """
+    out = {}
+    for name in names:
+        s = stats.get(name)
+        if not read:
+            out[name] = 1
+        elif s is None:
+            out[name] = 0
+        else:
+            pending = s.sessions + s.queued
+            out[name] = max(1, pending) if s.up else pending
+    return out
+
+
 def clamp_desired(desired: int, policy: PolicyConfig) -> int:
     """`desired` inside [min_containers, max_containers] (bounds may change at run time)."""
     return max(policy.min_containers, min(policy.max_containers, desired))
@@ -82,7 +123,9 @@ class PoolState:
     `containers` is the last listing (plus containers created since); `samples`,
     `scores` and `drained` are this tick's observations; `sundown` maps a name to
     the wall time it was marked; `engine_error` is None while the engine answers;
-    `last_decision` is the ledger record of the last scale decision (published).
+    `last_decision` is the ledger record of the last scale decision (published);
+    `traffic` is what the balancer saw of each container this tick (empty without
+    one) and `feedback` what the observe step keeps for the next tick.
     Mappings are never mutated: every change builds a new value.
     """
 
@@ -95,6 +138,8 @@ class PoolState:
     last_check: float | None = None  # monotonic clock
     engine_error: str | None = None
     last_decision: Mapping[str, Any] | None = None
+    traffic: Mapping[str, ServerTraffic] = field(default_factory=dict)
+    feedback: Feedback = field(default_factory=Feedback)
 
     # -- reading -----------------------------------------------------------------
 
@@ -128,6 +173,7 @@ class PoolState:
             if active_only and name in self.sundown:
                 continue
             score, sample = self.scores.get(name), self.samples.get(name)
+            seen = self.traffic.get(name)
             out.append(Observation(
                 name=name,
                 score=math.nan if score is None else score.overall_score,
@@ -137,6 +183,7 @@ class PoolState:
                 sundown_since=self.sundown.get(name),
                 stale=sample is None or sample.stale,
                 created=info.created,
+                in_flight=math.nan if seen is None else float(seen.in_flight),
             ))
         return tuple(out)
 
@@ -164,14 +211,17 @@ class PoolState:
 
     def observed(
         self, samples: Mapping[str, Sample], scores: Iterable[ContainerScore],
-        drained: frozenset[str],
+        drained: frozenset[str], *, traffic: Mapping[str, ServerTraffic] | None = None,
+        feedback: Feedback | None = None,
     ) -> PoolState:
-        """This tick's samples, scores and drained set; scores of containers we do
-        not list are dropped, the others carry the engine's container id."""
+        """This tick's samples, scores, drained set and balancer figures; scores of
+        containers we do not list are dropped, the others carry the engine's id."""
         return dataclasses.replace(
             self, samples=dict(samples), drained=drained,
             scores={s.name: dataclasses.replace(s, id=self.containers[s.name].id)
                     for s in scores if s.name in self.containers},
+            traffic=dict(traffic or {}),
+            feedback=self.feedback if feedback is None else feedback,
         )
 
     def marked(self, names: Iterable[str], now: float) -> PoolState:
@@ -197,6 +247,7 @@ class PoolState:
             containers={n: i for n, i in self.containers.items() if n not in gone},
             samples={n: s for n, s in self.samples.items() if n not in gone},
             scores={n: s for n, s in self.scores.items() if n not in gone},
+            traffic={n: t for n, t in self.traffic.items() if n not in gone},
             drained=self.drained - gone,
             sundown={n: t for n, t in self.sundown.items() if n not in gone},
         )

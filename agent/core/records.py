@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # records import nothing of the project at run time
+    from agent.core.traffic import ServerTraffic
 
 __all__ = [
     "Category",
@@ -52,6 +57,8 @@ class ContainerInfo:
     address: str = "127.0.0.1"
     pid: int | None = None  # host pid of the container's init, when local
     labels: dict[str, str] = field(default_factory=dict)
+    cpus: float | None = None  # CPU limit in cores (CONTAINER_CPUS), None = none
+    memory: int | None = None  # memory limit in bytes (CONTAINER_MEMORY), None = none
     # (container address, TARGET_PORT) when this host routes to the container's
     # network: where the availability probe connects instead of the published port.
     direct: tuple[str, int] | None = None
@@ -138,6 +145,8 @@ class Snapshot:
     engine_ok: bool = True
     store_ok: bool = True
     last_decision: dict[str, object] | None = None
+    # what the balancer saw per container this tick (empty without a balancer)
+    traffic: Mapping[str, ServerTraffic] = field(default_factory=dict)
 
     @staticmethod
     def empty() -> "Snapshot":

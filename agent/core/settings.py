@@ -41,6 +41,7 @@ from agent.core.settings_table import (
     RUNTIME_MUTABLE,
     SettingSpec,
     View,
+    balancer_mode,
     canonical,
     derive,
     describe,
@@ -183,6 +184,12 @@ class Settings:
     cors_allow_write_origins: tuple[str, ...] = TABLE
     container_cpus: float | None = TABLE
     container_memory: str | None = TABLE
+    balancer: str = TABLE
+    balancer_bind: str = TABLE
+    balancer_port: int = TABLE
+    balancer_algorithm: str = TABLE
+    haproxy_socket: str | None = TABLE
+    haproxy_backend: str | None = TABLE
     swarm_constraints: tuple[str, ...] = TABLE
     swarm_network: str | None = TABLE
     proc_root: Path = TABLE
@@ -212,6 +219,19 @@ class Settings:
     def embedded_redis(self) -> bool:
         """True when no Redis is configured and the agent runs its own."""
         return self.redis_url is None
+
+    @property
+    def balancer_mode(self) -> str:
+        """"none", "embedded" (the agent's own haproxy) or "external" (HAPROXY_SOCKET)."""
+        return balancer_mode({"BALANCER": self.balancer, "HAPROXY_SOCKET": self.haproxy_socket})
+
+    @property
+    def application_url(self) -> str | None:
+        """Where the embedded balancer serves the application (None otherwise)."""
+        if self.balancer_mode != "embedded":
+            return None
+        host = f"[{self.balancer_bind}]" if ":" in self.balancer_bind else self.balancer_bind
+        return f"http://{host}:{self.balancer_port}/"
 
     @property
     def container_memory_bytes(self) -> int | None:

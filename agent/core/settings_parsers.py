@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent.core.haproxy_text import parse_runtime_address
 from agent.core.redact import mask_userinfo
 
 __all__ = [
@@ -219,6 +220,42 @@ def hostname(raw: object) -> str:
     value = to_str(raw)
     if not value or any(c.isspace() or c in "/@" for c in value):
         raise Invalid(f"must be a host name or IP address, {got(raw)}")
+    return value
+
+
+_BIND_RE = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
+
+
+def bind_address(raw: object) -> str:
+    """An address to listen on: a host name, an IPv4 or an IPv6 address (no brackets)."""
+    value = to_str(raw)
+    if not _BIND_RE.fullmatch(value):
+        raise Invalid(f"must be a host name or IP address such as 127.0.0.1 or ::1, {got(raw)}")
+    return value
+
+
+def haproxy_socket(raw: object) -> str:
+    """The runtime API of an HAProxy: a unix socket path (``/run/haproxy.sock``,
+    ``unix@/...``) or ``host:port``; kept as written, checked by the parser the
+    adapter uses (`agent.core.haproxy_text.parse_runtime_address`)."""
+    value = to_str(raw)
+    try:
+        parse_runtime_address(value)
+    except ValueError:
+        raise Invalid("must be a unix socket path or host:port such as "
+                      f"/run/haproxy/admin.sock or 127.0.0.1:9999, {got(raw)}") from None
+    return value
+
+
+_BACKEND_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def haproxy_backend(raw: object) -> str:
+    """A backend name as HAProxy's runtime API takes it (no spaces, ';', '/', '#')."""
+    value = to_str(raw)
+    if not _BACKEND_RE.fullmatch(value):
+        raise Invalid("must be the name of an HAProxy backend (letters, digits, '_', '.', "
+                      f"':', '-'), {got(raw)}")
     return value
 
 

@@ -58,6 +58,9 @@ __all__ = [
     "RUNTIME_MUTABLE",
     "THRESHOLD_ORDER",
     "CONTAINER_RANGE",
+    "BALANCERS",
+    "BALANCER_ALGORITHMS",
+    "balancer_mode",
     "CONTAINER_CEILING",
     "describe",
     "spec",
@@ -210,6 +213,12 @@ def _redis_url(values: Mapping[str, Any], context: Mapping[str, str]) -> str | N
     host = f"[{host}]" if ":" in host else host
     return f"redis://{host}:{values['REDIS_PORT']}/0"
 
+
+#: BALANCER's values; HAPROXY_SOCKET decides whether haproxy is embedded or external.
+BALANCERS = ("none", "haproxy")
+#: HAProxy's algorithms that accept run-time weights and servers (the adapter's
+#: `agent.core.haproxy_config.DYNAMIC_ALGORITHMS`, which a test holds equal).
+BALANCER_ALGORITHMS = ("roundrobin", "leastconn", "random")
 
 _RATIO = Bounds(0, 100)
 _NON_NEGATIVE = Bounds(0)
@@ -369,6 +378,25 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=_POSITIVE),
     _row("CONTAINER_MEMORY", "str", None,
          "memory limit of each worker (e.g. 256m); unset = none", p.memory),
+    _row("BALANCER", "str", "none",
+         "load balancer kept in sync with the pool: haproxy = the agent's own haproxy "
+         "(or, with HAPROXY_SOCKET, yours); none = publish the queue only",
+         choices=BALANCERS),
+    _row("BALANCER_BIND", "str", "127.0.0.1",
+         "address the embedded balancer serves the application on", p.bind_address),
+    _row("BALANCER_PORT", "port", 8080,
+         "port the embedded balancer serves the application on (≠ the agent's HTTP and "
+         "WebSocket ports)", bounds=_PORT),
+    _row("BALANCER_ALGORITHM", "str", "roundrobin",
+         "balancing algorithm of the embedded backend (those that take run-time weights)",
+         choices=BALANCER_ALGORITHMS),
+    _row("HAPROXY_SOCKET", "str", None,
+         "runtime API (unix socket path or host:port) of an HAProxy you run; with "
+         "BALANCER=haproxy the agent drives HAPROXY_BACKEND there instead of its own "
+         "haproxy", p.haproxy_socket),
+    _row("HAPROXY_BACKEND", "str", None,
+         "backend of that HAProxy whose servers the agent manages (only those it "
+         "created); required with HAPROXY_SOCKET", p.haproxy_backend),
     _row("SWARM_CONSTRAINTS", "list", (),
          "swarm: placement constraints of the workers, comma-separated "
          "(node.role==worker,node.labels.zone!=edge)", swarm.constraints,
@@ -484,6 +512,61 @@ class AllZero:
         return self.names if all(values[n] == 0 for n in self.names) else None
 
 
+def _always(values: Mapping[str, Any]) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Distinct:
+    """`names[0]` differs from each of the others, while `applies(values)`."""
+
+    names: tuple[str, ...]
+    applies: Callable[[Mapping[str, Any]], bool] = field(default=_always, compare=False)
+
+    def broken(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        if not self.applies(values):
+            return None
+        first = self.names[0]
+        for other in self.names[1:]:
+            if values[first] == values[other]:
+                return first, other
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Together:
+    """`names` are all set or all unset: (the first unset one, a set one) otherwise."""
+
+    names: tuple[str, ...]
+
+    def broken(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        given = [n for n in self.names if values[n] is not None]
+        missing = [n for n in self.names if values[n] is None]
+        return (missing[0], given[0]) if given and missing else None
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """When `names[0]` is set, `names[1]` must have the value `value`."""
+
+    names: tuple[str, str]
+    value: object
+
+    def broken(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        name, other = self.names
+        if values[name] is not None and values[other] != self.value:
+            return self.names
+        return None
+
+
+def balancer_mode(values: Mapping[str, Any]) -> str:
+    """"none", "embedded" or "external": BALANCER=haproxy runs the agent's own
+    haproxy, unless HAPROXY_SOCKET names one the user runs."""
+    if values["BALANCER"] != "haproxy":
+        return "none"
+    return "external" if values["HAPROXY_SOCKET"] is not None else "embedded"
+
+
 CONTAINER_RANGE = Ascending(("DEFAULT_CONTAINER", "MAX_CONTAINERS"), strict=False)
 CONTAINER_CEILING = Ascending(("MAX_CONTAINERS", "MAX_CONTAINERS_LIMIT"), strict=False)
 THRESHOLD_ORDER = Ascending(
@@ -491,6 +574,12 @@ THRESHOLD_ORDER = Ascending(
 )
 SCORE_WEIGHTS = AllZero(("CPU_WEIGHT", "MEMORY_WEIGHT", "NETWORK_WEIGHT", "AVAILABILITY_WEIGHT"))
 TICK_BUDGET = Ascending(("TICK_DEADLINE", "TICK_INTERVAL"), strict=False)
+HAPROXY_TARGET = Together(("HAPROXY_SOCKET", "HAPROXY_BACKEND"))
+HAPROXY_ENABLED = Needs(("HAPROXY_SOCKET", "BALANCER"), "haproxy")
+BALANCER_PORTS = Distinct(
+    ("BALANCER_PORT", "HOST_PORT_HTTP_DEPLOYMENT_AGENT", "HOST_PORT_WS_DEPLOYMENT_AGENT"),
+    applies=lambda values: balancer_mode(values) == "embedded",
+)
 
 
 def _container_range(pair: tuple[str, ...], view: View) -> ConfigError:
@@ -537,7 +626,30 @@ def _tick_budget(pair: tuple[str, ...], view: View) -> ConfigError:
         f"{p.got(view.shown('TICK_DEADLINE'))}"))
 
 
-Relation = tuple[Ascending | AllZero, Callable[[tuple[str, ...], View], ConfigError]]
+def _haproxy_target(pair: tuple[str, ...], view: View) -> ConfigError:
+    missing, given = pair
+    return ConfigError(view.label(missing), (
+        f"is required with {given} ({view.shown(given)!r}): the agent drives the servers "
+        "of one backend of the HAProxy at HAPROXY_SOCKET; set both, or neither"))
+
+
+def _haproxy_enabled(pair: tuple[str, ...], view: View) -> ConfigError:
+    return ConfigError(view.label("HAPROXY_SOCKET"), (
+        f"is set ({view.shown('HAPROXY_SOCKET')!r}) but BALANCER is "
+        f"{view.values['BALANCER']!r}: set BALANCER=haproxy to drive that HAProxy, or "
+        "unset HAPROXY_SOCKET"))
+
+
+def _balancer_ports(pair: tuple[str, ...], view: View) -> ConfigError:
+    blamed = view.later(*pair)
+    other = pair[1] if blamed == pair[0] else pair[0]
+    return ConfigError(view.label(blamed), (
+        f"must differ from {other} ({view.values[other]}): the embedded balancer and the "
+        f"agent cannot listen on one port, {p.got(view.shown(blamed))}"))
+
+
+Rule = Ascending | AllZero | Distinct | Together | Needs
+Relation = tuple[Rule, Callable[[tuple[str, ...], View], ConfigError]]
 
 #: The relations, in the order they are checked, each with the error that names a
 #: violation: the setting set by the later source when two disagree.
@@ -547,4 +659,7 @@ RELATIONS: tuple[Relation, ...] = (
     (THRESHOLD_ORDER, _threshold_order),
     (SCORE_WEIGHTS, _score_weights),
     (TICK_BUDGET, _tick_budget),
+    (HAPROXY_TARGET, _haproxy_target),
+    (HAPROXY_ENABLED, _haproxy_enabled),
+    (BALANCER_PORTS, _balancer_ports),
 )

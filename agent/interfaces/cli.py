@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the agent (HTTP API, WebSocket queue, dashboard)")
     _add_settings_options(run)
     run.add_argument("--demo", action="store_true",
-                     help="build the local demo worker image and use it unless DOCKER_IMAGE is set")
+                     help="build the local demo worker image and use it unless DOCKER_IMAGE is set; "
+                     "unless set elsewhere, BALANCER=haproxy, CONTAINER_CPUS=0.5, "
+                     "CONTAINER_MEMORY=64m")
 
     collector = sub.add_parser(
         "collector", help="ENGINE=swarm: sample this node's workers and post them to Redis "
@@ -94,12 +96,33 @@ def _settings_from(
         if "DOCKER_IMAGE" not in overrides and not os.environ.get("DOCKER_IMAGE"):
             overrides["DOCKER_IMAGE"] = DEMO_IMAGE
             overrides.setdefault("TARGET_PORT", DEMO_PORT)
-    return load_settings(
-        environ={**(placeholders or {}), **os.environ},
+    environ = {**(placeholders or {}), **os.environ}
+    settings = load_settings(
+        environ=environ,
         env_file=args.env_file if args.env_file is not None else DEFAULT_ENV_FILE,
         toml_file=args.config,
         overrides=overrides,
     )
+    if getattr(args, "demo", False):
+        # the demo's own defaults, for what no source set: the balancer on, and
+        # bounded workers (scaling out adds capacity only when each is bounded)
+        unset = {k: v for k, v in DEMO_DEFAULTS.items() if settings.sources.get(k) == "default"}
+        if unset:
+            settings = load_settings(
+                environ=environ,
+                env_file=args.env_file if args.env_file is not None else DEFAULT_ENV_FILE,
+                toml_file=args.config,
+                overrides={**overrides, **unset},
+            )
+    return settings
+
+
+#: What `run --demo` (scripts/run) sets unless a source sets it.
+DEMO_DEFAULTS: dict[str, object] = {
+    "BALANCER": "haproxy",
+    "CONTAINER_CPUS": 0.5,
+    "CONTAINER_MEMORY": "64m",
+}
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -156,13 +179,28 @@ def _run(args: argparse.Namespace) -> int:
                 + "  API token  "
                 + (f"in {running.token_file}" if running.token_file else "AGENT_API_TOKEN")
                 + f"\n  redis      {redact_url(running.redis_url)}\n"
-                "  Ctrl-C stops it.",
+                + _balancer_lines(settings, running.application)
+                + "  Ctrl-C stops it.",
                 file=sys.stderr,
                 flush=True,
             )
 
     trio.run(main)
     return 0
+
+
+def _balancer_lines(settings: Settings, application: str | None) -> str:
+    """What the start-up banner says of the load balancer."""
+    from agent.service.wiring import HAPROXY_DIR
+
+    if settings.balancer_mode == "embedded":
+        pid_file = settings.data_dir / HAPROXY_DIR / "haproxy.pid"
+        return (f"  application {application}  (the embedded haproxy; it keeps serving "
+                f"after the agent stops:\n              kill $(cat {pid_file}) to stop it)\n")
+    if settings.balancer_mode == "external":
+        return (f"  balancer   backend {settings.haproxy_backend} of the HAProxy at "
+                f"{settings.haproxy_socket}\n")
+    return ""
 
 
 def _collector(args: argparse.Namespace) -> int:

@@ -61,7 +61,12 @@ class AgentFacade(Protocol):
         """Liveness: ``{"alive": bool, "last_tick_age": seconds | None, ...}``."""
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Whether the engine and the store answer now, with a reason per component."""
+        """Whether the engine and the store answer now (and the balancer did at its
+        last call), with a reason per component."""
+
+    def balancer_state(self) -> dict[str, Any]:
+        """The load balancer's state: servers, weights sent, last sync, errors
+        (``{"enabled": false, ...}`` without one). No I/O."""
 
     async def aclose(self) -> None:
         """Release the agent's clients."""

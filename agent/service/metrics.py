@@ -35,6 +35,10 @@ exported as NaN, which the text format allows.
 The tick histogram's buckets are fine around the targets (10 to 300 ms), so
 that a p99 read from them (``benchmarks/bench_agent.py``) is measured, not
 guessed from a 100-250 ms bucket.
+
+The balancer's series (requests/s, in flight, response time and 5xx per
+container; balancer up, syncs, events) are `agent.service.traffic_metrics`'s, in
+the same registry (``metrics.traffic``); a tick sets them only with a balancer.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.core.records import Category, Snapshot
+from agent.service.traffic_metrics import TrafficMetrics
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -139,6 +144,8 @@ class Metrics:
             "websocket_clients", "WebSocket clients currently subscribed to the queue.",
             namespace=namespace, registry=r,
         )
+        # the balancer's series (agent.service.traffic_metrics), in this registry
+        self.traffic = TrafficMetrics(r, namespace)
         # record_snapshot may run from the tick task and from a /metrics scrape;
         # both are on the Trio thread today, the lock keeps it safe if not.
         self._lock = threading.Lock()

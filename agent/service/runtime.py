@@ -4,6 +4,13 @@ One tick::
 
     list → sample → score → plan → write ahead → execute → persist → publish
 
+With a load balancer (`agent.service.balancing`, through the `Balancer` seam) the
+sample step also reads the balancer (one command), whose figures become the
+containers' traffic, their availability input and the drained truth; and the
+execute step syncs the backend after the creations (a new container is a server
+within its tick) and before containers whose drain timed out are removed (their
+servers go first).
+
 Each step takes the pool (`agent.core.pool.PoolState`, one immutable value) and
 returns the next one; `Agent._pool` only holds the value the last step
 committed. Every decision — what is dead, drained, due, in excess, how many to
@@ -67,7 +74,7 @@ from agent.core.conditions import Failure, failure
 from agent.service.failures import Failures
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
-from agent.core.records import Category, ContainerInfo, ContainerScore, Snapshot
+from agent.core.records import Category, ContainerInfo, ContainerScore, Sample, Snapshot
 from agent.core.plan import (
     Event,
     Plan,
@@ -81,7 +88,11 @@ from agent.core.plan import (
     plan_tick,
 )
 from agent.core.policy import PolicyConfig, PolicyState
-from agent.core.pool import PoolState, clamp_desired, drained_names
+from agent.core.balancer import Balancer, Observation
+from agent.core.pool import Feedback, PoolState, clamp_desired, drain_sessions, drained_names
+from agent.core.steady_weights import steady_weights
+from agent.core.traffic import ServerTraffic
+from agent.service.balancing import Balancing, disabled_state
 from agent.core.queue import build_queue
 from agent.scoring import Scorer
 from agent.adapters.redis_store import TickWrite, container_record
@@ -112,6 +123,7 @@ class Agent:
         store: Store,
         sampler: SampleSource,
         scorer: Scorer | None = None,
+        balancer: Balancer | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -121,6 +133,12 @@ class Agent:
         self.scorer = scorer if scorer is not None else Scorer(settings.scorer_config())
         self.hub = Hub()
         self.metrics = Metrics()
+        self.balancing = None if balancer is None else Balancing(
+            balancer, self.metrics, algorithm=settings.balancer_algorithm
+            if settings.balancer_mode == "embedded" else None,
+            application=settings.application_url,
+            first_share=self.scorer.config.slow_start_min_fraction,
+        )
         self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY_POINTS)
         self._wall = wall_clock  # the `now` of every plan: epoch seconds
         self._pool = PoolState(policy=PolicyState(desired=settings.default_container))
@@ -158,13 +176,16 @@ class Agent:
         age = None if self._last_tick_end is None else now - self._last_tick_end
         budget = 3 * self.settings.tick_interval + self.settings.probe_timeout
         alive = self._started and (age is None or age <= budget)
-        return {
+        report = {
             "alive": alive,
             "tick": self._tick,
             "last_tick_age": age,
             "engine": "ok" if self._pool.engine_ok else self._pool.engine_error,
             "redis": "ok" if self.store.available else self.store.last_error,
         }
+        if self.balancing is not None:
+            report["balancer"] = self.balancing.readiness()
+        return report
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Ready when the engine and Redis both answer now (checked concurrently)."""
@@ -190,7 +211,13 @@ class Agent:
             reasons = self._failures.reasons(kinds, now)
             if report[name] == "ok" and reasons:
                 report[name] = "answers, but " + "; ".join(reasons)
+        if self.balancing is not None:  # the tick loop calls it every second: its word
+            report["balancer"] = self.balancing.readiness()
         return all(v == "ok" for v in report.values()), dict(sorted(report.items()))
+
+    def balancer_state(self) -> dict[str, Any]:
+        """``GET /balancer``: the adapter's state, the weights sent, the last sync."""
+        return disabled_state() if self.balancing is None else self.balancing.state()
 
     async def events(
         self, limit: int = 50, before: str | None = None, kind: str | None = None
@@ -260,6 +287,7 @@ class Agent:
         On cancellation the last state is written under a shielded scope and
         subscribers are closed, so WebSocket clients see a prompt 1001.
         """
+        await self.start_balancer()
         await self.recover()
         try:
             async with trio.open_nursery() as nursery:
@@ -279,6 +307,13 @@ class Agent:
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.exception("final persist failed")
             self.hub.close()
+
+    async def start_balancer(self) -> None:
+        """Launch or adopt the embedded balancer, or check the external one; its
+        events go to the ledger. `ConfigError`/`BalancerError` end the start-up."""
+        if self.balancing is not None:
+            for event in await self.balancing.start():
+                await self._emit(event)
 
     async def recover(self) -> None:
         """Resume from Redis: desired count, policy state, SUNDOWN marks, config.
@@ -379,16 +414,44 @@ class Agent:
             self.scorer.set_sundown(name, name in pool.sundown)
 
     async def _observe(self, pool: PoolState, started: float, now: float) -> PoolState:
-        """Sample the running containers by the tick deadline, score them in one call."""
+        """Sample the running containers (and read the balancer) by the tick
+        deadline, score them in one call, publish steady weights."""
+        samples, seen = await self._sample(pool, started + self.settings.tick_deadline)
+        fed, feedback = samples, pool.feedback
+        traffic: dict[str, ServerTraffic] = {}
+        sessions = None
+        if self.balancing is not None and seen is not None:
+            state, traffic, fed = self.balancing.feed(pool, samples, seen, trio.current_time())
+            feedback = Feedback(traffic=state, weights=feedback.weights)
+            sessions = drain_sessions(seen.ok, seen.stats, pool.sundown)
+        scores = self.scorer.update({n: s for n, s in fed.items() if n in self.scorer}, now)
+        levels, weights = steady_weights(feedback.weights, {s.name: s.weight for s in scores})
+        scores = [dataclasses.replace(s, weight=weights[s.name]) for s in scores]
+        return pool.observed(samples, scores, drained_names(samples, sessions), traffic=traffic,
+                             feedback=Feedback(traffic=feedback.traffic, weights=levels))
+
+    async def _sample(
+        self, pool: PoolState, deadline: float
+    ) -> tuple[dict[str, Sample], Observation | None]:
+        """The sampler's samples and, at the same time, the balancer's figures."""
         settings = self.settings
-        samples = await self.sampler.sample(
-            pool.probe_targets(),
-            deadline=started + settings.tick_deadline,
-            probe_timeout=settings.probe_timeout,
-            health_path=settings.health_path,
-        )
-        scores = self.scorer.update({n: s for n, s in samples.items() if n in self.scorer}, now)
-        return pool.observed(samples, scores, drained_names(samples))
+        seen: list[Observation] = []
+
+        async def observe() -> None:
+            assert self.balancing is not None
+            observation, events = await self.balancing.observe(deadline)
+            seen.append(observation)
+            for event in events:
+                await self._emit(event)
+
+        async with trio.open_nursery() as nursery:
+            if self.balancing is not None:
+                nursery.start_soon(observe)
+            samples = await self.sampler.sample(
+                pool.probe_targets(), deadline=deadline,
+                probe_timeout=settings.probe_timeout, health_path=settings.health_path,
+            )
+        return samples, (seen[0] if seen else None)
 
     async def _carry_out(self, plan: Plan) -> None:
         """Write a plan ahead, then execute it; the pool is committed after each."""
@@ -408,18 +471,33 @@ class Agent:
             await self._persist(plan.state)
 
     async def _execute(self, plan: Plan) -> PoolState:
-        """The one place a plan acts on the engine: removals, then creations.
+        """The one place a plan acts on the engine (and the balancer): removals,
+        then creations; with a balancer, then the sync, and only then the removal
+        of the containers whose drain timed out (their servers are cut first).
 
         Returns the pool as the engine left it. A failed removal keeps the
         container; a failed creation ends its batch (the next tick replans).
         """
         pool = plan.state
-        for removal in plan.removals:
+        late = [r for r in plan.removals
+                if r.reason == "drain_timeout" and self.balancing is not None]
+        pool = await self._remove_all(pool, [r for r in plan.removals if r not in late])
+        pool = await self._create_all(pool, plan)
+        if self.balancing is not None:
+            for event in await self.balancing.sync(pool, evict={r.info.name for r in late}):
+                await self._emit(event)
+        return await self._remove_all(pool, late)
+
+    async def _remove_all(self, pool: PoolState, removals: list[Removal]) -> PoolState:
+        for removal in removals:
             if not self._failures.ready("remove_failed", trio.current_time()):
                 break  # backing off: the next plans ask again
             if await self._remove(removal):
                 pool = pool.without([removal.info.name])
                 await self._emit(removal.event)
+        return pool
+
+    async def _create_all(self, pool: PoolState, plan: Plan) -> PoolState:
         for creation in plan.creations:
             for _ in range(creation.count):
                 clock = trio.current_time()
@@ -531,6 +609,7 @@ class Agent:
             engine_ok=pool.engine_ok,
             store_ok=self.store.available,
             last_decision=None if pool.last_decision is None else dict(pool.last_decision),
+            traffic=dict(pool.traffic),
         )
         self.metrics.record_snapshot(snapshot)
         self.hub.publish(snapshot)

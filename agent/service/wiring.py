@@ -1,9 +1,13 @@
 """Wires the real parts together: Redis (configured or embedded), the Docker engine,
-the sampler, the scorer, the tick loop and the web server, in one root nursery.
+the sampler, the scorer, the load balancer (BALANCER=haproxy: the agent's own
+haproxy, or a backend of the user's with HAPROXY_SOCKET), the tick loop and the
+web server, in one root nursery.
 
 SIGINT/SIGTERM cancel that nursery: the tick in flight is abandoned or finished,
 the state is written under a shielded scope, WebSocket clients get 1001, the
-embedded redis-server is stopped, and `run_service` returns normally (exit 0).
+embedded redis-server is stopped, and `run_service` returns normally (exit 0). The
+embedded haproxy is *not* stopped: like the workers, the data plane keeps serving
+while the agent is away, and the next agent adopts it (see docs/balancer.md).
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ import trio
 from agent.core.errors import ConfigError
 from agent.core.ports import Engine, SampleSource
 from agent.core.settings import Settings
-from agent.adapters.docker_engine import DockerEngine
+from agent.adapters.docker_engine import DockerEngine, container_name_prefix
+from agent.adapters.haproxy import HAProxyBalancer
+from agent.core.balancer import Balancer
 from agent.adapters.redis_server import EmbeddedRedis
 from agent.adapters.secret_file import read_or_create_secret
 from agent.service.facade import AgentFacade
@@ -30,7 +36,8 @@ from agent.service.runtime import Agent
 from agent.adapters.sampler import Sampler
 from agent.adapters.redis_store import RedisStore
 
-__all__ = ["ensure_token", "open_agent", "run_service", "Running"]
+__all__ = ["HAPROXY_DIR", "ensure_token", "make_balancer", "open_agent", "run_service",
+           "Running"]
 
 log = logging.getLogger("deployment_agent.service")
 
@@ -55,6 +62,7 @@ class Running:
     ws_port: int
     redis_url: str
     token_file: Path | None
+    application: str | None = None  # where the embedded balancer serves the app
 
 
 @asynccontextmanager
@@ -71,7 +79,8 @@ async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
             ledger_max_len=settings.ledger_max_len,
         )
         engine, sampler, close_sampler = _engine_and_sampler(settings, limiter, redis_url)
-        agent = Agent(settings, engine=engine, store=store, sampler=sampler)
+        agent = Agent(settings, engine=engine, store=store, sampler=sampler,
+                      balancer=make_balancer(settings))
         try:
             yield agent, redis_url
         finally:
@@ -113,6 +122,31 @@ def _engine_and_sampler(
     sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats,
                       proc_root=settings.proc_root, cgroup_root=settings.cgroup_root)
     return engine, sampler, trio.lowlevel.checkpoint
+
+
+#: The embedded haproxy's files (haproxy.cfg, haproxy.sock, haproxy.pid, haproxy.log)
+#: live in this subdirectory of DATA_DIR.
+HAPROXY_DIR = "haproxy"
+
+
+def make_balancer(settings: Settings) -> Balancer | None:
+    """The balancer the settings ask for (None for BALANCER=none).
+
+    Raises `ConfigError` naming the setting (a static algorithm, a bad socket) and
+    `BalancerError` (a data directory whose socket path is too long).
+    """
+    prefix = container_name_prefix(settings.app_identifier)
+    if settings.balancer_mode == "embedded":
+        return HAProxyBalancer.embedded(
+            settings.data_dir / HAPROXY_DIR, prefix=prefix, bind=settings.balancer_bind,
+            port=settings.balancer_port, algorithm=settings.balancer_algorithm,
+            health_path=settings.health_path,
+        )
+    if settings.balancer_mode == "external":
+        assert settings.haproxy_socket is not None and settings.haproxy_backend is not None
+        return HAProxyBalancer.external(settings.haproxy_socket, settings.haproxy_backend,
+                                        prefix=prefix)
+    return None
 
 
 @asynccontextmanager
@@ -162,6 +196,7 @@ async def run_service(
                 ws_port=info.ws_port,
                 redis_url=redis_url,
                 token_file=token_file,
+                application=settings.application_url,
             ))
 
 

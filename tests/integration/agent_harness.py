@@ -17,6 +17,7 @@ import trio
 from agent.adapters.config_sources import load_settings
 from agent.core.settings import Settings
 from agent.service.runtime import Agent
+from agent.service.wiring import make_balancer
 from agent.adapters.sampler import Sampler
 from agent.adapters.redis_store import RedisStore
 from tests.web.util import eventually
@@ -46,19 +47,31 @@ FAST = {
 }
 
 
-def settings_for(app: Any, redis_url: str, data_dir: Path, **extra: object) -> Settings:
-    environ = {**app.env(), **FAST, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir)}
+def settings_for(app: Any, redis_url: str, data_dir: Path, *, fast: bool = True,
+                 **extra: object) -> Settings:
+    environ = {**app.env(), **(FAST if fast else {}), "REDIS_URL": redis_url,
+               "DATA_DIR": str(data_dir)}
     environ.update({k: str(v) for k, v in extra.items()})
     return load_settings(environ=environ, env_file=None)
 
 
-def make_agent(app: Any, redis_url: str, data_dir: Path, **extra: object) -> Agent:
-    settings = settings_for(app, redis_url, data_dir, **extra)
+def make_agent(app: Any, redis_url: str, data_dir: Path, *, fast: bool = True,
+               **extra: object) -> Agent:
+    """An in-process Agent on the real engine and Redis; with BALANCER=haproxy in
+    `extra`, with its real balancer (`make_balancer`), the embedded one in
+    `data_dir`/haproxy (keep `data_dir` short: a unix socket path has 107 bytes)."""
+    settings = settings_for(app, redis_url, data_dir, fast=fast, **extra)
+    engine_kwargs: dict[str, Any] = {}
+    if settings.container_cpus is not None:
+        engine_kwargs["cpus"] = settings.container_cpus
+    if settings.container_memory is not None:
+        engine_kwargs["mem_limit"] = settings.container_memory
     limiter = trio.CapacityLimiter(16)
-    engine = app.engine(limiter=limiter)
+    engine = app.engine(limiter=limiter, **engine_kwargs)
     store = RedisStore(redis_url, settings.app_identifier, limiter=limiter)
     sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats)
-    agent = Agent(settings, engine=engine, store=store, sampler=sampler)
+    agent = Agent(settings, engine=engine, store=store, sampler=sampler,
+                  balancer=make_balancer(settings))
     CREATED.append(agent)
     return agent
 
@@ -103,7 +116,9 @@ def free_port() -> int:
 class AgentProcess:
     """`deployment-agent run` in a subprocess (for SIGTERM and kill -9 tests)."""
 
-    def __init__(self, app: Any, redis_url: str, data_dir: Path, **extra: object) -> None:
+    def __init__(self, app: Any, redis_url: str, data_dir: Path, *, own_group: bool = False,
+                 **extra: object) -> None:
+        self.own_group = own_group  # its own process group, for a kill -9 of all of it
         self.env = {
             **os.environ,
             **app.env(),
@@ -124,6 +139,7 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.interfaces.cli", "run", "--env-file", os.devnull],
             env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=self.own_group,
         )
         out.close()
 
@@ -134,6 +150,16 @@ class AgentProcess:
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def kill_group(self) -> None:
+        """``kill -9`` of the agent's whole process group (it must have its own)."""
+        assert self.proc is not None and self.own_group
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    @property
+    def http_port(self) -> int:
+        return int(self.env["HOST_PORT_HTTP_DEPLOYMENT_AGENT"])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,4 +1,8 @@
-"""Real HTTP requests through a balancer's port, each one counted (test helper)."""
+"""Real HTTP requests through a balancer's port, each one counted (test helper).
+
+`RequestLoop` is a closed loop (N clients back to back); `OpenLoop` (from
+`benchmarks.open_loop`) sends on schedule at a fixed rate.
+"""
 from __future__ import annotations
 
 import collections
@@ -6,38 +10,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-__all__ = ["RequestLoop", "http_get"]
+from benchmarks.open_loop import OpenLoop, http_get
 
-
-async def http_get(port: int, path: str = "/", *, host: str = "127.0.0.1",
-                   timeout: float = 15.0, method: str = "GET") -> int:
-    """The status code of ``GET path`` (HTTP/1.0), or 0 when no answer came.
-
-    A POST (empty body) is never retried by HAProxy once sent (`disable-l7-retry`),
-    so it shows what a request cut short by a removed worker would do.
-    """
-    with trio.move_on_after(timeout):
-        try:
-            stream = await trio.open_tcp_stream(host, port)
-        except OSError:
-            return 0
-        async with stream:
-            try:
-                body = "Content-Length: 0\r\n" if method == "POST" else ""
-                request = f"{method} {path} HTTP/1.0\r\nHost: app\r\n{body}\r\n"
-                await stream.send_all(request.encode())
-                data = b""
-                while True:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-            except (OSError, trio.BrokenResourceError):
-                return 0
-        head = data.split(b"\r\n", 1)[0].split()
-        if len(head) >= 2 and head[0].startswith(b"HTTP/") and head[1].isdigit():
-            return int(head[1])
-    return 0
+__all__ = ["OpenLoop", "RequestLoop", "http_get"]
 
 
 @dataclass

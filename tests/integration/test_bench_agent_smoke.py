@@ -29,3 +29,23 @@ def test_bench_agent_smoke(tmp_path: Path, docker_client: docker.DockerClient, d
     left = docker_client.containers.list(all=True, filters={"label": [
         f"{OWNER_LABEL}={OWNER_VALUE}", f"{APP_LABEL}={result['app']}"]})
     assert left == []
+
+
+def test_bench_agent_counts_the_embedded_haproxy_and_stops_it(
+    tmp_path: Path, docker_client: docker.DockerClient, demo_image: str
+) -> None:
+    out = tmp_path / "agent.json"
+    assert bench_agent.main(["--n", "2", "--seconds", "3", "--quick", "--balancer",
+                             "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["balancer"] is True
+    (result,) = doc["results"]
+    agent = result["agent"]
+    assert "haproxy" in agent["cpu_s"] and agent["cpu_s"]["haproxy"] >= 0
+    pid = agent["haproxy_pid"]
+    assert isinstance(pid, int)  # found through the pidfile in the agent's DATA_DIR
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    assert not cmdline.exists() or b"haproxy" not in cmdline.read_bytes()  # stopped
+    left = docker_client.containers.list(all=True, filters={"label": [
+        f"{OWNER_LABEL}={OWNER_VALUE}", f"{APP_LABEL}={result['app']}"]})
+    assert left == []

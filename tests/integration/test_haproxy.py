@@ -501,3 +501,19 @@ async def test_external_backend_must_exist_and_take_runtime_weights(haproxy_farm
         with pytest.raises(ConfigError, match=why) as info:
             await balancer.start()
         assert info.value.variable == "HAPROXY_BACKEND"
+
+
+@pytest.mark.docker
+async def test_random_balancing_works_though_haproxy_2_6_calls_it_unknown(docker_app, haproxy_farm):
+    engine = docker_app.engine()
+    a, b = await engine.create(), await engine.create()
+    balancer = haproxy_farm.embedded(prefix=container_name_prefix(docker_app.app_identifier),
+                                     algorithm="random")
+    assert await started(haproxy_farm, balancer) == ("balancer_started",)
+    answer = (await balancer.api.run(["show stat pool 2 -1"]))[0]
+    assert ",unknown," in answer  # what 2.6 prints for `balance random`
+    report = await balancer.sync(backend_spec([a, b], {a.name: 0.75, b.name: 0.25}))
+    assert report.ok, report.error
+    port = int(balancer.frontend.rsplit(":", 1)[1])
+    assert [await http_get(port) for _ in range(10)] == [200] * 10
+    assert sum((await served(balancer)).values()) == 10

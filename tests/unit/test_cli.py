@@ -49,6 +49,37 @@ def test_bad_config_exits_2_naming_the_variable(env, variable, command):
 
 
 @pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"DOCKER_IMAGE": "a", "TARGET_PORT": "80", "BALANCER": "nginx"}, "BALANCER",
+                     id="balancer"),
+        pytest.param({"DOCKER_IMAGE": "a", "TARGET_PORT": "80", "BALANCER": "haproxy",
+                      "HAPROXY_SOCKET": "/tmp/x.sock"}, "HAPROXY_BACKEND", id="socket-alone"),
+        pytest.param({"DOCKER_IMAGE": "a", "TARGET_PORT": "80", "BALANCER": "haproxy",
+                      "BALANCER_PORT": "2550"}, "BALANCER_PORT", id="port-clash"),
+        pytest.param({"DOCKER_IMAGE": "a", "TARGET_PORT": "80", "BALANCER": "haproxy",
+                      "BALANCER_ALGORITHM": "source"}, "BALANCER_ALGORITHM", id="algorithm"),
+    ],
+)
+def test_bad_balancer_config_exits_2_naming_the_variable(env, variable):
+    out = _run("run", **env)
+    assert out.returncode == 2, out.stderr
+    assert variable in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_demo_turns_the_balancer_on_and_bounds_the_workers_unless_told_otherwise():
+    out = _run("check-config", "--json", "--demo")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert (rows["BALANCER"]["value"], rows["BALANCER"]["source"]) == ("haproxy", "cli")
+    assert rows["CONTAINER_CPUS"]["value"] == 0.5 and rows["CONTAINER_MEMORY"]["value"] == "64m"
+    out = _run("check-config", "--json", "--demo", BALANCER="none", CONTAINER_CPUS="1")
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert (rows["BALANCER"]["value"], rows["BALANCER"]["source"]) == ("none", "environment")
+    assert rows["CONTAINER_CPUS"]["value"] == 1.0
+
+
+@pytest.mark.parametrize(
     ("command", "env", "variable"),
     [
         pytest.param("collector", {}, "REDIS_URL", id="collector-without-redis"),

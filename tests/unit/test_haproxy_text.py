@@ -64,6 +64,7 @@ def test_show_stat_gives_sessions_times_and_errors_per_server():
                                     "app-99990000", "app-aaaa0000"])
     busy = stats["app-1e2f3a4b"]
     assert (busy.sessions, busy.queued, busy.sessions_total, busy.rate) == (3, 0, 75, 3)
+    assert busy.requests_total == 72  # answered: the three in flight are not yet counted
     assert not busy.idle and busy.up
     assert (busy.status, busy.weight, busy.user_weight) == ("UP", 200, 200)
     assert busy.response_time_ms == 1.0 and busy.total_time_ms == 1.0
@@ -200,3 +201,14 @@ def test_the_balancer_core_imports_no_io_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_an_average_is_known_once_a_request_was_sent_or_answered():
+    row = {"pxname": "pool", "svname": "app-0a1b2c3d", "type": "2", "status": "UP",
+           "stot": "0", "req_tot": "3", "rtime": "15", "ttime": "16"}
+    # counters reset after a reading: three requests sent before it were answered after
+    (stats,) = server_stats([row], "pool").values()
+    assert (stats.sessions_total, stats.requests_total, stats.response_time_ms) == (0, 3, 15.0)
+    idle = {**row, "req_tot": "0", "rtime": "0"}
+    (stats,) = server_stats([idle], "pool").values()
+    assert math.isnan(stats.response_time_ms)  # HAProxy prints 0 before any request

@@ -24,6 +24,7 @@ from agent.core.settings import Settings
 from agent.core.plan import Plan, plan_manual_drain, plan_manual_scale
 from agent.core.policy import PolicyState
 from agent.core.pool import PoolState
+from agent.service.balancing import disabled_state
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
 from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
@@ -143,6 +144,7 @@ class FakeAgent:
         self.scale_requests: list[int] = []
         self.sundown_requests: list[str] = []
         self.config_updates: list[dict[str, Any]] = []
+        self.balancer: dict[str, Any] = disabled_state()
         self.publish(snapshot if snapshot is not None else make_snapshot(DEFAULT_CONTAINERS))
         self.record("scale_check", {"action": "none", "reason": "within_band", "message": "start-up"})
 
@@ -213,6 +215,9 @@ class FakeAgent:
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         return self.ready
+
+    def balancer_state(self) -> dict[str, Any]:
+        return dict(self.balancer)
 
     async def aclose(self) -> None:
         """Nothing to release: no engine, no Redis."""

@@ -444,3 +444,45 @@ async def test_cors_configured_origins(nursery: trio.Nursery) -> None:
     assert "Origin" in ok.headers["vary"]
     other = await request(info.http_url + "/stats", headers={"Origin": "https://no.example"})
     assert other.status == 200 and "access-control-allow-origin" not in other.headers
+
+
+# --------------------------------------------------------------------------- balancer
+
+
+async def test_balancer_state_is_read_only(server: ServerInfo, agent_under_test: Any,
+                                           token: str) -> None:
+    reply = await request(server.http_url + "/balancer")
+    assert reply.status == 200
+    body = reply.json()
+    assert body == agent_under_test.balancer_state()  # BALANCER=none: enabled false
+    assert body["enabled"] is False and body["kind"] == "none"
+    for method in ("POST", "PUT", "DELETE"):  # no route changes it, token or not
+        assert (await request(server.http_url + "/balancer", method, json={},
+                              token=token)).status == 405
+
+
+async def test_queue_and_container_carry_traffic_and_limits(
+    server: ServerInfo, agent_under_test: Any
+) -> None:
+    from dataclasses import replace
+
+    from agent.core.traffic import ServerTraffic
+
+    snap = make_snapshot([("web-1", 91.0), ("web-2", 45.0)], tick=3)
+    containers = {"web-1": replace(snap.containers["web-1"], cpus=0.25, memory=64 * 1024**2),
+                  "web-2": snap.containers["web-2"]}
+    seen = ServerTraffic(carried=True, requests=12, rate=12.0, in_flight=2,
+                         response_time=0.020, responses_5xx=1, errors=1, status="UP")
+    agent_under_test.hub.publish(replace(snap, containers=containers, traffic={"web-1": seen}))
+    body = (await request(server.http_url + "/queue")).json()
+    assert set(body["traffic"]) == {"web-1"}
+    t = body["traffic"]["web-1"]
+    assert (t["in_flight"], t["rate"], t["response_time"], t["status"]) == (2, 12.0, 0.020, "UP")
+    assert t["average_response_time"] is None  # NaN: never measured, written as null
+    assert body["limits"] == {"web-1": {"cpus": 0.25, "memory": 64 * 1024**2},
+                              "web-2": {"cpus": None, "memory": None}}
+    one = (await request(server.http_url + "/containers/web-1")).json()
+    assert (one["cpus"], one["memory"]) == (0.25, 64 * 1024**2)
+    assert one["traffic"]["responses_5xx"] == 1 and one["traffic"]["rate"] == 12.0
+    other = (await request(server.http_url + "/containers/web-2")).json()
+    assert (other["cpus"], other["memory"], other["traffic"]) == (None, None, None)

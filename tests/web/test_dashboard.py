@@ -98,3 +98,58 @@ async def test_dashboard_renders_and_follows_the_queue(server: ServerInfo, agent
         final = await dom()
         assert final["points"] >= 2, "desired/running chart did not grow"
         assert page.errors == [], page.errors
+
+
+READ_TRAFFIC = """(() => { try { return JSON.stringify({
+  application: document.getElementById('application').hidden ? null
+    : document.getElementById('application-url').textContent,
+  balancer: document.getElementById('balancer').textContent,
+  rows: Object.fromEntries([...document.querySelectorAll('#queue tbody tr')].map(r => [r.dataset.name, {
+    rate: r.querySelector('.rate').textContent, inflight: r.querySelector('.inflight').textContent,
+    response: r.querySelector('.response').textContent, errors: r.querySelector('.errors').textContent,
+    limits: r.querySelector('.limits').textContent,
+  }])),
+}); } catch (e) { return "null"; } })()"""
+
+
+async def test_dashboard_shows_the_application_and_what_the_balancer_saw(
+    server: ServerInfo, agent_under_test: Any
+) -> None:
+    from dataclasses import replace
+
+    from agent.core.traffic import ServerTraffic
+
+    from .double import is_double
+
+    if not is_double(agent_under_test):
+        return  # it sets the double's balancer state; the real one is tests/integration's
+    agent_under_test.balancer = {
+        "enabled": True, "kind": "haproxy", "mode": "embedded", "backend": "pool",
+        "socket": "/tmp/x.sock", "frontend": "127.0.0.1:8080", "reachable": True,
+        "application": "http://127.0.0.1:8080/", "servers": {}, "weights_sent": {},
+        "last_sync": None, "last_error": None,
+    }
+    snap = make_snapshot([("web-1", 91.0), ("web-2", 45.0)], tick=7)
+    containers = {n: replace(i, cpus=0.5, memory=256 * 1024**2) for n, i in snap.containers.items()}
+    traffic = {
+        "web-1": ServerTraffic(carried=True, requests=42, rate=42.0, in_flight=3,
+                               response_time=0.0125, responses_5xx=0),
+        "web-2": ServerTraffic(carried=True, requests=10, rate=10.0, in_flight=9,
+                               response_time=0.480, responses_5xx=4),
+    }
+    agent_under_test.hub.publish(replace(snap, containers=containers, traffic=traffic))
+    async with browser.chromium_page(server.http_url + "/") as page:
+
+        async def shows() -> dict[str, Any] | None:
+            d = json.loads(await page.evaluate(READ_TRAFFIC)) or {}
+            rows = d.get("rows") or {}
+            ready = d.get("application") and rows.get("web-2", {}).get("response") == "480 ms"
+            return d if ready else None
+
+        d = await eventually(shows, timeout=20, interval=0.05, message="balancer figures shown")
+        assert d["application"] == "http://127.0.0.1:8080/"
+        assert d["balancer"] == "haproxy embedded"
+        assert d["rows"]["web-1"] == {"rate": "42.0", "inflight": "3", "response": "13 ms",
+                                      "errors": "0", "limits": "0.5 CPU · 256 MiB"}
+        assert (d["rows"]["web-2"]["inflight"], d["rows"]["web-2"]["errors"]) == ("9", "4")
+        assert page.errors == [], page.errors

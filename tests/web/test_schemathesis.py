@@ -123,7 +123,7 @@ def test_schema_loads_and_lists_every_operation(api: Any) -> None:
         ("GET", "/stats"), ("GET", "/ws"), ("GET", "/queue"), ("GET", "/containers/{name}"),
         ("POST", "/containers/{name}/sundown"), ("GET", "/events"), ("GET", "/history"),
         ("GET", "/config"), ("PUT", "/config"), ("POST", "/scale"), ("GET", "/healthz"),
-        ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/"),
+        ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/balancer"),
     }
 
 

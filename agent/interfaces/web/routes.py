@@ -22,6 +22,7 @@ from .openapi import Operation, Reply
 from .router import Router
 from .security import AUTH_ERRORS
 from .views import (
+    BALANCER,
     CONFIG,
     CONTAINER,
     DECISION,
@@ -31,6 +32,7 @@ from .views import (
     QUEUE_STATUS,
     READY,
     STATS,
+    balancer_json,
     config_json,
     container_json,
     events_json,
@@ -125,6 +127,16 @@ async def events(agent: AgentFacade, limit: int, before: str | None, kind: str |
 ))
 async def history(agent: AgentFacade) -> Response:
     return json_response(history_json(agent.history))
+
+
+@router.get("/balancer", Operation(
+    "getBalancer", "The load balancer's state: servers, weights sent, last sync, errors",
+    {200: Reply("the balancer (enabled false with BALANCER=none)", BALANCER)},
+    description="Read-only: nothing in the API changes the balancer directly; it follows "
+    "the pool, which only the token-protected requests change.",
+))
+async def balancer(agent: AgentFacade) -> Response:
+    return json_response(balancer_json(agent.balancer_state()))
 
 
 @router.get("/config", Operation(

@@ -30,6 +30,7 @@ __all__ = [
     "history_json",
     "config_json",
     "config_value_schema",
+    "balancer_json",
 ]
 
 _NUM = {"type": "number", "nullable": True}
@@ -76,6 +77,40 @@ def queue_json(snapshot: Snapshot) -> list[dict[str, Any]]:
     return [strict_json(item.to_json()) for item in snapshot.queue]
 
 
+TRAFFIC = Named("Traffic", {
+    "type": "object",
+    "description": "What the load balancer saw of one container over the last tick "
+    "(agent.core.traffic).",
+    "required": ["carried", "requests", "rate", "in_flight", "response_time"],
+    "properties": {
+        "carried": {"type": "boolean", "description": "it answered requests this tick"},
+        "estimated": {"type": "boolean",
+                      "description": "response_time was estimated from this tick's reading"},
+        "requests": {"type": "integer", "minimum": 0, "description": "answered this tick"},
+        "answered": {"type": "integer", "minimum": 0,
+                     "description": "answered since the balancer has the server"},
+        "rate": {**_NUM, "minimum": 0, "description": "requests per second"},
+        "in_flight": {"type": "integer", "minimum": 0,
+                      "description": "sent and not answered yet, or queued"},
+        "response_time": {**_NUM, "description": "seconds: mean of the last interval"},
+        "average_response_time": {**_NUM,
+                                  "description": "seconds: the balancer's 1024-request mean"},
+        "responses_5xx": {"type": "integer", "minimum": 0, "description": "this tick"},
+        "errors": {"type": "integer", "minimum": 0,
+                   "description": "5xx and invalid answers this tick"},
+        "status": {"type": "string", "description": "the server's status at the balancer"},
+    },
+})
+
+LIMITS = Named("Limits", {
+    "type": "object",
+    "description": "A worker's resource limits (CONTAINER_CPUS, CONTAINER_MEMORY); null = none.",
+    "properties": {
+        "cpus": {**_NUM, "description": "cores"},
+        "memory": {"type": "integer", "nullable": True, "description": "bytes"},
+    },
+})
+
 QUEUE_STATUS = Named("QueueStatus", {
     "type": "object",
     "required": ["tick", "time", "desired", "running", "queue"],
@@ -85,18 +120,25 @@ QUEUE_STATUS = Named("QueueStatus", {
         "desired": {"type": "integer", "minimum": 0},
         "running": {"type": "integer", "minimum": 0},
         "queue": QUEUE,
+        "traffic": {"type": "object", "additionalProperties": TRAFFIC,
+                    "description": "per container, what the balancer saw (empty without one)"},
+        "limits": {"type": "object", "additionalProperties": LIMITS,
+                   "description": "per container, its CPU and memory limits"},
     },
 })
 
 
 def queue_status_json(snapshot: Snapshot) -> dict[str, Any]:
-    """``GET /queue``: the queue and the counts."""
+    """``GET /queue``: the queue, the counts, and the balancer's figures."""
     return {
         "tick": snapshot.tick,
         "time": snapshot.time,
         "desired": snapshot.desired,
         "running": snapshot.running,
         "queue": queue_json(snapshot),
+        "traffic": {name: strict_json(t.to_json()) for name, t in snapshot.traffic.items()},
+        "limits": {name: {"cpus": i.cpus, "memory": i.memory}
+                   for name, i in snapshot.containers.items()},
     }
 
 
@@ -131,6 +173,8 @@ def stats_json(snapshot: Snapshot) -> list[dict[str, Any]]:
     return out
 
 
+TRAFFIC_REF: dict[str, Any] = {"allOf": [TRAFFIC]}
+
 CONTAINER = Named("Container", {
     "type": "object",
     "required": ["name", "id", "utilization_category", "overall_score", "weight"],
@@ -150,6 +194,11 @@ CONTAINER = Named("Container", {
         "created": {**_NUM, "description": "epoch seconds"},
         "address": {"type": "string", "nullable": True},
         "host_port": {"type": "integer", "nullable": True},
+        "cpus": {**_NUM, "description": "CPU limit in cores (CONTAINER_CPUS); null = none"},
+        "memory": {"type": "integer", "nullable": True,
+                   "description": "memory limit in bytes (CONTAINER_MEMORY); null = none"},
+        "traffic": {**TRAFFIC_REF, "nullable": True,
+                    "description": "what the balancer saw this tick (null without one)"},
     },
 })
 
@@ -185,6 +234,7 @@ def container_json(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
         **_score_fields(score, item),
         "queue_position": position,
         **_engine_fields(info, item),
+        "traffic": None if found not in snapshot.traffic else snapshot.traffic[found].to_json(),
     })
     return record
 
@@ -211,6 +261,8 @@ def _engine_fields(info: ContainerInfo | None, item: QueueItem | None) -> dict[s
         or (info.address if info else None),
         "host_port": (item.port if item is not None and item.port is not None else None)
         or (info.host_port if info else None),
+        "cpus": info.cpus if info else None,
+        "memory": info.memory if info else None,
     }
 
 
@@ -354,6 +406,45 @@ def ready_json(ok: bool, checks: Mapping[Any, Any]) -> tuple[dict[str, Any], int
         return {"ready": True, "checks": named}, 200
     reasons = "; ".join(f"{k}: {v}" for k, v in named.items() if v != "ok") or "not ready"
     return {"ready": False, "checks": named, "error": "not_ready", "detail": reasons}, 503
+
+
+# --------------------------------------------------------------------------- balancer
+
+BALANCER = Named("Balancer", {
+    "type": "object",
+    "description": "The load balancer the agent keeps equal to its pool (SPEC §8); "
+    "`enabled` false with BALANCER=none.",
+    "required": ["enabled", "kind"],
+    "properties": {
+        "enabled": {"type": "boolean"},
+        "kind": {"type": "string", "description": "haproxy, or none"},
+        "mode": {"type": "string", "nullable": True, "description": "embedded or external"},
+        "backend": {"type": "string"},
+        "socket": {"type": "string", "description": "its runtime API"},
+        "frontend": {"type": "string", "nullable": True,
+                     "description": "where the embedded balancer listens"},
+        "application": {"type": "string", "nullable": True,
+                        "description": "the application's address (embedded)"},
+        "algorithm": {"type": "string", "nullable": True},
+        "pid": {"type": "integer", "nullable": True},
+        "reachable": {"type": "boolean", "nullable": True},
+        "last_error": {"type": "string", "nullable": True},
+        "servers": {"type": "object", "description": "the agent's servers as read back: "
+                    "name → {weight, status}"},
+        "weights_sent": {"type": "object",
+                         "description": "name → {weight, drain} of the last sync's spec"},
+        "last_sync": {"type": "object", "nullable": True,
+                      "description": "at (epoch s), ok, error, duration, commands, failures, "
+                      "added, removed, pending"},
+        "observed": {"type": "object", "nullable": True},
+    },
+})
+
+
+def balancer_json(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``GET /balancer``: the adapter's state as strict JSON."""
+    out: dict[str, Any] = strict_json(dict(state))
+    return out
 
 
 # --------------------------------------------------------------------------- settings

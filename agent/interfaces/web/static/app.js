@@ -1,7 +1,9 @@
 // deployment-agent dashboard: plain browser JavaScript, no build step, no CDN.
 //
 // Feeds: the compat WebSocket /ws (the queue, pushed after every rebuild),
-// GET /queue (tick, desired, running — fetched after each push, throttled),
+// GET /queue (tick, desired, running, and per container the balancer's traffic
+// and the worker's limits — fetched after each push, throttled), GET /balancer
+// (the application's address and the balancer's state, polled),
 // GET /history (desired/running over time, once at load) and GET /events
 // (the decision ledger, polled). Everything is rendered with textContent and
 // SVG attributes, never innerHTML, so container names cannot inject markup.
@@ -13,6 +15,7 @@
   const EVENTS_LIMIT = 25;
   const EVENTS_EVERY_MS = 3000;
   const STATUS_EVERY_MS = 5000; // fallback when no push arrives
+  const BALANCER_EVERY_MS = 5000;
   const SVG_NS = "http://www.w3.org/2000/svg";
 
   const state = {
@@ -21,6 +24,8 @@
     history: [],         // [{time, desired, running}]
     lastTick: null,
     updates: 0,
+    traffic: {},         // name -> what the balancer saw last tick (GET /queue)
+    limits: {},          // name -> {cpus, memory}
   };
 
   const $ = (id) => document.getElementById(id);
@@ -39,6 +44,22 @@
   }
 
   const fmt = (x, digits) => (typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "–");
+  const ms = (seconds) => (typeof seconds === "number" && isFinite(seconds) ? `${(seconds * 1000).toFixed(0)} ms` : "–");
+  function bytes(n) {
+    if (typeof n !== "number" || !isFinite(n)) return null;
+    for (const [unit, size] of [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]]) {
+      if (n >= size) return `${+(n / size).toFixed(1)} ${unit}`;
+    }
+    return `${n} B`;
+  }
+  function limits(l) {
+    if (!l) return "–";
+    const parts = [];
+    if (typeof l.cpus === "number") parts.push(`${+l.cpus.toFixed(2)} CPU`);
+    const mem = bytes(l.memory);
+    if (mem) parts.push(mem);
+    return parts.length ? parts.join(" · ") : "none";
+  }
   const clock = (epoch) => (typeof epoch === "number" ? new Date(epoch * 1000).toLocaleTimeString() : "–");
 
   // ------------------------------------------------------------------ queue
@@ -95,6 +116,13 @@
       const s = el("td", { class: "spark" });
       s.appendChild(sparkline(state.sparks.get(item.dns_name) || []));
       tr.appendChild(s);
+      const t = state.traffic[item.dns_name];
+      tr.appendChild(el("td", { class: "num rate" }, t ? fmt(t.rate, 1) : "–"));
+      tr.appendChild(el("td", { class: "num inflight" }, t ? t.in_flight : "–"));
+      tr.appendChild(el("td", { class: "num response" }, t ? ms(t.response_time) : "–"));
+      const errors = t ? t.responses_5xx : null;
+      tr.appendChild(el("td", { class: `num errors${errors ? " some" : ""}` }, errors ?? "–"));
+      tr.appendChild(el("td", { class: "limits" }, limits(state.limits[item.dns_name])));
       const addr = item.address ? `${item.address}${item.port ? ":" + item.port : ""}` : "–";
       tr.appendChild(el("td", { class: "addr" }, addr));
       return tr;
@@ -127,6 +155,9 @@
       $("tick").textContent = s.tick;
       $("desired").textContent = s.desired;
       $("running").textContent = s.running;
+      state.traffic = s.traffic && typeof s.traffic === "object" ? s.traffic : {};
+      state.limits = s.limits && typeof s.limits === "object" ? s.limits : {};
+      renderQueue();
       document.body.dataset.tick = String(s.tick);
       if (s.tick !== state.lastTick) {
         state.lastTick = s.tick;
@@ -228,6 +259,29 @@
     }
   }
 
+  // ------------------------------------------------------------------ balancer
+
+  async function refreshBalancer() {
+    try {
+      const b = await getJSON("/balancer");
+      const box = $("application");
+      box.hidden = !b.enabled;
+      if (!b.enabled) return;
+      const link = $("application-url");
+      const where = b.application || `backend ${b.backend} of the HAProxy at ${b.socket}`;
+      link.textContent = where;
+      if (b.application) link.setAttribute("href", b.application);
+      else link.removeAttribute("href");
+      const pill = $("balancer");
+      pill.textContent = b.reachable ? `${b.kind} ${b.mode}` : `${b.kind} unreachable`;
+      pill.className = b.reachable ? "pill on" : "pill off";
+      pill.title = b.last_error || `${Object.keys(b.servers || {}).length} server(s)`;
+      document.body.dataset.balancer = b.reachable ? "up" : "down";
+    } catch (err) {
+      console.warn(err);
+    }
+  }
+
   // ------------------------------------------------------------------ feed
 
   let backoff = 500;
@@ -259,8 +313,10 @@
     renderCounts();
     loadHistory();
     refreshEvents();
+    refreshBalancer();
     connect();
     setInterval(scheduleStatus, STATUS_EVERY_MS);
+    setInterval(refreshBalancer, BALANCER_EVERY_MS);
     setInterval(() => scheduleEvents(0), EVENTS_EVERY_MS);
   }
 
