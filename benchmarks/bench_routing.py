@@ -19,13 +19,16 @@ leastconn         HAProxy ``balance leastconn``, equal weights
 compat-score      roundrobin, weights proportional to the compat overall score
                   (SPEC §3 with the TCP probe, re-read every second: the seed's way)
 ours              the agent itself (``deployment-agent run``, BALANCER=haproxy,
-                  ``--algorithm``): its live weights, fed by what HAProxy measures
+                  ``--algorithm``, roundrobin as by default): its live weights, fed
+                  by what HAProxy measures
 ================  ==========================================================
 
 Each strategy gets ``--warmup`` seconds of the load first (not measured: the score-
 driven ones need it to learn), then ``--seconds`` measured, in ``--rounds`` rounds
-of all of them, their order rotated each round (this machine is shared: a burst of
-someone else's load then falls on every strategy, not on one). Printed: the rate
+of all of them, their order rotated each round, each phase starting once the load
+average is down to ``--calm`` (this machine is shared: a burst of someone else's
+load then falls on every strategy, not on one; each phase's load is in the JSON).
+Printed: the rate
 achieved, p50/p99/p999 and the error rate per strategy, and the target (ours has
 the lowest p99, at most half of roundrobin's). Then, with the agent still running,
 one scale-up: the time from the new container's start (the engine's StartedAt) to
@@ -333,6 +336,17 @@ def scale_up_to_first_request(opts: Any, agent: dict[str, Any], app: str, n: int
         client.close()
 
 
+def wait_for_calm(limit: float, patience: float = 180.0) -> float:
+    """Seconds waited for the 1-minute load average to fall to `limit` (this machine
+    is shared: a burst of someone else's work would land on one strategy only)."""
+    if limit <= 0:
+        return 0.0
+    start = time.monotonic()
+    while os.getloadavg()[0] > limit and time.monotonic() - start < patience:
+        time.sleep(2.0)
+    return time.monotonic() - start
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -380,9 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=float, default=0.3, help="CONTAINER_CPUS of each worker")
     parser.add_argument("--degraded", type=float, default=0.2,
                         help="the degraded worker's share of --cpus")
-    parser.add_argument("--algorithm", default="leastconn",
-                        help="BALANCER_ALGORITHM of the agent (ours)")
+    parser.add_argument("--algorithm", default="roundrobin",
+                        help="BALANCER_ALGORITHM of the agent (ours; default: the setting's "
+                        "default)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--calm", type=float, default=2.0 * (os.cpu_count() or 1),
+                        help="before each phase, wait (up to 3 min) for the 1-minute load "
+                        "average to fall to this (default: 2 x the CPUs; 0 = never wait)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of all strategies, their order rotated each round (a "
                         "burst of load from elsewhere on the machine then hits them all)")
@@ -402,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     scale: dict[str, Any] = {}
     runs: dict[str, list[OpenLoop]] = {name: [] for name in chosen}
+    loads: dict[str, list[float]] = {name: [] for name in chosen}
     weights: list[dict[str, int]] = []
     with tempfile.TemporaryDirectory(prefix="bench-route-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
@@ -415,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(opts.rounds):
             order = chosen[round_ % len(chosen):] + chosen[:round_ % len(chosen)]
             for name in order:
+                waited = wait_for_calm(opts.calm)
                 progress(f"round {round_ + 1}, {name}: {opts.warmup:g} s warm-up, "
-                         f"{opts.seconds:g} s measured")
+                         f"{opts.seconds:g} s measured (load {os.getloadavg()[0]:.1f}"
+                         f"{f', after {waited:.0f} s waiting' if waited else ''})")
+                loads[name].append(os.getloadavg()[0])
                 if name in ("roundrobin", "leastconn"):
                     runs[name].append(run_static(opts, workdir, app, workers, name, name))
                 elif name == "compat-score":
@@ -425,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                     assert agent is not None
                     runs[name].append(run_ours(opts, agent, weights))
                 time.sleep(3.0)  # the workers' queues drain between strategies
-        results = {name: merged(r) for name, r in runs.items()}
+        results = {name: {**merged(r), "load_average": loads[name]} for name, r in runs.items()}
         if agent is not None:
             results["ours"]["weights"] = weights
             progress("ours: one scale-up under the load")
