@@ -404,22 +404,44 @@ async def watch_scores(pool: Pool, out: list[dict[str, Any]], every: float = 1.0
         await trio.sleep(every)
 
 
-async def watch_host(out: list[tuple[float, float]], every: float = 1.0) -> None:
-    """The host's busy CPU fraction (all cores, /proc/stat) each second: whether
-    the machine could deliver the workers' limits, or others were using it."""
-    def read() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields) - idle, sum(fields)
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
-    last = read()
+
+def _busy_since(last: tuple[int, int]) -> tuple[float, tuple[int, int]]:
+    now = _cpu_jiffies()
+    total = now[1] - last[1]
+    return ((now[0] - last[0]) / total if total else math.nan), now
+
+
+async def watch_host(out: list[tuple[float, float]], every: float = 1.0) -> None:
+    """The host's busy CPU fraction (all cores) each second: whether the machine
+    could deliver the workers' limits, or others were using it."""
+    last = _cpu_jiffies()
     while True:
         await trio.sleep(every)
-        now = read()
-        total = now[1] - last[1]
-        out.append((time.time(), (now[0] - last[0]) / total if total else math.nan))
-        last = now
+        busy, last = _busy_since(last)
+        out.append((time.time(), busy))
+
+
+def wait_for_calm(limit: float, patience: float, window: float = 5.0) -> dict[str, float]:
+    """Wait (at most `patience` s) until the host's CPU, all cores, was busy less
+    than `limit` (0..1) over `window` s: this 2-core machine is shared, and a
+    burst of someone else's work would land on one policy only. The load average
+    would not do: the queued requests of the previous run count in it."""
+    start = time.monotonic()
+    busy = math.nan
+    while limit > 0:
+        last = _cpu_jiffies()
+        time.sleep(window)
+        busy, _ = _busy_since(last)
+        if busy <= limit or time.monotonic() - start >= patience:
+            break
+    return {"waited_s": time.monotonic() - start, "host_cpu_busy": busy}
 
 
 def scaled_in(pool: Pool, since: float) -> bool:
@@ -583,6 +605,10 @@ def parse(argv: list[str] | None) -> Any:
     add("--max-in-flight", type=int, default=3000)
     add("--quick", action="store_true",
         help="CI smoke: ours only, 12/30/40 s holds, a 4 s calibration")
+    add("--calm", type=float, default=0.3,
+        help="before each run, wait until the host's CPU is busy less than this "
+        "fraction (all cores, over 5 s; 0: do not wait)")
+    add("--patience", type=float, default=120.0, help="s to wait for --calm at most")
     add("--agent-log-level", default="WARNING",
         help="the agents' LOG_LEVEL (DEBUG logs what the balancer feeds the scores)")
     add("--keep", metavar="DIR", help="keep the runs' directories (agent logs) in DIR")
@@ -617,7 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.capacity:
         calibration = {"capacity": opts.capacity, "given": True}
     else:
-        progress("measuring one worker's capacity")
+        calm = wait_for_calm(opts.calm, opts.patience)
+        progress(f"measuring one worker's capacity (host CPU {100 * calm['host_cpu_busy']:.0f} % busy)")
         calibration = calibrate(opts, image, DEMO_PORT)
     capacity = calibration["capacity"]
     progress(f"capacity {capacity:.1f} req/s per worker at {opts.cpus:g} CPU")
@@ -626,8 +653,12 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         tmp = opts.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="bst-"))
         for policy in opts.chosen:
-            progress(f"{policy}: {policy_env(policy, opts) or 'the default settings'}")
+            calm = wait_for_calm(opts.calm, opts.patience)
+            progress(f"{policy}: {policy_env(policy, opts) or 'the default settings'} "
+                     f"(waited {calm['waited_s']:.0f} s for a calm machine: host CPU "
+                     f"{100 * calm['host_cpu_busy']:.0f} % busy)")
             records[policy] = run_policy(opts, Path(tmp), policy, image, DEMO_PORT, capacity)
+            records[policy].notes["calm"] = calm
             results[policy] = _clean(figures(records[policy]))
             if opts.png:
                 from benchmarks.step_plot import plot_run
