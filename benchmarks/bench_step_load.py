@@ -3,7 +3,7 @@
     python -m benchmarks.bench_step_load                     # four policies, ~13 min
     python -m benchmarks.bench_step_load --json bench-results/step-load.json \\
         --png bench-results/step-load-{policy}.png
-    python -m benchmarks.bench_step_load --quick             # CI smoke: one short run
+    python -m benchmarks.bench_step_load --quick             # CI smoke: one short run, ~2 min
     python -m benchmarks.bench_step_load --policies ours,hpa --baseline 20 --high 40 --low 60
 
 On the real engine, for each policy in turn, a fresh pool: its own
@@ -514,7 +514,7 @@ def table(results: dict[str, dict[str, Any]], opts: Any, capacity: float) -> str
         cells = (name, _f(r["decision_s"], 1), _f(r["traffic_s"], 1), _f(r["peak_running"]),
                  _f(r["overshoot"]), f"{r['reversals']['step']}/{r['reversals']['after']}",
                  str(r["failed"]), "-" if si is None else str(si["failed"]),
-                 _f(1000 * st["p50"], 0), _f(1000 * st["p99"], 0), _f(1000 * lo["p99"], 0),
+                 _ms(st["p50"]), _ms(st["p99"]), _ms(lo["p99"]),
                  _f(r["container_seconds"], 0),
                  f"{st['achieved_rate']:.1f}/{st['rate']:.1f}")
         lines.append("".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in
@@ -523,8 +523,29 @@ def table(results: dict[str, dict[str, Any]], opts: Any, capacity: float) -> str
               "first request on its container; p50/p99: step-up phase; p99 low: after the step "
               "down; rev h/l: reversals in the high/low hold; rate: achieved/offered at the step",
               rule]
+    lines += phase_table(results) + [rule]
     lines += [f"{n:<66}{v:>16}  {d}" for n, v, d in verdicts(results)]
     return "\n".join(lines)
+
+
+def phase_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Per phase and policy: p50/p99 (ms), failed requests, the host's CPU busy."""
+    names = ("baseline", "step", "after")
+    lines = ["per phase: p50/p99 ms, failed requests, host CPU busy (all cores)",
+             f"{'policy':<8}" + "".join(f"{n:>28}" for n in names)]
+    for policy, r in results.items():
+        cells = []
+        for n in names:
+            ph = r["phases"][n]
+            cpu = ph.get("host_cpu_busy")
+            cells.append(f"{_ms(ph['p50'])}/{_ms(ph['p99'])}, {ph['failed']}, "
+                         f"{_f(None if cpu is None else 100 * cpu, 0)} %")
+        lines.append(f"{policy:<8}" + "".join(f"{c:>28}" for c in cells))
+    return lines
+
+
+def _ms(seconds: float | None) -> str:
+    return _f(None if seconds is None else 1000 * seconds, 0)
 
 
 def _f(x: Any, digits: int | None = None) -> str:
@@ -544,7 +565,7 @@ def write_json(path: str, opts: Any, calibration: dict[str, float],
                     "python": platform.python_version(), "load_average": os.getloadavg()},
         "settings": {k: getattr(opts, k) for k in (
             "min", "max", "cpus", "work_ms", "path", "base_load", "step", "baseline", "high",
-            "low", "step_phase", "hpa_window", "timeout", "max_in_flight")},
+            "low", "step_phase", "hpa_window", "timeout", "max_in_flight", "until_scaled_in", "calm")},
         "policies": {p: policy_env(p, opts) for p in results},
         "hpa_window_note": f"HPA's 300 s scale-down stabilization window scaled down to "
                            f"{opts.hpa_window:g} s for the benchmark's time budget",
@@ -603,8 +624,12 @@ def parse(argv: list[str] | None) -> Any:
         help="the HPA-equivalent's scale-down window, HPA's 300 s scaled down")
     add("--timeout", type=float, default=30.0, help="s before a request counts as failed")
     add("--max-in-flight", type=int, default=3000)
+    add("--until-scaled-in", action="store_true",
+        help="end the low hold three ticks after the first container removed in it "
+        "(at the latest after --low s): the scale-in is seen without waiting it out")
     add("--quick", action="store_true",
-        help="CI smoke: ours only, 12/30/40 s holds, a 4 s calibration")
+        help="CI smoke (the suite's run): ours only, a 12 s baseline, a 40 s step, "
+        "--until-scaled-in with at most 60 s after the step down, a 4 s calibration")
     add("--calm", type=float, default=0.3,
         help="before each run, wait until the host's CPU is busy less than this "
         "fraction (all cores, over 5 s; 0: do not wait)")
@@ -616,7 +641,8 @@ def parse(argv: list[str] | None) -> Any:
     add("--png", metavar="PATTERN", help="a timeline per run; {policy} in the name is replaced")
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.baseline, opts.high, opts.low, opts.calibrate_seconds = 12.0, 30.0, 40.0, 4.0
+        opts.baseline, opts.high, opts.low, opts.calibrate_seconds = 12.0, 40.0, 60.0, 4.0
+        opts.until_scaled_in = True
         if opts.policies == ",".join(POLICIES):
             opts.policies = "ours"
     opts.path = f"/cgi-bin/work?ms={opts.work_ms}"
@@ -657,7 +683,8 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"{policy}: {policy_env(policy, opts) or 'the default settings'} "
                      f"(waited {calm['waited_s']:.0f} s for a calm machine: host CPU "
                      f"{100 * calm['host_cpu_busy']:.0f} % busy)")
-            records[policy] = run_policy(opts, Path(tmp), policy, image, DEMO_PORT, capacity)
+            records[policy] = run_policy(opts, Path(tmp), policy, image, DEMO_PORT, capacity,
+                                         settled=scaled_in if opts.until_scaled_in else None)
             records[policy].notes["calm"] = calm
             results[policy] = _clean(figures(records[policy]))
             if opts.png:

@@ -114,9 +114,10 @@ def test_figures_of_a_run_that_reacts():
 
 
 def test_verdicts_judge_ours_and_compare_with_the_others():
-    fast = figures(record(checks=[up(11)], created=[(11.2, "w3")], first_traffic={"w3": 12.0},
-                          history=[(0.0, 2, 2), (11.2, 4, 4)],
-                          requests=[Request(15.0, 200, 0.2)]))
+    fast = figures(record(checks=[up(11), down(40)], created=[(11.2, "w3")],
+                          removed=[(41.0, "w3")], first_traffic={"w3": 12.0},
+                          history=[(0.0, 2, 2), (11.2, 4, 4), (41.0, 3, 3)],
+                          requests=[Request(15.0, 200, 0.2), Request(40.5, 200, 0.1)]))
     slow = figures(record(checks=[none(11), up(21)], history=[(0.0, 2, 2), (21.0, 6, 6)],
                           requests=[Request(15.0, 200, 2.0)]))
     rows = {name: verdict for name, _, verdict in verdicts({"ours": fast, "hpa": slow})}
@@ -124,6 +125,75 @@ def test_verdicts_judge_ours_and_compare_with_the_others():
     rows = {name: verdict for name, _, verdict in verdicts({"ours": slow, "hpa": fast})}
     assert rows["ours: lowest p99 in the step-up phase"].startswith("MISS")
     assert rows["ours: scale-up decided, ticks after the check that sees the step"].startswith("MISS")
+    # no scale-in in the hold is no evidence of a clean one
+    assert rows["ours: failed requests during scale-in"].startswith("MISS")
+
+
+# A step at t=10 to 70 req/s (needed 4 at 22/s), ticks of 1 s, checks every 10 s.
+REACTIONS = [
+    # (scenario, checks, created, first traffic,
+    #  (seen_check_s, decision_s, ticks after seeing, traffic_after_decision_s))
+    ("decided at the check that sees the step", [none(5), up(15)], [(15.5, "w3")],
+     {"w3": 16.0}, (5.0, 5.0, 0.0, 1.0)),
+    ("a check within the step's first tick does not see it",
+     [none(10.5), none(12), up(14)], [(14.2, "w3")], {"w3": 15.0}, (2.0, 4.0, 2.0, 1.0)),
+    ("decided a check later", [none(11), up(21)], [(21.3, "w3")], {"w3": 23.0},
+     (1.0, 11.0, 10.0, 2.0)),
+    ("never decided", [none(11), none(21)], [], {}, (1.0, None, None, None)),
+    ("decided, its container never took traffic", [up(11)], [(11.2, "w3")], {},
+     (1.0, 1.0, 0.0, None)),
+    ("the floor's scale-up is not the answer", [up(11, "below_min"), up(21)],
+     [(11.1, "w2"), (21.2, "w3")], {"w2": 11.5, "w3": 22.0}, (1.0, 11.0, 10.0, 1.0)),
+]
+
+
+@pytest.mark.parametrize(("checks", "created", "first", "expected"),
+                         [r[1:] for r in REACTIONS], ids=[r[0] for r in REACTIONS])
+def test_reaction_to_the_step(checks, created, first, expected):
+    f = figures(record(checks=checks, created=created, first_traffic=first))
+    got = (f["seen_check_s"], f["decision_s"], f["decision_ticks_after_seeing"],
+           f["traffic_after_decision_s"])
+    assert tuple(None if g is None else round(g, 6) for g in got) == expected
+
+
+OVERSHOOTS = [
+    # (scenario, history, (peak running, overshoot, reached needed s after the step))
+    ("exactly what is needed", [(0.0, 2, 2), (12.0, 4, 4)], (4, 0, 2.0)),
+    ("two more than needed", [(0.0, 2, 2), (12.0, 4, 4), (22.0, 6, 6)], (6, 2, 2.0)),
+    ("never reached", [(0.0, 2, 2), (12.0, 3, 3)], (3, -1, None)),
+    ("a peak after the step down counts", [(0.0, 2, 2), (25.0, 4, 4), (35.0, 5, 5)],
+     (5, 1, 15.0)),
+]
+
+
+@pytest.mark.parametrize(("history", "expected"), [r[1:] for r in OVERSHOOTS],
+                         ids=[r[0] for r in OVERSHOOTS])
+def test_overshoot_is_the_most_running_minus_the_needed(history, expected):
+    f = figures(record(history=history))
+    assert (f["peak_running"], f["overshoot"], f["reached_needed_s"]) == expected
+
+
+SCALE_INS = [
+    # (scenario, checks, removed, requests, (requests in the window, failed in it) or None)
+    ("clean", [down(40)], [(42.0, "w4")], [Request(41.0, 200, 0.05)], (1, 0)),
+    ("one cut by the removal", [down(40)], [(42.0, "w4")],
+     [Request(41.0, 200, 0.05), Request(41.5, 0, 0.6)], (2, 1)),
+    ("open across the window's start", [down(40)], [(42.0, "w4")],
+     [Request(39.0, 0, 2.0)], (1, 1)),
+    ("finished before the window", [down(40)], [(42.0, "w4")], [Request(35.0, 0, 1.0)],
+     (0, 0)),
+    ("no scale-down: no window", [none(40)], [], [Request(41.0, 0, 1.0)], None),
+    ("a scale-down during the step is not the scale-in", [down(15)], [(16.0, "w3")],
+     [Request(15.5, 0, 1.0)], None),
+]
+
+
+@pytest.mark.parametrize(("checks", "removed", "requests", "expected"),
+                         [r[1:] for r in SCALE_INS], ids=[r[0] for r in SCALE_INS])
+def test_failed_requests_during_scale_in(checks, removed, requests, expected):
+    f = figures(record(checks=checks, removed=removed, requests=requests))
+    si = f["scale_in"]
+    assert (None if si is None else (si["requests"], si["failed"])) == expected
 
 
 def test_open_loop_keeps_its_schedule_across_a_rate_change():
