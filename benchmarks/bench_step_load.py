@@ -55,6 +55,11 @@ targets, PASS/MISS. Output: a table on stdout, ``--json``, and with ``--png`` on
 timeline per run (matplotlib, the ``bench`` extra). Every container, haproxy,
 redis-server and agent the benchmark starts is stopped by pid or id at the end,
 also after an error or Ctrl-C.
+
+Shorter runs: ``--quick`` (the suite's, `tests/integration/test_step_load.py`),
+``--policies``, the three durations, ``--until-scaled-in`` (the low hold ends once
+the pool has scaled in), ``--capacity`` (no calibration), ``--calm 0`` (no waiting
+for a calm host: the machine is shared, so each run waits for one by default).
 """
 from __future__ import annotations
 
