@@ -9,6 +9,11 @@ connections (what HAProxy balances one by one), to 127.0.0.1 only.
 
 Bounded: at most `max_in_flight` requests open at once (beyond, a request is
 counted as dropped, status -1, not sent) and `duration` seconds (or `stop()`).
+
+The rate may change while it runs (`set_rate`: a step load keeps one generator, so
+requests in flight across a step are neither cut nor waited for), and with
+`record` every request is kept as a `Request` (when it was due, its status, its
+latency), for time series and per-phase figures.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-__all__ = ["OpenLoop", "http_get", "percentile"]
+__all__ = ["OpenLoop", "Request", "http_get", "percentile"]
 
 DROPPED = -1  # status of a request the generator could not send (too many open)
 
@@ -65,6 +70,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as `OpenLoop(record=True)` saw it. `due` is its scheduled time
+    (the generator's clock, `trio.current_time()`); `latency` is the time from
+    `due` to its end (answer, error or timeout: `status` says which; 0 = no
+    answer), NaN when it was not sent (status -1)."""
+
+    due: float
+    status: int
+    latency: float
+
+
 @dataclass
 class OpenLoop:
     """`rate` GETs per second of `path` on 127.0.0.1:`port`, on schedule."""
@@ -75,12 +92,17 @@ class OpenLoop:
     duration: float | None = None
     max_in_flight: int = 256
     timeout: float = 15.0
+    record: bool = False
+    requests: list[Request] = field(default_factory=list)  # with `record`, in completion order
+    started_at: float | None = None  # the generator's clock when the first request was due
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     latencies: list[float] = field(default_factory=list)  # seconds, answered requests
     sent: int = 0
     elapsed: float = 0.0
     _open: int = 0
     _stopping: bool = False
+    _anchor: tuple[float, int] | None = None  # (due time, index) where the rate last changed
+    _pending_rate: float | None = None  # set by `set_rate`, applied at the next request
 
     @property
     def total(self) -> int:
@@ -95,34 +117,61 @@ class OpenLoop:
     def achieved_rate(self) -> float:
         return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
+    def set_rate(self, rate: float) -> None:
+        """From the next request on, `rate` per second (the schedule stays exact:
+        request j after the change is due at t₀ + (j − i₀) / rate)."""
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate!r}")
+        self._pending_rate = rate
+
     def stop(self) -> None:
         """Send no more; the requests in flight finish (none is cut by the generator)."""
         self._stopping = True
 
     async def run(self) -> None:
-        start = trio.current_time()
+        start = self.started_at = trio.current_time()
+        self._anchor = (start, 0)
         async with trio.open_nursery() as nursery:
             i = 0
             while not self._stopping:
-                due = start + i / self.rate
+                due = self._due(i)
                 if self.duration is not None and due - start >= self.duration:
                     break
                 await trio.sleep_until(due)
                 i += 1
                 if self._open >= self.max_in_flight:
                     self.statuses[DROPPED] += 1
+                    if self.record:
+                        self.requests.append(Request(due, DROPPED, math.nan))
                     continue
                 self._open += 1
                 self.sent += 1
                 nursery.start_soon(self._one, due)
             self.elapsed = trio.current_time() - start
 
+    def _due(self, i: int) -> float:
+        """When request `i` is due, a rate change taking effect from it on."""
+        assert self._anchor is not None
+        pending = self._pending_rate
+        if pending is not None:
+            self._anchor = (self._due_at_rate(i), i)
+            self.rate, self._pending_rate = pending, None
+        return self._due_at_rate(i)
+
+    def _due_at_rate(self, i: int) -> float:
+        assert self._anchor is not None
+        at, index = self._anchor
+        return at + (i - index) / self.rate
+
     async def _one(self, due: float) -> None:
         try:
             status = await http_get(self.port, self.path, timeout=self.timeout)
+            latency = trio.current_time() - due
             if status:
-                self.latencies.append(trio.current_time() - due)
+                self.latencies.append(latency)
             self.statuses[status] += 1
+            if self.record:
+                self.requests.append(Request(due, status, latency))
         finally:
             self._open -= 1
 
