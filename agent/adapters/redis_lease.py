@@ -23,7 +23,7 @@ threads, under its outage handling.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import redis
 import redis.client
@@ -130,7 +130,7 @@ def fenced_pipeline(
                 raise FencedOut(_refusal(holder, current))
             pipe.multi()
             build(pipe)
-            return cast("list[Any]", pipe.execute())
+            return pipe.execute()
         except redis.exceptions.WatchError:
             raise FencedOut(_refusal(holder, None, changed=True)) from None
 

@@ -9,9 +9,9 @@ defaults (and the policy its ranges) from `DEFAULTS` and `spec()`; the CLI makes
 flag per row; ``check-config``, ``GET /config`` and ``.env.example`` list them.
 
 The rules *between* settings (``DEFAULT_CONTAINER ≤ MAX_CONTAINERS``, ``CRITICAL <
-HIGH < LOW``, a weight > 0, ``TICK_DEADLINE ≤ TICK_INTERVAL``) are `RELATIONS`,
-checked after every value has parsed, in this order; `Ascending.broken` is the
-one check `PolicyConfig` uses too.
+HIGH < LOW``, a weight > 0, ``TICK_DEADLINE ≤ TICK_INTERVAL``, ``LEADER_LEASE_TTL ≥
+2 × TICK_INTERVAL``) are `RELATIONS`, checked after every value has parsed, in this
+order; `Ascending.broken` is the one check `PolicyConfig` uses too.
 
 Adding a setting is one row here (plus its field in `Settings`, and its use).
 Prepared for: a run-time range (a second `Bounds` beside `bounds`, checked by
@@ -38,6 +38,7 @@ __all__ = [
     "Derived",
     "Ascending",
     "AllZero",
+    "AtLeastTimes",
     "DEFAULTS",
     "RELATIONS",
     "RUNTIME_MUTABLE",
@@ -274,6 +275,14 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=_NON_NEGATIVE, mutable=True),
     _row("BIND_HOST", "str", "127.0.0.1", "address the HTTP and WebSocket servers bind to",
          p.hostname),
+    _row("ADVERTISE_URL", "str", None,
+         "this agent's API as other agents name it to clients (their 409 answers while it "
+         "leads); unset = http://BIND_HOST:<HTTP port>, the host name when BIND_HOST is "
+         "0.0.0.0 or ::", p.http_url),
+    _row("LEADER_LEASE_TTL", "float", 10.0,
+         "seconds the leader lease lasts unless renewed (every tick): a follower takes over "
+         "within it once the leader is gone, a cut-off leader stops acting within it "
+         "(≥ 2 × TICK_INTERVAL)", bounds=Bounds(1, 300)),
     _row("DATA_DIR", "path", None, "directory for the embedded Redis and other state",
          default_text="$XDG_DATA_HOME/deployment-agent or ~/.local/share/deployment-agent",
          derived=Derived(lambda _, context: data_dir_from(context), source="default")),
@@ -388,12 +397,26 @@ class AllZero:
         return self.names if all(values[n] == 0 for n in self.names) else None
 
 
+@dataclass(frozen=True, slots=True)
+class AtLeastTimes:
+    """``names[1] ≥ factor × names[0]``."""
+
+    names: tuple[str, str]
+    factor: float
+
+    def broken(self, values: Mapping[str, float]) -> tuple[str, str] | None:
+        small, big = self.names
+        return self.names if values[big] < self.factor * values[small] else None
+
+
 CONTAINER_RANGE = Ascending(("DEFAULT_CONTAINER", "MAX_CONTAINERS"), strict=False)
 THRESHOLD_ORDER = Ascending(
     ("CRITICAL_LOAD_THRESHOLD", "HIGH_LOAD_THRESHOLD", "LOW_LOAD_THRESHOLD"), strict=True
 )
 SCORE_WEIGHTS = AllZero(("CPU_WEIGHT", "MEMORY_WEIGHT", "NETWORK_WEIGHT", "AVAILABILITY_WEIGHT"))
 TICK_BUDGET = Ascending(("TICK_DEADLINE", "TICK_INTERVAL"), strict=False)
+# The leader renews its lease once per tick: at least two tries before it lapses.
+LEASE_RENEWALS = AtLeastTimes(("TICK_INTERVAL", "LEADER_LEASE_TTL"), 2.0)
 
 
 def _container_range(pair: tuple[str, ...], view: View) -> ConfigError:
@@ -429,7 +452,20 @@ def _tick_budget(pair: tuple[str, ...], view: View) -> ConfigError:
         f"{p.got(view.shown('TICK_DEADLINE'))}"))
 
 
-Relation = tuple[Ascending | AllZero, Callable[[tuple[str, ...], View], ConfigError]]
+def _lease_renewals(pair: tuple[str, ...], view: View) -> ConfigError:
+    v = view.values
+    why = "so that the leader renews its lease at least twice before it lapses"
+    if view.later(*pair) == "TICK_INTERVAL":
+        return ConfigError(view.label("TICK_INTERVAL"), (
+            f"must be a number > 0 and ≤ LEADER_LEASE_TTL / 2 "
+            f"({v['LEADER_LEASE_TTL'] / 2:g}), {why}, {p.got(view.shown('TICK_INTERVAL'))}"))
+    return ConfigError(view.label("LEADER_LEASE_TTL"), (
+        f"must be {spec('LEADER_LEASE_TTL').expect} and ≥ 2 × TICK_INTERVAL "
+        f"({2 * v['TICK_INTERVAL']:g}), {why}, {p.got(view.shown('LEADER_LEASE_TTL'))}"))
+
+
+Relation = tuple[Ascending | AllZero | AtLeastTimes,
+                 Callable[[tuple[str, ...], View], ConfigError]]
 
 #: The relations, in the order they are checked, each with the error that names a
 #: violation: the setting set by the later source when two disagree.
@@ -438,4 +474,5 @@ RELATIONS: tuple[Relation, ...] = (
     (THRESHOLD_ORDER, _threshold_order),
     (SCORE_WEIGHTS, _score_weights),
     (TICK_BUDGET, _tick_budget),
+    (LEASE_RENEWALS, _lease_renewals),
 )
