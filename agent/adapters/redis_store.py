@@ -25,6 +25,18 @@ message naming the operation and the server. Bad *data* passed in by the caller
 (not JSON-encodable, a record under the wrong name) is a bug in the caller and
 raises `ValueError`/`TypeError` before anything is sent.
 
+Several agents, one pool. The leader lease (`acquire_lease`, `release_lease`;
+the Lua scripts are in `agent.adapters.redis_lease`) goes through the same worker
+threads, error translation and backoff as every other call: one round trip per
+attempt. A write that acts — `write_tick` and `save_config` with ``fence=`` the
+holder record the caller believes in — runs as WATCH on the lease key, a check
+that it still holds exactly that record, then the usual MULTI/EXEC; Redis
+refuses it (`FencedOut`, nothing applied) when the lease is another's. The
+events given to a refused write are dropped (the caller records why); events
+given to a write that failed for an outage wait in the buffer like any other.
+Followers write no state: they `read_shared` the leader's tick views and the
+runtime config, and `flush_events` their own ledger entries.
+
 The key layout (`Keys`) and the encoding between Python values and Redis fields
 are pure and live in `agent.core.store_codec`, tested without a server; this module
 is the Redis adapter of the `agent.core.ports.Store` seam.
@@ -33,23 +45,28 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
+import redis.client
 import redis.connection
 import redis.exceptions
 import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from agent.core.errors import StoreError
+from agent.adapters.redis_lease import LeaseKeys, acquire_or_renew, fenced_pipeline, release
+from agent.core.errors import FencedOut, StoreError
+from agent.core.lease import Holder
 from agent.core.ports import Store
 from agent.core.redact import redact_url
 from agent.core.store_codec import (
     TICK_HASHES,
+    VIEW_STREAM_LEN,
     Keys,
+    SharedState,
     StoredState,
     TickWrite,
     _decode_records,
@@ -59,6 +76,7 @@ from agent.core.store_codec import (
     decode_event,
     decode_json_hash,
     decode_sundown,
+    decode_views,
     encode_event,
     encode_json_hash,
     encode_tick,
@@ -75,6 +93,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# A ledger event handed to a write: (kind, JSON-ready data).
+EventItem = tuple[str, Mapping[str, object]]
 
 # `events(kind=...)` scans past non-matching entries, but never more than this.
 FILTER_SCAN_MAX = 20_000
@@ -127,6 +148,7 @@ class RedisStore:
         if max_pending_events < 1:
             raise ValueError(f"max_pending_events must be >= 1, got {max_pending_events}")
         self.keys = Keys.for_app(app_identifier)
+        self.lease_keys = LeaseKeys(self.keys.prefix)
         self.app_identifier = app_identifier
         # Connections opened so far (counted from worker threads). A new one may
         # talk to a restarted server that lost or replayed writes, so what the
@@ -253,24 +275,28 @@ class RedisStore:
             }
             return state
 
-    async def write_tick(self, state: TickWrite) -> None:
-        """Replace the stored state with `state` and flush pending events, in one
-        MULTI/EXEC pipeline. Raises StoreError (fast while backing off); the
-        events stay pending for the next call."""
+    async def write_tick(
+        self, state: TickWrite, *, fence: Holder | None = None, events: Sequence[EventItem] = ()
+    ) -> None:
+        """Replace the stored state with `state`, flush pending events and add
+        `events`, in one MULTI/EXEC pipeline (one round trip; three when fenced).
+
+        With `fence`, Redis applies it only while `fence` holds the leader lease:
+        `FencedOut` otherwise, nothing applied, and `events` dropped. Raises
+        StoreError (fast while backing off); the pending events, and `events`,
+        then wait for the next write.
+        """
         encoded = encode_tick(state)  # caller bugs raise here, before any I/O
+        given = [encode_event(kind, data, self._wall_clock()) for kind, data in events]
         k = self.keys
         async with self._write_lock:
             self._check_open()
-            self._fail_fast("write_tick")
-            batch = list(self._pending)
-            dropped = self._dropped
-            entries = [p.fields for p in batch]
-            if dropped:  # the oldest were dropped, so the notice goes first
-                notice = encode_event("events_dropped", {"count": dropped}, self._wall_clock())
-                entries.insert(0, notice)
-            reconnecting = not self._available
-            if reconnecting:  # if this write succeeds, the outage notice goes with it
-                entries.append(self._outage_notice())
+            try:
+                self._fail_fast("write_tick")
+            except StoreError:
+                self._enqueue_all(given)
+                raise
+            batch, dropped, entries, reconnecting = self._event_batch(given)
             known, known_connects = self._known, self._known_connects
             config_fields, config_dirty = self._config_fields, self._config_dirty
             maxlen = self._ledger_max_len
@@ -280,37 +306,106 @@ class RedisStore:
                 trusted = known is not None and connects == known_connects
                 current = known if trusted and known is not None else _fetch_fields(client, k)
                 config = config_fields if config_dirty or not trusted else None
-                pipe = client.pipeline(transaction=True)
-                pipe.set(k.desired, encoded["desired"])
-                for name in TICK_HASHES:
-                    key = getattr(k, name)
-                    hset, hdel = plan_hash_replace(encoded[name], current[name])
-                    if hdel:
-                        pipe.hdel(key, *hdel)
-                    if hset:
-                        pipe.hset(key, mapping=cast(Any, hset))
-                if config is not None:
-                    pipe.delete(k.config)
-                    if config:
-                        pipe.hset(k.config, mapping=cast(Any, config))
-                for fields in entries:
-                    pipe.xadd(k.events, cast(Any, fields), maxlen=maxlen, approximate=True)
-                pipe.execute()
+
+                def build(pipe: redis.client.Pipeline) -> None:
+                    pipe.set(k.desired, encoded["desired"])
+                    for name in TICK_HASHES:
+                        key = getattr(k, name)
+                        hset, hdel = plan_hash_replace(encoded[name], current[name])
+                        if hdel:
+                            pipe.hdel(key, *hdel)
+                        if hset:
+                            pipe.hset(key, mapping=cast(Any, hset))
+                    if config is not None:
+                        pipe.delete(k.config)
+                        if config:
+                            pipe.hset(k.config, mapping=cast(Any, config))
+                    for fields in entries:
+                        pipe.xadd(k.events, cast(Any, fields), maxlen=maxlen, approximate=True)
+                    if "view" in encoded:
+                        pipe.xadd(k.views, {"v": encoded["view"]}, maxlen=VIEW_STREAM_LEN,
+                                  approximate=False)
+
+                self._transaction(client, fence, build)
                 return connects, {name: set(encoded[name]) for name in TICK_HASHES}
 
             try:
                 self._known_connects, self._known = await self._call(
                     "write_tick", write, report_recovery=not reconnecting
                 )
+            except FencedOut:
+                raise  # nothing applied: what the store knows still holds
             except BaseException:
                 self._known = None  # the EXEC may or may not have been applied
+                self._enqueue_all(given)
                 raise
             self._config_dirty = False
-            self._dropped -= dropped
-            if batch:
-                last = batch[-1].seq
-                while self._pending and self._pending[0].seq <= last:
-                    self._pending.popleft()
+            self._written(batch, dropped)
+
+    async def flush_events(self) -> None:
+        """Write the pending events, alone (a follower's ledger entries: it writes
+        no state). Nothing to do when none wait. Raises StoreError; they stay."""
+        if not self._pending and not self._dropped:
+            return
+        key, maxlen = self.keys.events, self._ledger_max_len
+        async with self._write_lock:
+            self._check_open()
+            self._fail_fast("flush_events")
+            batch, dropped, entries, reconnecting = self._event_batch([])
+
+            def write(client: redis.Redis) -> None:
+                pipe = client.pipeline(transaction=True)
+                for fields in entries:
+                    pipe.xadd(key, cast(Any, fields), maxlen=maxlen, approximate=True)
+                pipe.execute()
+
+            await self._call("flush_events", write, report_recovery=not reconnecting)
+            self._written(batch, dropped)
+
+    async def read_shared(self, cursor: str | None) -> SharedState:
+        """A follower's read, one round trip: the leader's views after `cursor`
+        (all kept ones when None), oldest first, and the runtime config."""
+        k = self.keys
+        low = "-" if cursor is None else "(" + validate_stream_id(cursor)
+
+        def read(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.xrange(k.views, min=low, max="+")
+            pipe.hgetall(k.config)
+            return pipe.execute()
+
+        entries, config = await self._call("read_shared", read)
+        new_cursor, views, skipped = decode_views(entries, cursor)
+        try:
+            overrides = decode_json_hash(config, what="config")
+        except ValueError as exc:
+            raise StoreError(f"corrupt runtime config in Redis ({self.server}): {exc}") from exc
+        return SharedState(new_cursor, views, overrides, skipped)
+
+    async def acquire_lease(self, agent_id: str, ttl: float, url: str | None) -> Holder | None:
+        """One acquire-or-renew of the leader lease: the holder afterwards (us
+        when we lead). StoreError when Redis does not answer or the record there
+        is not one of ours."""
+
+        def attempt(client: redis.Redis) -> Holder | None | ValueError:
+            try:
+                return acquire_or_renew(client, self.lease_keys, agent_id, ttl, url)
+            except ValueError as exc:  # answered, with a foreign value
+                return exc
+
+        async with self._write_lock:  # our own renewal must never abort our WATCH
+            result = await self._call("lease", attempt)
+        if isinstance(result, ValueError):
+            raise StoreError(f"the leader lease {self.lease_keys.leader} holds a value that "
+                             f"is not a lease record: {result}")
+        return result
+
+    async def release_lease(self, holder: Holder) -> bool:
+        """Give the lease up if `holder` still holds it; True when it did."""
+        async with self._write_lock:
+            return await self._call(
+                "release_lease", lambda client: release(client, self.lease_keys, holder)
+            )
 
     async def append_event(self, kind: str, data: Mapping[str, object]) -> None:
         """Buffer a ledger event for the next `write_tick`; never touches Redis.
@@ -364,26 +459,33 @@ class RedisStore:
         except ValueError as exc:
             raise StoreError(f"corrupt ledger entry in {key}: {exc}") from exc
 
-    async def save_config(self, overrides: Mapping[str, object]) -> None:
+    async def save_config(
+        self, overrides: Mapping[str, object], *, fence: Holder | None = None
+    ) -> None:
         """Replace the stored runtime configuration overrides with `overrides`
-        (the complete set; an absent name is no longer overridden).
+        (the complete set; an absent name is no longer overridden), fenced like
+        `write_tick` when `fence` is given.
 
         On StoreError the overrides are kept and written by the next successful
-        `write_tick`, so a change made during an outage is not lost.
+        `write_tick`, so a change made during an outage is not lost; on
+        `FencedOut` they are forgotten (they were never ours to write).
         """
         fields = encode_json_hash(overrides, what="config")
         key = self.keys.config
 
-        def write(client: redis.Redis) -> None:
-            pipe = client.pipeline(transaction=True)
+        def build(pipe: redis.client.Pipeline) -> None:
             pipe.delete(key)
             if fields:
                 pipe.hset(key, mapping=cast(Any, fields))
-            pipe.execute()
 
         async with self._write_lock:  # never interleaved with a tick's config rewrite
+            before = self._config_fields, self._config_dirty
             self._config_fields, self._config_dirty = fields, True
-            await self._call("save_config", write)
+            try:
+                await self._call("save_config", lambda c: self._transaction(c, fence, build))
+            except FencedOut:
+                self._config_fields, self._config_dirty = before
+                raise
             self._config_dirty = False
 
     async def ping(self) -> float:
@@ -441,6 +543,46 @@ class RedisStore:
         self._seq += 1
         self._pending.append(_Pending(self._seq, fields))
 
+    def _enqueue_all(self, entries: Sequence[dict[str, str]]) -> None:
+        for fields in entries:
+            self._enqueue(fields)
+
+    def _event_batch(
+        self, given: list[dict[str, str]]
+    ) -> tuple[list[_Pending], int, list[dict[str, str]], bool]:
+        """What the next write adds to the ledger: the pending events (after a
+        notice of those dropped, the oldest), `given`, and, when Redis was down,
+        the outage notice that goes with the first write that succeeds."""
+        batch = list(self._pending)
+        dropped = self._dropped
+        entries = [p.fields for p in batch] + given
+        if dropped:  # the oldest were dropped, so the notice goes first
+            entries.insert(0, encode_event("events_dropped", {"count": dropped}, self._wall_clock()))
+        reconnecting = not self._available
+        if reconnecting:
+            entries.append(self._outage_notice())
+        return batch, dropped, entries, reconnecting
+
+    def _written(self, batch: list[_Pending], dropped: int) -> None:
+        """`batch` (and the notice of `dropped`) reached the ledger."""
+        self._dropped -= dropped
+        if batch:
+            last = batch[-1].seq
+            while self._pending and self._pending[0].seq <= last:
+                self._pending.popleft()
+
+    def _transaction(
+        self, client: redis.Redis, fence: Holder | None,
+        build: Callable[[redis.client.Pipeline], None],
+    ) -> None:
+        """`build`'s commands in one MULTI/EXEC; fenced by the lease when `fence`."""
+        if fence is not None:
+            fenced_pipeline(client, self.lease_keys, fence, build)
+            return
+        pipe = client.pipeline(transaction=True)
+        build(pipe)
+        pipe.execute()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the Redis store is closed")
@@ -467,6 +609,9 @@ class RedisStore:
         self._fail_fast(op)
         try:
             result = await trio.to_thread.run_sync(fn, self._client, limiter=self._limiter)
+        except FencedOut:
+            self._answered(report_recovery=True)  # the refused write carried no notice
+            raise
         except _OUTAGE_ERRORS as exc:
             delay = self._mark_down(exc)
             raise StoreError(
@@ -476,11 +621,15 @@ class RedisStore:
         except redis.exceptions.RedisError as exc:
             self._last_error = f"{type(exc).__name__}: {exc}"
             raise StoreError(f"Redis at {self.server} failed during {op}: {self._last_error}") from exc
+        self._answered(report_recovery=report_recovery)
+        return result
+
+    def _answered(self, *, report_recovery: bool) -> None:
+        """Redis answered: an outage, if there was one, is over."""
         if not self._available:
             if report_recovery:
                 self._enqueue(self._outage_notice())
             self._mark_up()
-        return result
 
     def _mark_down(self, exc: BaseException) -> float:
         self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -32,6 +32,8 @@ __all__ = [
     "Transition",
     "after_attempt",
     "after_failure",
+    "after_refusal",
+    "after_release",
 ]
 
 Role = Literal["leader", "follower"]
@@ -98,7 +100,7 @@ class LeaseView:
 class Transition:
     """A change of role worth one ledger event and one log line."""
 
-    kind: Literal["lease_acquired", "lease_lost", "lease_expired"]
+    kind: Literal["lease_acquired", "lease_lost", "lease_expired", "lease_released"]
     message: str
 
 
@@ -141,3 +143,25 @@ def after_failure(view: LeaseView, error: str, *, now: float) -> tuple[LeaseView
             f"stopped acting: the lease could not be renewed before it expired ({error})",
         )
     return replace(view, error=error), None
+
+
+def after_refusal(view: LeaseView, reason: str) -> tuple[LeaseView, Transition | None]:
+    """Redis refused a fenced write (`FencedOut`): whatever we believed, we do not lead.
+
+    The holder is unknown until the next attempt reads it.
+    """
+    new = replace(view, role="follower", holder=None, valid_until=-math.inf)
+    if view.role != "leader":
+        return new, None
+    return new, Transition("lease_lost", f"stepped down: {reason}")
+
+
+def after_release(view: LeaseView) -> tuple[LeaseView, Transition | None]:
+    """We gave the lease up (clean stop): a follower may take it at its next tick."""
+    if view.role != "leader" or view.holder is None:
+        return view, None
+    new = replace(view, role="follower", holder=None, valid_until=-math.inf)
+    return new, Transition(
+        "lease_released",
+        f"released the lease (fencing token {view.holder.token}) on a clean stop",
+    )

@@ -21,6 +21,10 @@ name                            type      labels
 ``scale_events_total``          counter   ``action``, ``reason``
 ``errors_total``                counter   ``kind``
 ``websocket_clients``           gauge     —
+``leader``                      gauge     — (1 while this agent leads the pool, 0 as
+                                          a follower)
+``lease_transitions_total``     counter   ``kind`` (lease_acquired, lease_lost,
+                                          lease_expired, lease_released)
 =============================== ========= ==========================================
 
 Series of containers that disappeared from the snapshot are removed, so a
@@ -91,6 +95,14 @@ class Metrics:
             "websocket_clients", "WebSocket clients currently subscribed to the queue.",
             namespace=namespace, registry=r,
         )
+        self.leader = Gauge(
+            "leader", "1 while this agent holds the leader lease of the pool, 0 as a follower.",
+            namespace=namespace, registry=r,
+        )
+        self.lease_transitions = Counter(
+            "lease_transitions", "Changes of this agent's role, by kind.",
+            ["kind"], namespace=namespace, registry=r,
+        )
         self._known: set[str] = set()
         # record_snapshot may run from the tick task and from a /metrics scrape;
         # both are on the Trio thread today, the lock keeps it safe if not.
@@ -103,6 +115,13 @@ class Metrics:
     def scale_event(self, action: str, reason: str) -> None:
         """Count one scaling action (``up``, ``down``, ``remove``...) with its reason code."""
         self.scale_events.labels(action=action, reason=reason).inc()
+
+    def record_role(self, role: str) -> None:
+        """Set the leader gauge from the role (``leader`` or ``follower``)."""
+        self.leader.set(1.0 if role == "leader" else 0.0)
+
+    def lease_transition(self, kind: str) -> None:
+        self.lease_transitions.labels(kind=kind).inc()
 
     def error(self, kind: str) -> None:
         """Count one survived error of `kind` (``engine``, ``store``, ``probe``...)."""

@@ -25,6 +25,39 @@ Failures of the engine or of Redis never end the loop: the tick records them
 store's concern (it buffers events and backs off); while the engine does not
 list, nothing is planned; a failed engine action is logged and left to the next
 tick's plan. Ticks and API requests are serialised by one lock.
+
+Several agents, one pool (SPEC §9). Every tick starts with one lease attempt
+(`agent.service.leadership`). Only the leader lists, samples, plans and acts;
+a follower reads the leader's tick views and feeds their samples to its own
+scorer (`agent.core.tick_view`), publishes the pool from them, and answers
+changes with `NotLeader` (409, naming the leader). Taking the lease over reloads
+the state from Redis (`recover`) before the first plan. What is fenced — refused
+by Redis unless this agent still holds exactly the lease record it believes in:
+
+* the write-ahead of every plan that acts (removals, creations, SUNDOWN marks,
+  a new desired count or policy state), together with the plan's decision
+  events: refused ⇒ this agent steps down and the plan is not executed, and no
+  decision it did not carry out reaches the ledger;
+* the tick's persist (state, summaries, the followers' tick view): a deposed
+  leader must not overwrite its successor's state nor feed the followers;
+* ``save_config`` (``PUT /config``): the runtime config steers every agent.
+
+Not fenced: ledger events outside a write-ahead (each records what this agent
+saw or did — a deposed leader's ``lease_lost`` is a true fact) and a follower's
+reads. On top of Redis's refusal, every engine action is preceded by a check
+of the lease's validity on the local monotonic clock, since the engine knows no
+fencing token: a leader paused past its TTL never starts an action on waking.
+
+Redis unreachable for the leader: it may keep acting until its lease validity
+(send time of its last renewal + TTL × 0.95) ends, and no longer — by then the
+lease has lapsed in Redis and a follower may take it. Meanwhile it does what a
+lone agent did during an outage: its write-aheads fail (the plan is executed
+all the same, the lease guaranteeing that nobody else acts), it replaces dead
+workers, removes drained ones and follows its scaling rules, its events wait in
+the store's buffer. Once the deadline passes it stops (``lease_expired``):
+nothing is planned or executed, and a plan in progress stops before its next
+engine action. The one window left is an engine call already started when the
+deadline passes, or a pause between the validity check and the call itself.
 """
 from __future__ import annotations
 
@@ -40,7 +73,15 @@ import trio
 
 from agent.core.settings import Settings
 from agent.core.jsonsafe import strict_json
-from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, StoreError
+from agent.core.errors import (
+    AgentError,
+    ConfigError,
+    ContainerNotFound,
+    EngineError,
+    FencedOut,
+    StoreError,
+)
+from agent.core.lease import LeaseView
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
 from agent.core.records import ContainerScore, Snapshot
@@ -59,10 +100,13 @@ from agent.core.plan import (
 from agent.core.policy import PolicyConfig, PolicyState
 from agent.core.pool import PoolState, clamp_desired, drained_names
 from agent.core.queue import build_queue
+from agent.core.store_codec import SharedState
+from agent.core.tick_view import TickView, pool_from_view, view_of
 from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
 from agent.adapters.redis_store import TickWrite, container_record
 from agent.core.ports import Engine, Store
+from agent.service.leadership import Leadership, new_agent_id
 
 __all__ = ["Agent"]
 
@@ -83,6 +127,7 @@ class Agent:
         sampler: Sampler,
         scorer: Scorer | None = None,
         wall_clock: Callable[[], float] = time.time,
+        agent_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -99,6 +144,11 @@ class Agent:
         self._tick = 0
         self._last_tick_end: float | None = None
         self._started = False
+        self.leadership = Leadership(
+            agent_id or new_agent_id(), settings.leader_lease_ttl,
+            pool=settings.app_identifier, metrics=self.metrics, emit=self._emit,
+        )
+        self._views: str | None = None  # a follower's place in the leader's tick views
 
     # -- the facade ------------------------------------------------------------
 
@@ -114,6 +164,20 @@ class Agent:
     @property
     def desired(self) -> int:
         return self._pool.desired
+
+    @property
+    def agent_id(self) -> str:
+        return self.leadership.agent_id
+
+    @property
+    def lease(self) -> LeaseView:
+        """Who leads the pool, as this agent last learned it."""
+        return self.leadership.view
+
+    def advertise(self, url: str) -> None:
+        """The URL of this agent's API, written into its lease record while it leads
+        (followers name it in their 409 answers)."""
+        self.leadership.url = url
 
     def health(self) -> dict[str, Any]:
         """Liveness: the loop has ticked recently (three intervals of slack)."""
@@ -155,27 +219,34 @@ class Agent:
     async def update_config(self, partial: Mapping[str, object]) -> Settings:
         """Apply a partial runtime update (validated like start-up), persist it."""
         async with self._lock:
+            self.leadership.require()
             new = self.settings.with_updates(partial)
+            overrides = {**self._overrides, **partial}
+            try:
+                await self.store.save_config(overrides, fence=self.leadership.fence)
+            except FencedOut as exc:
+                await self.leadership.refused(str(exc))
+                raise self.leadership.not_leader() from None
+            except StoreError as exc:
+                # Applied in memory; written back with the next successful write.
+                log.warning("config not persisted yet: %s", exc)
+                self.metrics.error("store")
             self._apply_settings(new)
-            self._overrides.update(partial)
+            self._overrides = overrides
             await self._emit(Event("config", {
                 "changed": dict(partial),
                 "message": "runtime configuration changed: "
                 + ", ".join(f"{k}={v}" for k, v in partial.items()),
             }))
-            try:
-                await self.store.save_config(self._overrides)
-            except StoreError as exc:
-                # Applied in memory; written back with the next successful write.
-                log.warning("config not persisted yet: %s", exc)
-                self.metrics.error("store")
             return self.settings
 
     async def request_scale(self, count: int) -> dict[str, Any]:
         """An operator's POST /scale: run exactly `count` containers."""
         async with self._lock:
+            self.leadership.require()
             plan = plan_manual_scale(self._pool, count, self._policy, self._wall())
-            await self._carry_out(plan)
+            if not await self._carry_out(plan):
+                raise self.leadership.not_leader()
             return dict(plan.reply or {})
 
     async def request_sundown(self, name: str) -> dict[str, Any]:
@@ -186,8 +257,10 @@ class Agent:
         (`agent.core.plan.plan_manual_drain`). Raises `ContainerNotFound`.
         """
         async with self._lock:
+            self.leadership.require()
             plan = plan_manual_drain(self._pool, name, self._policy, self._wall())
-            await self._carry_out(plan)
+            if not await self._carry_out(plan):
+                raise self.leadership.not_leader()
             return dict(plan.reply or {})
 
     async def aclose(self) -> None:
@@ -199,11 +272,15 @@ class Agent:
     # -- running ---------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover, then tick every TICK_INTERVAL until cancelled.
+        """Try the lease, recover, then tick every TICK_INTERVAL until cancelled.
 
-        On cancellation the last state is written under a shielded scope and
-        subscribers are closed, so WebSocket clients see a prompt 1001.
+        Started means the role is known (`lease`): leader, or follower naming the
+        leader. On cancellation a leader writes its last state and releases the
+        lease (so a follower takes over at its next tick, not after the TTL),
+        under a shielded scope; subscribers are closed, so WebSocket clients see
+        a prompt 1001.
         """
+        await self.leadership.step(self.store)
         await self.recover()
         self._started = True
         task_status.started()
@@ -215,10 +292,20 @@ class Agent:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
-                    await self._persist(self._pool)
+                    await self._stop()
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.exception("final persist failed")
             self.hub.close()
+
+    async def _stop(self) -> None:
+        """A leader's last state, then the lease handed over; a follower's events."""
+        if self.leadership.may_act():
+            await self._persist(self._pool)
+            await self.leadership.release(self.store)
+        try:
+            await self.store.flush_events()
+        except StoreError as exc:
+            log.debug("last events not stored: %s", exc)
 
     async def recover(self) -> None:
         """Resume from Redis: desired count, policy state, SUNDOWN marks, config."""
@@ -227,6 +314,11 @@ class Agent:
         except StoreError as exc:
             log.warning("starting without stored state: %s", exc)
             self.metrics.error("store")
+            return
+        if stored.empty and self._started:
+            # Taking over from a Redis that lost everything: what this agent saw
+            # as a follower is the best state there is; the first persist restores it.
+            log.warning("taking over with no state in Redis: keeping the pool as last seen")
             return
         if stored.config:
             try:
@@ -276,14 +368,68 @@ class Agent:
         so a step that fails leaves the pool as the previous one made it."""
         self._tick += 1
         now = self._wall()
+        if not await self._lead():
+            await self._follow()
+            return
         self._pool = pool = await self._list(self._pool)
         self._sync_scorer(pool)
         self._pool = pool = await self._observe(pool, started, now)
         plan = plan_tick(pool, self._policy, now=now, started=started,
                          check_period=self.settings.scale_check_period)
-        await self._carry_out(plan)
-        await self._persist(self._pool)
+        if await self._carry_out(plan):
+            await self._persist(self._pool, view=view_of(
+                self._pool, leader=self.agent_id, tick=self._tick, time=now))
         self._publish(self._pool, now)
+
+    # -- leading and following ---------------------------------------------------
+
+    async def _lead(self) -> bool:
+        """The lease step; on taking over, the state from Redis. True: act this tick."""
+        note = await self.leadership.step(self.store)
+        if note is not None and note.kind == "lease_acquired":
+            await self.recover()
+        return self.leadership.may_act()
+
+    async def _follow(self) -> None:
+        """A follower's tick: the leader's new views into our scorer, then publish."""
+        try:
+            shared = await self.store.read_shared(self._views)
+        except StoreError as exc:
+            self.metrics.error("store")
+            log.debug("tick %d: shared state not read: %s", self._tick, exc)
+        else:
+            self._views = shared.cursor
+            self._follow_config(shared)
+            # Our own views (written while we led) hold samples our scorer has seen.
+            views = [v for v in shared.views if v.leader != self.agent_id]
+            for view in views:
+                self._ingest(view)
+            if views:
+                self._publish(self._pool, views[-1].time)
+        try:
+            await self.store.flush_events()
+        except StoreError as exc:
+            log.debug("tick %d: events not stored: %s", self._tick, exc)
+
+    def _ingest(self, view: TickView) -> None:
+        """One leader tick: its listing and marks, its samples through our scorer."""
+        pool = pool_from_view(self._pool, view)
+        self._sync_scorer(pool)
+        samples = {n: s for n, s in view.samples.items() if n in self.scorer}
+        scores = self.scorer.update(samples, view.time)
+        self._pool = pool.observed(samples, scores, drained_names(samples))
+
+    def _follow_config(self, shared: SharedState) -> None:
+        """The pool's runtime config, as the leader last saved it."""
+        if shared.skipped:
+            log.warning("skipped %d unreadable tick view(s)", shared.skipped)
+        if shared.config == self._overrides:
+            return
+        try:
+            self._apply_settings(self.settings.with_updates(shared.config))
+        except ConfigError as exc:
+            log.warning("ignoring the stored runtime config: %s", exc)
+        self._overrides = dict(shared.config)
 
     # -- steps -----------------------------------------------------------------
 
@@ -322,22 +468,41 @@ class Agent:
         scores = self.scorer.update({n: s for n, s in samples.items() if n in self.scorer}, now)
         return pool.observed(samples, scores, drained_names(samples))
 
-    async def _carry_out(self, plan: Plan) -> None:
-        """Write a plan ahead, then execute it; the pool is committed after each."""
-        await self._write_ahead(plan)
+    async def _carry_out(self, plan: Plan) -> bool:
+        """Write a plan ahead, then execute it; the pool is committed after each.
+        False when the write-ahead was refused: the plan is not executed."""
+        if not await self._write_ahead(plan):
+            return False
         self._pool = plan.state
         self._pool = await self._execute(plan)
+        return True
 
-    async def _write_ahead(self, plan: Plan) -> None:
+    async def _write_ahead(self, plan: Plan) -> bool:
         """The one place a plan's intent is recorded before the engine is touched:
-        its decisions' ledger entries, then (when it changes desired, SUNDOWN or
-        the policy state) the state it leads to."""
+        its decisions' ledger entries and, when it acts or changes desired,
+        SUNDOWN or the policy state, the state it leads to — one fenced write.
+
+        False (do not execute) when this agent may not act, or Redis refused the
+        write (`FencedOut`: another agent leads; we step down). Redis unreachable
+        is no refusal: within the lease the plan goes ahead (module docstring).
+        """
+        acts = bool(plan.removals or plan.creations or plan.marks)
+        if acts or plan.write_ahead:
+            if not self.leadership.may_act():
+                return False
+            try:
+                await self._persist(plan.state, events=plan.events, strict=True)
+            except FencedOut as exc:
+                await self.leadership.refused(f"the write-ahead of a plan was refused ({exc})")
+                return False
+            except StoreError as exc:
+                log.debug("plan written ahead only in memory: %s", exc)
+        else:
+            for event in plan.events:
+                await self._emit(event)
         if plan.decision is not None:
             self.metrics.scale_event(plan.decision.action, plan.decision.reason)
-        for event in plan.events:
-            await self._emit(event)
-        if plan.write_ahead:
-            await self._persist(plan.state)
+        return True
 
     async def _execute(self, plan: Plan) -> PoolState:
         """The one place a plan acts on the engine: removals, then creations.
@@ -347,11 +512,15 @@ class Agent:
         """
         pool = plan.state
         for removal in plan.removals:
+            if not self._may_act("remove " + removal.info.name):
+                return pool
             if await self._remove(removal):
                 pool = pool.without([removal.info.name])
                 await self._emit(removal.event)
         for creation in plan.creations:
             for _ in range(creation.count):
+                if not self._may_act("create a worker"):
+                    return pool
                 try:
                     info = await self.engine.create()
                 except EngineError as exc:
@@ -361,6 +530,14 @@ class Agent:
                 pool = pool.with_created(info)
                 await self._emit(created_event(info, creation.reason))
         return pool
+
+    def _may_act(self, action: str) -> bool:
+        """The lease's validity on the local clock, checked before each engine
+        action (the engine knows no fencing token)."""
+        if self.leadership.may_act():
+            return True
+        log.warning("not acting (%s): this agent's lease is no longer valid", action)
+        return False
 
     async def _remove(self, removal: Removal) -> bool:
         """Remove a container from the engine; False if the engine failed."""
@@ -377,7 +554,16 @@ class Agent:
             self.scorer.remove(info.name)
         return True
 
-    async def _persist(self, pool: PoolState) -> None:
+    async def _persist(
+        self, pool: PoolState, *, view: TickView | None = None,
+        events: tuple[Event, ...] = (), strict: bool = False,
+    ) -> None:
+        """The complete state, fenced by our lease, with `events` in the same write.
+
+        Not strict (the tick's persist): an outage is absorbed (the state is
+        complete again after the next write), a refusal steps us down. Strict
+        (the write-ahead): either is raised to the caller.
+        """
         records = {}
         summaries = {}
         for name, info in pool.containers.items():
@@ -394,11 +580,23 @@ class Agent:
             sundown=dict(pool.sundown),
             summaries=summaries,
             policy=pool.policy.to_json(),
+            view=view,
         )
+        fence = self.leadership.fence
+        if fence is None:
+            return  # not ours to write: the leader writes the state
+        items = [(e.kind, self._tagged(e)) for e in events]
         try:
-            await self.store.write_tick(write)
+            await self.store.write_tick(write, fence=fence, events=items)
+        except FencedOut as exc:
+            self.metrics.error("store")
+            if strict:
+                raise
+            await self.leadership.refused(f"the tick's state was refused ({exc})")
         except StoreError as exc:
             self.metrics.error("store")
+            if strict:
+                raise
             log.debug("state not persisted this tick: %s", exc)
 
     def _publish(self, pool: PoolState, now: float) -> None:
@@ -433,9 +631,13 @@ class Agent:
         self.settings = new
         self._pool = self._pool.with_desired(clamp_desired(self._pool.desired, self._policy))
 
+    def _tagged(self, event: Event) -> dict[str, object]:
+        """An event's data with the agent that recorded it (several share a ledger)."""
+        return {**event.data, "agent": self.agent_id}
+
     async def _emit(self, event: Event) -> None:
         try:
-            await self.store.append_event(event.kind, dict(event.data))
+            await self.store.append_event(event.kind, self._tagged(event))
         except StoreError as exc:
             log.debug("event %s not stored: %s", event.kind, exc)
 
