@@ -4,6 +4,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from _scoring._window import RollingWindow
+
 _F64 = npt.NDArray[np.float64]
 _U8 = npt.NDArray[np.uint8]
 
@@ -12,10 +14,21 @@ ISTATE_FIELDS: Final[dict[str, int]]
 PARAMS: Final[tuple[str, ...]]
 OUT_ROWS: Final[tuple[str, ...]]
 FLAG_ROWS: Final[tuple[str, ...]]
+TREND_SERIES: Final[tuple[str, ...]]
 WIN_SERIES: Final[int]
 NF_: Final[int]
 NI_: Final[int]
 NP_: Final[int]
+JK_ALPHA: Final[float]
+JK_BETA: Final[float]
+WINDOW_REFRESH: Final[int]
+
+def make_window(
+    cap: int, trend_window: int, jk_k: float, refresh_every: int = ...
+) -> RollingWindow: ...
+def make_windows(
+    cap: int, trend_window: int, jk_k: float, refresh_every: int = ...
+) -> tuple[RollingWindow, ...]: ...
 
 def score_tick(
     cpu: _F64,
@@ -30,11 +43,11 @@ def score_tick(
     istate: npt.NDArray[np.intc],
     hist: _F64,
     best: _F64,
-    win: _F64,
-    rtw: _F64,
     out: _F64,
     cat: npt.NDArray[np.int8],
     flags: _U8,
+    xin: _F64,
+    windows: tuple[RollingWindow, ...],
 ) -> int: ...
 def reset_slot(
     fstate: _F64,
@@ -46,6 +59,7 @@ def reset_slot(
     now: float,
     countdown: int,
     overall0: float,
+    windows: tuple[RollingWindow, ...],
 ) -> None: ...
 def clear_slot(out: _F64, cat: npt.NDArray[np.int8], flags: _U8, slot: int) -> None: ...
 def set_category(
@@ -60,8 +74,6 @@ def recompute_slot(
     istate: npt.NDArray[np.intc],
     hist: _F64,
     best: _F64,
-    win: _F64,
-    rtw: _F64,
     slot: int,
 ) -> None: ...
 def slot_detail(fstate: _F64, istate: npt.NDArray[np.intc], slot: int) -> dict[str, float]: ...

@@ -7,14 +7,30 @@ and one `score_tick` call walks all slots with the GIL released. `agent.scoring`
 the arrays, validates inputs and turns rows into records; this module never raises on
 data (NaN in, NaN or a held value out) and allocates nothing per tick.
 
+A tick has three passes:
+
+1. per slot (scalar, branchy): compat scores, availability, peak-EWMA latency, the
+   Jacobson/Karels anomaly flag, overall score, category, Holt forecast and the raw
+   routing weight; it writes the tick's sample of each trend series into ``xin``
+   (NaN where a series does not advance);
+2. the five trend windows -- overall, cpu, memory, network scores and the response
+   time -- are `_window.RollingWindow` objects (``make_windows``), one series per
+   slot, and each gets one `push_ptr` of its ``xin`` row: the vectorized streaming
+   code `RollingWindow.push` runs, the very code the kernel benchmark's "same work"
+   section times. They give the least-squares slopes and, for the response time,
+   the Jacobson/Karels band (their ``threshold``): a slot's band before its sample
+   is the window's threshold from the previous push, and the push updates SRTT and
+   RTTVAR (RFC 6298: alpha 1/8, beta 1/4);
+3. a streaming pass copies the slopes of the series that advanced (0 while a
+   window holds fewer than two samples) and normalises the weights.
+
 Layout (all C-contiguous, first axis = slot):
 
 * ``fstate[cap, NF]`` float64 scalars per slot (one row = a few cache lines, read
   sequentially), fields ``F_*`` below;
 * ``istate[cap, NI]`` int32 ring heads, counts, flags, fields ``I_*``;
 * ``hist[cap, HISTORY_SIZE]``, ``best[cap, BEST_TIME_WINDOW]`` response-time rings;
-* ``win[cap, H, 4]`` the overall/cpu/memory/network score windows, interleaved so that
-  one push touches one cache line; ``rtw[cap, H]`` the response-time window;
+* ``xin[N_WIN, cap]`` the tick's samples of the trend series (scratch);
 * ``out[NOUT, cap]`` float64 outputs (one contiguous row per quantity, so consumers
   get plain 1-D arrays), ``cat[cap]`` int8 categories, ``flags[NFLAG, cap]`` uint8.
 
@@ -22,21 +38,18 @@ Outputs persist between ticks (writing into warm buffers avoids the page faults 
 fresh allocation costs at N = 10,000) and double as the "held" values of a stale
 container, which keeps them untouched.
 
-Running window statistics are Kahan-compensated sums of ``x - shift`` (the shift is
-a value of the window, so magnitudes stay small). Three guards keep them exact:
-a run-length of identical values makes a constant window give a slope of exactly 0
-(pandas' ``num_consecutive_same_value``); a sum is recomputed from its ring when
-cancellation is detected (the largest |x - shift| it absorbed dwarfs the window's
-mean or spread, e.g. after a 5 s timeout left a window of millisecond times); and
-every slot recomputes all its sums once per ``P_RECOMPUTE`` valid ticks, staggered
-by slot so no tick pays for all of them. All three are O(1) amortized.
-
-The per-slot loop is branchy and gathers from per-slot ring positions, so it is not
-vectorized; at N = 10,000 it is bound by memory traffic (~15 cache lines per slot),
-which is why the state is laid out so that a slot's tick touches few lines and the
-weight normalisation is a separate, streaming pass.
+The compat availability rings (history, best times) keep running means as
+Kahan-compensated sums of ``x - shift`` (the shift is a value of the ring, so
+magnitudes stay small); a sum is recomputed from its ring when cancellation is
+detected (the largest |x - shift| it absorbed dwarfs the ring's mean, e.g. after a
+5 s timeout left a ring of millisecond times), and every slot recomputes both once
+per ``P_RECOMPUTE`` valid ticks, staggered by slot so no tick pays for all of them.
+The trend windows have the same guards in `_window` (see its docstring).
 """
 from libc.math cimport exp, expm1, sqrt, pow, fabs, NAN
+
+from _scoring._window cimport RollingWindow
+from _scoring._window cimport O_SLOPE as W_SLOPE, O_THR as W_THR
 
 # ---- fstate fields --------------------------------------------------------------
 cdef enum:
@@ -54,27 +67,21 @@ cdef enum:
     F_B_C
     F_B_MAG
     F_B_LAST
-    F_SRTT          # Jacobson/Karels (RFC 6298)
-    F_RTTVAR
     F_PEAK          # peak-EWMA latency and the time it was last updated
     F_PEAK_T
     F_LEVEL         # Holt level and trend of the overall score
     F_TREND
     F_ADDED         # time the container was added (slow start)
-    F_WIN           # 5 series x WF fields (see win_push)
-    NF = F_WIN + 35
+    NF
 
-cdef enum:
-    WF = 7          # per window series: shift, S, cS, Q, cQ, S2, mag
-
-# series order inside win[..., k] and the F_WIN block; series 4 is the rt window
+# trend series: rows of xin, the windows' order, and out rows O_SLOPE + k
 cdef enum:
     S_OVERALL = 0
     S_CPU
     S_MEM
     S_NET
     S_RT
-    N_WIN = 4  # series in win[..., k]
+    N_WIN
 
 # ---- istate fields --------------------------------------------------------------
 cdef enum:
@@ -82,16 +89,10 @@ cdef enum:
     I_H_N
     I_B_HEAD
     I_B_N
-    I_W_HEAD        # shared head/count of the four score windows
-    I_W_N
-    I_R_HEAD        # response-time window
-    I_R_N
-    I_RUN           # 5 run-lengths of identical values, one per series
-    I_SEEN = I_RUN + 5  # 1 once a complete sample arrived (left INIT)
+    I_SEEN          # 1 once a complete sample arrived (left INIT)
     I_LAST_OK       # 1 when the last probe answered
     I_CAT           # category code (also mirrored to cat[])
     I_HOLT_N        # 0 until the Holt state is seeded
-    I_JK_N          # 0 until SRTT/RTTVAR are seeded
     I_ANOM
     I_RC            # countdown to the next exact recompute of the running sums
     NI
@@ -125,7 +126,7 @@ cdef enum:
     O_AVAIL
     O_OVERALL
     O_WEIGHT
-    O_SLOPE
+    O_SLOPE         # O_SLOPE + k: the slope of trend series k (S_*)
     O_SLOPE_CPU
     O_SLOPE_MEM
     O_SLOPE_NET
@@ -145,16 +146,19 @@ cdef enum:
     C_HU
     C_SUNDOWN
 
+# RFC 6298 smoothing of the response-time band
+JK_ALPHA = 0.125
+JK_BETA = 0.25
+
 FSTATE_FIELDS = {
     "cpu": F_CPU, "mem": F_MEM, "net": F_NET, "ema": F_EMA, "thr": F_THR,
-    "srtt": F_SRTT, "rttvar": F_RTTVAR, "peak": F_PEAK, "peak_t": F_PEAK_T,
-    "level": F_LEVEL, "trend": F_TREND, "added": F_ADDED,
+    "peak": F_PEAK, "peak_t": F_PEAK_T, "level": F_LEVEL, "trend": F_TREND,
+    "added": F_ADDED,
 }
 ISTATE_FIELDS = {
     "seen": I_SEEN, "last_ok": I_LAST_OK, "cat": I_CAT, "holt_n": I_HOLT_N,
-    "jk_n": I_JK_N, "anomaly": I_ANOM, "recompute": I_RC,
+    "anomaly": I_ANOM, "recompute": I_RC,
     "hist_head": I_H_HEAD, "hist_n": I_H_N, "best_head": I_B_HEAD, "best_n": I_B_N,
-    "win_head": I_W_HEAD, "win_n": I_W_N, "rtw_head": I_R_HEAD, "rtw_n": I_R_N,
 }
 PARAMS = (
     "cpu_weight", "memory_weight", "network_weight", "availability_weight",
@@ -168,18 +172,43 @@ OUT_ROWS = (
     "slope_response_time", "forecast",
 )
 FLAG_ROWS = ("anomaly", "stale")
+TREND_SERIES = ("overall", "cpu", "memory", "network", "response_time")  # S_* order
 WIN_SERIES = N_WIN
 NF_ = NF
 NI_ = NI
 NP_ = NP
 assert len(PARAMS) == NP and len(OUT_ROWS) == NOUT and len(FLAG_ROWS) == NFLAG
+assert len(TREND_SERIES) == N_WIN
+assert O_SLOPE + S_RT == O_SLOPE_RT and O_SLOPE + S_CPU == O_SLOPE_CPU
+
+
+# pushes over which a trend window recomputes each series once (RollingWindow's
+# default): the windows' cancellation guards catch every large error at once, so
+# this only bounds slow drift, and each recompute reads a series' ring column
+WINDOW_REFRESH = 4096
+
+
+def make_window(Py_ssize_t cap, Py_ssize_t trend_window, double jk_k,
+                Py_ssize_t refresh_every=WINDOW_REFRESH):
+    """One trend window of `cap` slots as the scorer builds it: Jacobson/Karels with
+    RFC 6298's alpha and beta and k = `jk_k` (the anomaly band, read from the
+    response-time window only); no one reads its EWMA (factor 1)."""
+    return RollingWindow(cap, trend_window, 1.0, JK_ALPHA, JK_BETA, jk_k,
+                         refresh_every=refresh_every)
+
+
+def make_windows(Py_ssize_t cap, Py_ssize_t trend_window, double jk_k,
+                 Py_ssize_t refresh_every=WINDOW_REFRESH):
+    """The five trend windows of `cap` slots, in S_* order (overall, cpu, memory,
+    network, response time): what `score_tick` pushes into."""
+    return tuple(make_window(cap, trend_window, jk_k, refresh_every) for _ in range(N_WIN))
 
 
 # ---- small helpers --------------------------------------------------------------
-# Recompute a running sum once the largest |x - shift| it absorbed exceeds the
-# window's scale (mean for a ring, standard deviation for a slope window) by this
-# factor: the sums carry errors of a few ulps of that magnitude, so this keeps
-# results within ~1e-12 of the scale while recomputing only after large swings.
+# Recompute a ring's running sum once the largest |x - shift| it absorbed exceeds
+# the ring's mean by this factor: the sums carry errors of a few ulps of that
+# magnitude, so this keeps results within ~1e-12 of the mean while recomputing
+# only after large swings.
 cdef extern from *:
     """
     #define DA_CANCEL_RATIO 1e3
@@ -257,98 +286,6 @@ cdef inline void ring_recompute(double* r, int L, double* f, const int* hn) noex
     f[1] = s
     f[2] = c
     f[3] = mag
-
-
-cdef inline double win_push(double* r, Py_ssize_t stride, int H, int h, int n,
-                            double* f, int* run, double y) noexcept nogil:
-    """Push y into one least-squares window; return the slope per sample.
-
-    `h`, `n` are the shared head and count before the push (the caller advances them).
-    f = (shift, S, cS, Q, cQ, S2, mag) with d = x - shift, S = sum d_i,
-    Q = sum i*d_i (i = 0 for the oldest sample), S2 = sum d_i^2, mag = the largest
-    |d| since the last exact recompute. slope = (12 Q - 6 (n-1) S) / (n (n^2 - 1)).
-    Rounding leaves errors of a few ulps of mag in S and Q; when mag^2 dwarfs the
-    window's variance (a far-off value has left it) the sums are recomputed.
-    """
-    cdef double d, old, prev, m2
-    cdef double n1
-    cdef int h1
-    if n == 0:
-        f[0] = y
-        f[1] = 0.0
-        f[2] = 0.0
-        f[3] = 0.0
-        f[4] = 0.0
-        f[5] = 0.0
-        f[6] = 0.0
-        run[0] = 1
-        r[h * stride] = y
-        return 0.0
-    prev = r[((h - 1) if h > 0 else (H - 1)) * stride]
-    if y == prev:
-        run[0] = run[0] + 1 if run[0] < H else H
-    else:
-        run[0] = 1
-    d = y - f[0]
-    if n < H:
-        kahan_add(&f[3], &f[4], n * d)
-        kahan_add(&f[1], &f[2], d)
-        f[5] += d * d
-        n1 = n + 1
-    else:
-        old = r[h * stride] - f[0]
-        # drop the oldest: every remaining index shifts down by one (Q -= S - old)
-        kahan_add(&f[3], &f[4], (H - 1) * d + old - (f[1] - f[2]))
-        kahan_add(&f[1], &f[2], d - old)
-        f[5] += d * d - old * old
-        n1 = H
-    r[h * stride] = y
-    if run[0] >= n1:
-        # constant window: exact zeros, and re-anchor the shift on the value
-        f[0] = y
-        f[1] = 0.0
-        f[2] = 0.0
-        f[3] = 0.0
-        f[4] = 0.0
-        f[5] = 0.0
-        f[6] = 0.0
-        return 0.0
-    d = fabs(d)
-    f[6] = d if d > f[6] else f[6]
-    m2 = f[5] - (f[1] - f[2]) * (f[1] - f[2]) / n1  # n * variance (garbage if cancelled)
-    if f[6] * f[6] > CANCEL_RATIO * CANCEL_RATIO * m2 / n1:
-        h1 = h + 1 if h + 1 < H else 0
-        win_recompute(r, stride, H, h1, <int>n1, f, run[0])
-    return (12.0 * (f[3] - f[4]) - 6.0 * (n1 - 1.0) * (f[1] - f[2])) / (n1 * (n1 * n1 - 1.0))
-
-
-cdef inline void win_recompute(const double* r, Py_ssize_t stride, int H, int h, int n,
-                               double* f, int run) noexcept nogil:
-    """Exact sums from the ring (h, n after the push); shift = newest value."""
-    cdef int i, start, pos
-    cdef double s = 0.0, cs = 0.0, q = 0.0, cq = 0.0, s2 = 0.0, mag = 0.0, sh, d
-    if n == 0 or run >= n:
-        return  # empty, or already exact zeros
-    sh = r[((h - 1) if h > 0 else (H - 1)) * stride]
-    start = h if n == H else 0
-    for i in range(n):
-        pos = start + i
-        if pos >= H:
-            pos -= H
-        d = r[pos * stride] - sh
-        kahan_add(&s, &cs, d)
-        kahan_add(&q, &cq, i * d)
-        s2 += d * d
-        d = fabs(d)
-        mag = d if d > mag else mag
-    f[0] = sh
-    f[1] = s
-    f[2] = cs
-    f[3] = q
-    f[4] = cq
-    f[5] = s2
-    f[6] = mag
-
 
 cdef inline signed char plain_category(double s) noexcept nogil:
     if s >= 70.0:
@@ -429,6 +366,7 @@ cdef inline double availability(double* fs, int* ist, double* hr, int HS,
     return fs[F_EMA]
 
 
+
 cdef struct Params:
     double wc, wm, wn, wa, alpha, inv_capacity, ha, hb, horizon, m
     double ss_window, ss_min, inv_aggr, tau, jk_k, lat_floor
@@ -436,17 +374,19 @@ cdef struct Params:
 
 
 cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br, int BW,
-                           double* wr, double* rw, int H, double cpu_v, double mem_v,
-                           double net_v, double rt_v, double now, const Params* P,
+                           double cpu_v, double mem_v, double net_v, double rt_v,
+                           double band, double now, const Params* P,
                            double* out, signed char* cat, unsigned char* flags,
-                           Py_ssize_t cap) noexcept nogil:
-    """One container's tick (valid sample): scores, bands, windows, Holt, outputs.
+                           double* xin, Py_ssize_t cap) noexcept nogil:
+    """One container's tick (valid sample): scores, band check, Holt, outputs.
 
-    `out`, `cat`, `flags` point at this slot's column: row r is at [r * cap].
+    `out`, `cat`, `flags`, `xin` point at this slot's column: row r is at
+    [r * cap]. `band` is the response-time window's threshold from its last push
+    (NaN before the first answer). Writes this slot's trend samples into `xin`
+    (NaN for a series that does not advance); the windows are pushed afterwards.
     """
-    cdef double c, mm, nn, t, av, ov, band, dt, w, prev
+    cdef double c, mm, nn, t, av, ov, dt, w, prev
     cdef bint answered, complete
-    cdef int h, n, k
     cdef signed char cc
     # -- cpu / memory / network: NaN keeps the previous score
     c = cpu_v
@@ -460,22 +400,14 @@ cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br,
         fs[F_NET] = clamp100(100.0 - nn * P.inv_capacity)
     complete = (c == c) and (mm == mm) and (nn == nn)
 
-    # -- availability, thresholds, latency: only on an answered probe
+    # -- availability, band, latency: only on an answered probe
     t = rt_v
     answered = (t - t) == 0.0  # finite
     if answered:
         t = t if t > 0.0 else 0.0
-        # Jacobson/Karels (RFC 6298): the band is the one before this sample
-        if ist[I_JK_N] > 0:
-            band = fs[F_SRTT] + P.jk_k * fs[F_RTTVAR]
-            ist[I_ANOM] = t > band
-            fs[F_RTTVAR] = 0.75 * fs[F_RTTVAR] + 0.25 * fabs(fs[F_SRTT] - t)
-            fs[F_SRTT] = 0.875 * fs[F_SRTT] + 0.125 * t
-        else:
-            fs[F_SRTT] = t
-            fs[F_RTTVAR] = 0.5 * t
-            ist[I_JK_N] = 1
-            ist[I_ANOM] = 0
+        # Jacobson/Karels: above the band as it stood before this sample (a NaN
+        # band, before the first answer, flags nothing)
+        ist[I_ANOM] = t > band
         # peak EWMA (Finagle): jump up at once, decay toward lower values
         if fs[F_PEAK] == fs[F_PEAK] and t <= fs[F_PEAK]:
             dt = now - fs[F_PEAK_T]
@@ -486,18 +418,13 @@ cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br,
             fs[F_PEAK] = t
         fs[F_PEAK_T] = now
         av = availability(fs, ist, hr, HS, br, BW, t, P.alpha)
-        # response-time window
-        h = ist[I_R_HEAD]
-        n = ist[I_R_N]
-        out[O_SLOPE_RT * cap] = win_push(rw, 1, H, h, n, &fs[F_WIN + WF * S_RT],
-                                      &ist[I_RUN + S_RT], t)
-        ist[I_R_HEAD] = h + 1 if h + 1 < H else 0
-        ist[I_R_N] = n + 1 if n < H else H
+        xin[S_RT * cap] = t
         ist[I_LAST_OK] = 1
     else:
         av = 0.0
         ist[I_ANOM] = 0
         ist[I_LAST_OK] = 0
+        xin[S_RT * cap] = NAN
 
     ov = clamp100(P.wc * fs[F_CPU] + P.wm * fs[F_MEM] + P.wn * fs[F_NET] + P.wa * av)
 
@@ -512,20 +439,12 @@ cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br,
         cc = hysteresis_category(cc, ov, P.m)
     ist[I_CAT] = cc
 
-    # -- trend windows and Holt, once the container has a complete sample
+    # -- trend samples and Holt, once the container has a complete sample
     if ist[I_SEEN]:
-        h = ist[I_W_HEAD]
-        n = ist[I_W_N]
-        out[O_SLOPE * cap] = win_push(wr + S_OVERALL, N_WIN, H, h, n,
-                                   &fs[F_WIN + WF * S_OVERALL], &ist[I_RUN + S_OVERALL], ov)
-        out[O_SLOPE_CPU * cap] = win_push(wr + S_CPU, N_WIN, H, h, n,
-                                       &fs[F_WIN + WF * S_CPU], &ist[I_RUN + S_CPU], fs[F_CPU])
-        out[O_SLOPE_MEM * cap] = win_push(wr + S_MEM, N_WIN, H, h, n,
-                                       &fs[F_WIN + WF * S_MEM], &ist[I_RUN + S_MEM], fs[F_MEM])
-        out[O_SLOPE_NET * cap] = win_push(wr + S_NET, N_WIN, H, h, n,
-                                       &fs[F_WIN + WF * S_NET], &ist[I_RUN + S_NET], fs[F_NET])
-        ist[I_W_HEAD] = h + 1 if h + 1 < H else 0
-        ist[I_W_N] = n + 1 if n < H else H
+        xin[S_OVERALL * cap] = ov
+        xin[S_CPU * cap] = fs[F_CPU]
+        xin[S_MEM * cap] = fs[F_MEM]
+        xin[S_NET * cap] = fs[F_NET]
         if ist[I_HOLT_N] > 0:
             prev = fs[F_LEVEL]
             fs[F_LEVEL] = P.ha * ov + (1.0 - P.ha) * (prev + fs[F_TREND])
@@ -535,18 +454,18 @@ cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br,
             fs[F_TREND] = 0.0
             ist[I_HOLT_N] = 1
         out[O_FORECAST * cap] = clamp100(fs[F_LEVEL] + P.horizon * fs[F_TREND])
+    else:
+        xin[S_OVERALL * cap] = NAN
+        xin[S_CPU * cap] = NAN
+        xin[S_MEM * cap] = NAN
+        xin[S_NET * cap] = NAN
 
-    # -- staggered exact recompute of every running sum of this slot
+    # -- staggered exact recompute of the availability rings' running sums
     ist[I_RC] -= 1
     if ist[I_RC] <= 0:
         ist[I_RC] = P.period
         ring_recompute(hr, HS, &fs[F_H_SH], &ist[I_H_HEAD])
         ring_recompute(br, BW, &fs[F_B_SH], &ist[I_B_HEAD])
-        for k in range(N_WIN):
-            win_recompute(wr + k, N_WIN, H, ist[I_W_HEAD], ist[I_W_N],
-                          &fs[F_WIN + WF * k], ist[I_RUN + k])
-        win_recompute(rw, 1, H, ist[I_R_HEAD], ist[I_R_N],
-                      &fs[F_WIN + WF * S_RT], ist[I_RUN + S_RT])
 
     out[O_CPU * cap] = fs[F_CPU]
     out[O_MEM * cap] = fs[F_MEM]
@@ -557,36 +476,97 @@ cdef inline void score_one(double* fs, int* ist, double* hr, int HS, double* br,
     flags[G_ANOMALY * cap] = <unsigned char>ist[I_ANOM]
 
 
+cdef inline double raw_weight(const double* fs, const int* ist, double overall, double now,
+                              const Params* P) noexcept nogil:
+    """Slow start x headroom^2 / latency; 0 unless the last probe answered and the
+    container is not SUNDOWN."""
+    cdef double raw, hdr, lat, age, f
+    if ist[I_LAST_OK] != 1 or ist[I_CAT] == C_SUNDOWN:
+        return 0.0
+    hdr = overall * 0.01
+    hdr = hdr if hdr > 0.01 else 0.01
+    lat = fs[F_PEAK]
+    lat = lat if lat > P.lat_floor else P.lat_floor
+    raw = hdr * hdr / lat
+    age = now - fs[F_ADDED]
+    if age < P.ss_window:
+        age = age if age > 0.0 else 0.0
+        f = age / P.ss_window
+        if P.inv_aggr != 1.0:
+            f = pow(f, P.inv_aggr)
+        f = f if f > P.ss_min else P.ss_min
+        raw = raw * f
+    return raw
+
+
+cdef inline void copy_slopes(double* o, const double* sl, const int* cnt,
+                             const double* x, Py_ssize_t cap) noexcept nogil:
+    """o = the window's slope where the series advanced this tick (its sample `x`
+    is not NaN): 0 while the window holds fewer than two samples. Elsewhere o
+    keeps its value: a held slope stays what it was when last computed (even if
+    `reconfigure` re-cut the window since), a free slot's stays NaN."""
+    cdef Py_ssize_t s
+    cdef double v
+    for s in range(cap):
+        v = sl[s] if cnt[s] >= 2 else 0.0
+        o[s] = v if x[s] == x[s] else o[s]
+
+
+cdef int check_windows(tuple windows, Py_ssize_t cap) except -1:
+    cdef Py_ssize_t k
+    cdef RollingWindow w
+    if len(windows) != N_WIN:
+        raise ValueError(f"score_tick: expected {N_WIN} trend windows, got {len(windows)}")
+    for k in range(N_WIN):
+        w = windows[k]
+        if w.n_series != cap or w.window != (<RollingWindow>windows[0]).window:
+            raise ValueError("score_tick: trend windows disagree with the capacity")
+    return 0
+
+
 def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] net,
                const double[::1] rt, const unsigned char[::1] valid,
                const unsigned char[::1] active, double now, const double[::1] params,
                double[:, ::1] fstate, int[:, ::1] istate,
                double[:, ::1] hist, double[:, ::1] best,
-               double[:, :, ::1] win, double[:, ::1] rtw,
-               double[:, ::1] out, signed char[::1] cat, unsigned char[:, ::1] flags):
+               double[:, ::1] out, signed char[::1] cat, unsigned char[:, ::1] flags,
+               double[:, ::1] xin, tuple windows):
     """Score every active slot for one tick; return how many slots take traffic.
 
     Inputs per slot: cpu %, memory %, network bytes/s (NaN = not measured: the
     previous score is kept), response time in seconds (NaN or inf = no answer:
     availability 0 this tick, running state untouched; negative = 0), `valid` 0 =
     stale sample (nothing advances, outputs keep their values). Inactive slots are
-    skipped and get weight 0. Shapes are checked here (a programming error, not
-    data); the loop itself never raises.
+    skipped and get weight 0. `windows` are the five trend windows of
+    `make_windows`, `xin` (N_WIN x cap) their scratch input. Shapes are checked
+    here (a programming error, not data); the loops themselves never raise.
     """
     cdef Py_ssize_t cap = fstate.shape[0]
     cdef int HS = <int>hist.shape[1]
     cdef int BW = <int>best.shape[1]
-    cdef int H = <int>win.shape[1]
     if (cpu.shape[0] != cap or mem.shape[0] != cap or net.shape[0] != cap
             or rt.shape[0] != cap or valid.shape[0] != cap or active.shape[0] != cap
             or istate.shape[0] != cap or hist.shape[0] != cap or best.shape[0] != cap
-            or win.shape[0] != cap or rtw.shape[0] != cap or out.shape[1] != cap
-            or cat.shape[0] != cap or flags.shape[1] != cap):
+            or out.shape[1] != cap or cat.shape[0] != cap or flags.shape[1] != cap
+            or xin.shape[1] != cap):
         raise ValueError("score_tick: arrays disagree on capacity")
     if (fstate.shape[1] != NF or istate.shape[1] != NI or params.shape[0] != NP
-            or out.shape[0] != NOUT or flags.shape[0] != NFLAG or win.shape[2] != N_WIN
-            or rtw.shape[1] != H or HS < 1 or BW < 1 or H < 1):
+            or out.shape[0] != NOUT or flags.shape[0] != NFLAG or xin.shape[0] != N_WIN
+            or HS < 1 or BW < 1):
         raise ValueError("score_tick: array shapes do not match the kernel layout")
+    check_windows(windows, cap)
+    cdef RollingWindow w_ov = windows[S_OVERALL], w_cpu = windows[S_CPU]
+    cdef RollingWindow w_mem = windows[S_MEM], w_net = windows[S_NET]
+    cdef RollingWindow w_rt = windows[S_RT]
+    cdef const double* band = &w_rt._out[W_THR, 0]
+    cdef const double* w_slope[N_WIN]
+    cdef const int* w_cnt[N_WIN]
+    cdef RollingWindow w
+    cdef Py_ssize_t k
+    for k in range(N_WIN):
+        w = windows[k]
+        w_slope[k] = &w._out[W_SLOPE, 0]
+        w_cnt[k] = &w._cnt[0]
 
     cdef Params P
     P.wc = params[P_WCPU]
@@ -608,46 +588,42 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
     P.period = <int>params[P_RECOMPUTE]
 
     cdef Py_ssize_t s
-    cdef double* fs
-    cdef int* ist
-    cdef double raw, total, ctot, age, f, lat, hdr, inv
+    cdef double raw, total, ctot, inv
     cdef int takes = 0
 
     with nogil:
+        # 1. per slot
         total = 0.0
         ctot = 0.0
         for s in range(cap):
             if not active[s]:
                 out[O_WEIGHT, s] = 0.0
+                for k in range(N_WIN):
+                    xin[k, s] = NAN
                 continue
-            fs = &fstate[s, 0]
-            ist = &istate[s, 0]
             if valid[s]:
                 flags[G_STALE, s] = 0
-                score_one(fs, ist, &hist[s, 0], HS, &best[s, 0], BW, &win[s, 0, 0],
-                          &rtw[s, 0], H, cpu[s], mem[s], net[s], rt[s], now, &P,
-                          &out[0, s], &cat[s], &flags[0, s], cap)
+                score_one(&fstate[s, 0], &istate[s, 0], &hist[s, 0], HS, &best[s, 0], BW,
+                          cpu[s], mem[s], net[s], rt[s], band[s], now, &P,
+                          &out[0, s], &cat[s], &flags[0, s], &xin[0, s], cap)
             else:
                 flags[G_STALE, s] = 1
-            # routing weight while the row is in cache: slow start x headroom^2 / latency
-            raw = 0.0
-            if ist[I_LAST_OK] == 1 and ist[I_CAT] != C_SUNDOWN:
-                hdr = out[O_OVERALL, s] * 0.01
-                hdr = hdr if hdr > 0.01 else 0.01
-                lat = fs[F_PEAK]
-                lat = lat if lat > P.lat_floor else P.lat_floor
-                raw = hdr * hdr / lat
-                age = now - fs[F_ADDED]
-                if age < P.ss_window:
-                    age = age if age > 0.0 else 0.0
-                    f = age / P.ss_window
-                    if P.inv_aggr != 1.0:
-                        f = pow(f, P.inv_aggr)
-                    f = f if f > P.ss_min else P.ss_min
-                    raw = raw * f
-                takes += raw > 0.0
+                for k in range(N_WIN):
+                    xin[k, s] = NAN
+            # routing weight while the row is in cache
+            raw = raw_weight(&fstate[s, 0], &istate[s, 0], out[O_OVERALL, s], now, &P)
+            takes += raw > 0.0
             out[O_WEIGHT, s] = raw
             kahan_add(&total, &ctot, raw)
+        # 2. the trend windows
+        w_ov.push_ptr(&xin[S_OVERALL, 0])
+        w_cpu.push_ptr(&xin[S_CPU, 0])
+        w_mem.push_ptr(&xin[S_MEM, 0])
+        w_net.push_ptr(&xin[S_NET, 0])
+        w_rt.push_ptr(&xin[S_RT, 0])
+        # 3. slopes out, weights normalised
+        for k in range(N_WIN):
+            copy_slopes(&out[O_SLOPE + k, 0], w_slope[k], w_cnt[k], &xin[k, 0], cap)
         total = total - ctot
         inv = 1.0 / total if total > 0.0 else 0.0
         for s in range(cap):
@@ -658,12 +634,13 @@ def score_tick(const double[::1] cpu, const double[::1] mem, const double[::1] n
 
 def reset_slot(double[:, ::1] fstate, int[:, ::1] istate, double[:, ::1] out,
                signed char[::1] cat, unsigned char[:, ::1] flags, Py_ssize_t slot,
-               double now, int countdown, double overall0):
-    """Give `slot` a fresh container: O(1), the rings are reused as they are.
+               double now, int countdown, double overall0, tuple windows):
+    """Give `slot` a fresh container: the rings are reused as they are.
 
     Scores start as full headroom (100, like the compat availability EMA), the
-    threshold at 1.0; counts are zero so old ring contents are never read.
-    `countdown` staggers the slot's periodic recompute.
+    threshold at 1.0; counts are zero so old ring contents are never read; the
+    slot's series in the trend `windows` are emptied. `countdown` staggers the
+    slot's periodic recompute.
     """
     cdef Py_ssize_t i
     for i in range(NF):
@@ -676,8 +653,6 @@ def reset_slot(double[:, ::1] fstate, int[:, ::1] istate, double[:, ::1] out,
     fstate[slot, F_EMA] = 100.0
     fstate[slot, F_THR] = 1.0
     fstate[slot, F_B_LAST] = NAN
-    fstate[slot, F_SRTT] = NAN
-    fstate[slot, F_RTTVAR] = NAN
     fstate[slot, F_PEAK] = NAN
     fstate[slot, F_PEAK_T] = now
     fstate[slot, F_LEVEL] = NAN
@@ -695,6 +670,8 @@ def reset_slot(double[:, ::1] fstate, int[:, ::1] istate, double[:, ::1] out,
     cat[slot] = C_INIT
     for i in range(NFLAG):
         flags[i, slot] = 0
+    for w in windows:
+        (<RollingWindow?>w).reset(slot)
 
 
 def clear_slot(double[:, ::1] out, signed char[::1] cat, unsigned char[:, ::1] flags,
@@ -731,49 +708,17 @@ def set_category(int[:, ::1] istate, signed char[::1] cat, const double[:, ::1] 
 
 
 def recompute_slot(double[:, ::1] fstate, int[:, ::1] istate, double[:, ::1] hist,
-                   double[:, ::1] best, double[:, :, ::1] win, double[:, ::1] rtw,
-                   Py_ssize_t slot):
-    """Rebuild every running sum and run-length of `slot` from its rings.
+                   double[:, ::1] best, Py_ssize_t slot):
+    """Rebuild the availability rings' running sums of `slot` from the rings.
 
-    Used after the rings were re-laid out (a window size changed): ring entries must
-    be oldest-first at [0, n) or, when full, start at the head.
+    Used after the rings were re-laid out (a ring size changed): entries must be
+    oldest-first at [0, n) or, when full, start at the head. (The trend windows
+    rebuild themselves: `RollingWindow.configure(window=...)`.)
     """
     cdef double* fs = &fstate[slot, 0]
     cdef int* ist = &istate[slot, 0]
-    cdef int H = <int>win.shape[1]
-    cdef int k, n, h, run, pos, stride
-    cdef double* r
-    cdef double newest
     ring_recompute(&hist[slot, 0], <int>hist.shape[1], &fs[F_H_SH], &ist[I_H_HEAD])
     ring_recompute(&best[slot, 0], <int>best.shape[1], &fs[F_B_SH], &ist[I_B_HEAD])
-    for k in range(N_WIN + 1):
-        if k < N_WIN:
-            r = &win[slot, 0, 0] + k
-            stride = N_WIN
-            h = ist[I_W_HEAD]
-            n = ist[I_W_N]
-        else:
-            r = &rtw[slot, 0]
-            stride = 1
-            h = ist[I_R_HEAD]
-            n = ist[I_R_N]
-        if n == 0:
-            continue
-        pos = (h - 1) if h > 0 else (H - 1)
-        newest = r[pos * stride]
-        run = 1
-        while run < n:
-            pos = (pos - 1) if pos > 0 else (H - 1)
-            if r[pos * stride] != newest:
-                break
-            run += 1
-        ist[I_RUN + k] = run
-        if run >= n:
-            fs[F_WIN + WF * k] = newest
-            for pos in range(1, WF):
-                fs[F_WIN + WF * k + pos] = 0.0
-        else:
-            win_recompute(r, stride, H, h, n, &fs[F_WIN + WF * k], run)
 
 
 def slot_detail(const double[:, ::1] fstate, const int[:, ::1] istate, Py_ssize_t slot):

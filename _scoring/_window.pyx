@@ -3,12 +3,19 @@
 
 `RollingWindow` keeps, for ``n_series`` series, the last ``window`` (H) valid
 samples of each and, per :meth:`RollingWindow.push` (one sample per series),
-writes five statistics into persistent output arrays:
+writes five statistics into persistent output arrays. It is the one rolling
+window implementation of the project: the scoring kernel (`_kernel.score_tick`)
+keeps its five trend series per container (overall, cpu, memory and network
+scores, response time) in five of these, one series per slot, and pushes into
+them with `push_ptr` (declared in ``_window.pxd``), the code ``push`` runs; their
+slopes are the scorer's trends and the response-time window's threshold is its
+anomaly band. `resize` follows the scorer's capacity, `configure` its
+``trend_window`` and ``jk_k``.
 
 ========== ================================================================
 mean       mean of the window
 std        sample standard deviation of the window (ddof=1); NaN while the
-           window holds fewer than 2 samples
+           window holds fewer than 2 samples (always, for ``window`` 1)
 slope      least-squares slope of the window against its sample index
            (units per sample); NaN while the window holds fewer than 2
 ewma       exponentially weighted moving average, ``e += alpha * (x - e)``,
@@ -53,9 +60,11 @@ pass that feeds such series NaN (leaving them to the selects), runs the same
 vector loop, then updates them one by one. The three vector loops are compiled
 three times, for x86-64 baseline (SSE2), x86-64-v3 (AVX2, FMA) and x86-64-v4
 (AVX-512: twice the lanes, 32 registers, mask selects), and gcc picks one at
-load time (``target_clones``); with FMA the last bit of a result can differ
-between machines (v3 and v4 contract the same expressions). The kernel is memory-bound at N = 10,000: it moves
-about 240 bytes per series and tick.
+load time (``target_clones``). The module is built with ``-ffp-contract=off``
+(setup.py): no clone fuses a multiply-add, so every loop and the scalar paths
+round alike and a series' results are the same bits whichever path ran and on
+every machine. The kernel is memory-bound at N = 10,000: it moves about 240
+bytes per series and tick.
 
 Numerics. Sums are kept over shifted values ``y = x - K``, where ``K`` is a
 per-series shift (a sample of the window, close to its mean), each sum with
@@ -74,8 +83,9 @@ detected -- the shift has drifted far from the mean (``S1**2 > RATIO n M2``,
 which includes ``M2 <= 0`` with ``S1 != 0`` and any NaN state) or the
 evicted sample dominated what is left (``y_old**2 > RATIO S2``: a spike
 leaving the window) -- and, to bound slow drift, every series is recomputed
-once per ``refresh_every`` pushes, staggered (about
-``n_series / refresh_every`` series per push).
+once per ``refresh_every`` pushes, staggered by index (series i at the pushes
+p = i mod ``refresh_every``, about ``n_series / refresh_every`` series per
+push), so that a series' schedule does not depend on how many series there are.
 """
 cimport cython
 from libc.math cimport NAN, fabs, isfinite, sqrt
@@ -127,41 +137,8 @@ cdef extern from *:
     ctypedef double* dptr "double * __restrict__"
     ctypedef const double* cdptr "const double * __restrict__"
 
-cdef enum:
-    # series per chunk: a chunk's scratch stays in L1
-    CHUNK = 256
-    # rows of the state array
-    R_K = 0
-    R_S1 = 1
-    R_C1 = 2
-    R_S2 = 3
-    R_C2 = 4
-    R_SJ = 5
-    R_CJ = 6
-    R_EW = 7
-    R_SRTT = 8
-    R_RV = 9
-    N_STATE = 10
-    # rows of the output array (the EWMA output is the state row R_EW)
-    O_MEAN = 0
-    O_STD = 1
-    O_SLOPE = 2
-    O_THR = 3
-    N_OUT = 4
-    # chunk modes beyond 0..H (the count shared by a uniform chunk)
-    MODE_MIXED = -1
-    # the coefficient vector handed to the loops
-    CF_HM1 = 0      # n - 1: index of the newest sample
-    CF_INV_N = 1    # 1 / n
-    CF_INV_NM1 = 2  # 1 / (n - 1)
-    CF_HALF = 3     # (n - 1) / 2: mean index
-    CF_INV_D = 4    # 12 / (n (n^2 - 1)) = 1 / sum((j - mean j)^2)
-    CF_RATIO_N = 5  # RATIO * n
-    CF_A_EW = 6
-    CF_A_JK = 7
-    CF_B_JK = 8
-    CF_K_JK = 9
-    N_CF = 10
+# the enums (CHUNK, state rows R_*, output rows O_*, MODE_MIXED, coefficients CF_*)
+# and the RollingWindow attributes are declared in _window.pxd
 
 
 cdef inline void _coef(double* cf, Py_ssize_t n, double a_ew, double a_jk,
@@ -191,8 +168,9 @@ cdef inline double _m2(double s1, double s2, double inv_n) noexcept nogil:
 
 cdef inline double _std(double m2, double inv_nm1) noexcept nogil:
     cdef double var = m2 * inv_nm1
-    # a select, not fmax: rounding can leave a tiny negative M2
-    return sqrt(var if var > 0.0 else 0.0)
+    # a select, not fmax: rounding can leave a tiny negative M2; NaN (a window of
+    # one sample, where inv_nm1 is NaN) stays NaN
+    return sqrt(0.0 if var < 0.0 else var)
 
 
 cdef inline double _slope(double s1, double sj, double half,
@@ -235,6 +213,16 @@ cdef inline bint _any_missing(const double* x, Py_ssize_t m) noexcept nogil:
     return (acc >> 63) != 0
 
 
+cdef inline bint _none_present(const double* x, Py_ssize_t m) noexcept nogil:
+    """True if no x[j] is finite: `_any_missing` with an AND reduction."""
+    cdef uint64_t b, acc = 0xffffffffffffffffULL
+    cdef Py_ssize_t j
+    for j in range(m):
+        memcpy(&b, &x[j], 8)
+        acc &= (b & 0x7ff0000000000000ULL) + 0x0010000000000000ULL
+    return (acc >> 63) != 0
+
+
 cdef inline const double* _ahead(const double* x, Py_ssize_t c0, Py_ssize_t m,
                                   Py_ssize_t N) noexcept nogil:
     """What a loop over chunk [c0, c0 + m) scans for the next chunk: its m
@@ -253,6 +241,12 @@ cdef inline void _kahan(double* s, double* c, double v) noexcept nogil:
     cdef double u = s[0] + t
     c[0] = (u - s[0]) - t
     s[0] = u
+
+
+def _readonly(a):
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 # -- the vector loops ---------------------------------------------------------
@@ -474,6 +468,26 @@ cdef void _first(Py_ssize_t m, cdptr x, dptr row, dptr shift,
         o_thr[j] = xv + k_jk * (0.5 * xv)
 
 
+def _check_window(Py_ssize_t window):
+    if not 1 <= window <= 1_000_000:
+        raise ValueError(f"window must be in 1..1000000, got {window}")
+
+
+def _check_rate(str name, double value):
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+
+
+def _check_jk_k(double value):
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"jk_k must be finite and >= 0, got {value!r}")
+
+
+def _check_refresh(Py_ssize_t value):
+    if value < 0:
+        raise ValueError(f"refresh_every must be >= 0 (0 = never), got {value}")
+
+
 @cython.final
 cdef class RollingWindow:
     """Rolling mean / std / slope, EWMA and Jacobson/Karels threshold for
@@ -484,53 +498,22 @@ cdef class RollingWindow:
     threshold)``, read-only views of persistent arrays that the next push
     overwrites. ``refresh_every``: pushes over which every series is
     recomputed once from its ring (0 = only when cancellation is detected).
-    See the module docstring for layout and numerics.
+    ``resize`` and ``configure`` change the number of series and the
+    parameters in place, keeping every series' state. See the module
+    docstring for layout and numerics.
     """
-    cdef readonly Py_ssize_t n_series
-    cdef readonly Py_ssize_t window
-    cdef readonly double ewma_alpha
-    cdef readonly double jk_alpha
-    cdef readonly double jk_beta
-    cdef readonly double jk_k
-    cdef readonly Py_ssize_t refresh_every
-    cdef readonly unsigned long long pushes
-    cdef Py_ssize_t _head          # ring row the next push writes
-    cdef Py_ssize_t _cursor        # next series to refresh
-    cdef double _cf_full[N_CF]
-
-    cdef object _ring_arr, _state_arr, _out_arr, _cnt_arr, _lag_arr, _mode_arr
-    cdef object _scratch_arr, _col_arr, _xbuf_arr
-    cdef tuple _views
-    cdef object _count_view
-
-    cdef double[:, ::1] _ring      # (H, n_series), time-major
-    cdef double[:, ::1] _state     # (N_STATE, n_series)
-    cdef double[:, ::1] _out       # (N_OUT, n_series): mean, std, slope, threshold
-    cdef int[::1] _cnt             # samples in the window, 0..H
-    cdef int[::1] _lag             # rows the series is behind the ring head, 0..H-1
-    cdef int[::1] _mode            # per chunk: the common count of an in-step
-                                   # chunk, or MODE_MIXED
-    cdef double[:, ::1] _scratch   # (2, CHUNK): samples for a mixed chunk, flags
-    cdef double[::1] _col          # (H,): one series' window, for rotations
-    cdef double[::1] _xbuf         # (n_series,): a strided input, made contiguous
 
     def __init__(self, Py_ssize_t n_series, Py_ssize_t window, double ewma_alpha,
                  double jk_alpha=0.125, double jk_beta=0.25, double jk_k=4.0,
                  *, Py_ssize_t refresh_every=4096):
         if n_series < 1:
             raise ValueError(f"n_series must be >= 1, got {n_series}")
-        if not 2 <= window <= 1_000_000:
-            raise ValueError(f"window must be in 2..1000000, got {window}")
-        for name, value in (("ewma_alpha", ewma_alpha), ("jk_alpha", jk_alpha),
-                            ("jk_beta", jk_beta)):
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-        if not 0.0 <= jk_k < float("inf"):
-            raise ValueError(f"jk_k must be finite and >= 0, got {jk_k!r}")
-        if refresh_every < 0:
-            raise ValueError(f"refresh_every must be >= 0 (0 = never), got {refresh_every}")
-        self.n_series = n_series
-        self.window = window
+        _check_window(window)
+        _check_rate("ewma_alpha", ewma_alpha)
+        _check_rate("jk_alpha", jk_alpha)
+        _check_rate("jk_beta", jk_beta)
+        _check_jk_k(jk_k)
+        _check_refresh(refresh_every)
         self.ewma_alpha = ewma_alpha
         self.jk_alpha = jk_alpha
         self.jk_beta = jk_beta
@@ -538,9 +521,16 @@ cdef class RollingWindow:
         self.refresh_every = refresh_every
         self.pushes = 0
         self._head = 0
-        self._cursor = 0
-        _coef(self._cf_full, window, ewma_alpha, jk_alpha, jk_beta, jk_k)
+        self._allocate(n_series, window)
+        self.reset()
 
+    cdef int _allocate(self, Py_ssize_t n_series, Py_ssize_t window) except -1:
+        """Bind fresh arrays for `n_series` series of `window` samples (contents
+        unset: the caller resets or fills them) and the views over them."""
+        self.n_series = n_series
+        self.window = window
+        _coef(self._cf_full, window, self.ewma_alpha, self.jk_alpha, self.jk_beta,
+              self.jk_k)
         # np.empty + fill, not np.zeros: calloc'd pages would fault in during
         # the first pushes (at N = 10,000 that cost more than the arithmetic)
         self._ring_arr = np.empty((window, n_series), dtype=np.float64)
@@ -560,18 +550,13 @@ cdef class RollingWindow:
         self._mode = self._mode_arr
         self._scratch = self._scratch_arr
         self._col = self._col_arr
-        self.reset()
-
         views = []
         for v in (self._out_arr[O_MEAN], self._out_arr[O_STD], self._out_arr[O_SLOPE],
                   self._state_arr[R_EW], self._out_arr[O_THR]):
-            v = v.view()
-            v.flags.writeable = False
-            views.append(v)
+            views.append(_readonly(v))
         self._views = tuple(views)
-        cnt_view = self._cnt_arr.view()
-        cnt_view.flags.writeable = False
-        self._count_view = cnt_view
+        self._count_view = _readonly(self._cnt_arr)
+        return 0
 
     # -- public API -----------------------------------------------------------
 
@@ -595,9 +580,12 @@ cdef class RollingWindow:
                 self._xbuf[i] = x[i]
             xp = &self._xbuf[0]
         with nogil:
-            self._push(xp)
-        self.pushes += 1
+            self.push_ptr(xp)
         return self._views
+
+    cdef void push_ptr(self, const double* x) noexcept nogil:
+        self._push(x)
+        self.pushes += 1
 
     def reset(self, series=None):
         """Forget one series (a slot freed for reuse), or all when None."""
@@ -622,6 +610,95 @@ cdef class RollingWindow:
         self._lag[i] = 0
         self._mode[i // CHUNK] = MODE_MIXED
 
+    def resize(self, Py_ssize_t n_series):
+        """Hold `n_series` series from now on (a scorer's capacity grew): series
+        below min(old, new) keep everything, added ones start empty. The arrays,
+        and so the views `push` returns, are replaced: re-read them."""
+        cdef Py_ssize_t m
+        if n_series < 1:
+            raise ValueError(f"n_series must be >= 1, got {n_series}")
+        m = min(n_series, self.n_series)
+        old = (self._ring_arr, self._state_arr, self._out_arr, self._cnt_arr, self._lag_arr)
+        self._allocate(n_series, self.window)
+        self.reset()
+        ring, state, out, cnt, lag = old
+        self._ring_arr[:, :m] = ring[:, :m]
+        self._state_arr[:, :m] = state[:, :m]
+        self._out_arr[:, :m] = out[:, :m]
+        self._cnt_arr[:m] = cnt[:m]
+        self._lag_arr[:m] = lag[:m]
+        self._set_modes()
+
+    def configure(self, *, window=None, ewma_alpha=None, jk_alpha=None, jk_beta=None,
+                  jk_k=None, refresh_every=None):
+        """Change parameters in place, keeping every series' state.
+
+        A new ``window`` keeps each series' newest min(count, window) samples and
+        rebuilds its sums from them (the arrays are replaced: re-read the views);
+        EWMA and Jacobson/Karels state are kept. New smoothing factors apply from
+        the next push; the threshold output is recomputed with a new ``jk_k`` at
+        once. Invalid values raise ValueError and change nothing.
+        """
+        cdef Py_ssize_t i, N = self.n_series
+        if window is not None:
+            _check_window(window)
+        for name, value in (("ewma_alpha", ewma_alpha), ("jk_alpha", jk_alpha),
+                            ("jk_beta", jk_beta)):
+            if value is not None:
+                _check_rate(name, value)
+        if jk_k is not None:
+            _check_jk_k(jk_k)
+        if refresh_every is not None:
+            _check_refresh(refresh_every)
+        if ewma_alpha is not None:
+            self.ewma_alpha = ewma_alpha
+        if jk_alpha is not None:
+            self.jk_alpha = jk_alpha
+        if jk_beta is not None:
+            self.jk_beta = jk_beta
+        if jk_k is not None:
+            self.jk_k = jk_k
+        if refresh_every is not None:
+            self.refresh_every = refresh_every
+        _coef(self._cf_full, self.window, self.ewma_alpha, self.jk_alpha, self.jk_beta,
+              self.jk_k)
+        if window is not None and window != self.window:
+            self._rewindow(window)
+        elif jk_k is not None:
+            for i in range(N):
+                if self._cnt[i] > 0:
+                    self._out[O_THR, i] = (self._state[R_SRTT, i]
+                                           + self.jk_k * self._state[R_RV, i])
+
+    def _rewindow(self, Py_ssize_t H1):
+        """New ring of H1 rows, head 0: series i keeps its newest k = min(n, H1)
+        samples, in step, at rows H1 - k .. H1 - 1; then exact sums."""
+        cdef Py_ssize_t N = self.n_series, H0 = self.window, g = self._head
+        cdef Py_ssize_t i, j, n, k, nxt
+        cdef double[:, ::1] src = self._ring_arr
+        new = np.zeros((H1, N), dtype=np.float64)
+        cdef double[:, ::1] dst = new
+        for i in range(N):
+            n = self._cnt[i]
+            k = n if n < H1 else H1
+            nxt = g - self._lag[i]
+            for j in range(k):
+                dst[H1 - k + j, i] = src[(nxt - k + j + 2 * H0) % H0, i]
+            self._cnt[i] = <int>k
+            self._lag[i] = 0
+        self._ring_arr = new
+        self._ring = new
+        self._col_arr = np.zeros(H1, dtype=np.float64)
+        self._col = self._col_arr
+        self.window = H1
+        self._head = 0
+        _coef(self._cf_full, H1, self.ewma_alpha, self.jk_alpha, self.jk_beta, self.jk_k)
+        for i in range(N):
+            if self._cnt[i] > 0:
+                self._recompute(i)
+                self._finalize(i)
+        self._set_modes()
+
     @property
     def mean(self):
         return self._views[0]
@@ -641,6 +718,17 @@ cdef class RollingWindow:
     @property
     def threshold(self):
         return self._views[4]
+
+    @property
+    def srtt(self):
+        """Jacobson/Karels SRTT of each series (read-only; meaningless where
+        ``count`` is 0)."""
+        return _readonly(self._state_arr[R_SRTT])
+
+    @property
+    def rttvar(self):
+        """Jacobson/Karels RTTVAR of each series (as ``srtt``)."""
+        return _readonly(self._state_arr[R_RV])
 
     @property
     def count(self):
@@ -671,9 +759,19 @@ cdef class RollingWindow:
 
     # -- internals ------------------------------------------------------------
 
+    cdef void _set_modes(self) noexcept nogil:
+        """Every chunk's mode from its series' counts and lags."""
+        cdef Py_ssize_t N = self.n_series, c0 = 0, c = 0, m
+        while c0 < N:
+            m = CHUNK if c0 + CHUNK <= N else N - c0
+            self._mode[c] = self._uniform(c0, m)
+            c0 += m
+            c += 1
+
+
     cdef void _push(self, const double* x) noexcept nogil:
         cdef Py_ssize_t N = self.n_series, H = self.window
-        cdef Py_ssize_t g = self._head, c0, m, c, j, i, b
+        cdef Py_ssize_t g = self._head, c0, m, c, j, i
         cdef double* st = &self._state[0, 0]
         cdef double* out = &self._out[0, 0]
         cdef double* row = &self._ring[g, 0]
@@ -691,6 +789,13 @@ cdef class RollingWindow:
         while c0 < N:
             m = CHUNK if c0 + CHUNK <= N else N - c0
             cm = mode[c]
+            if cm == 0 and _none_present(x + c0, m):
+                # empty series that get no sample (a scorer's free slots): nothing
+                # changes, not even a lag
+                nbad = -1
+                c0 += m
+                c += 1
+                continue
             if cm == H:
                 # the normal case: full and in step. A chunk with no missing
                 # sample (one vectorized scan of x) takes the loop without
@@ -777,18 +882,17 @@ cdef class RollingWindow:
             c0 += m
             c += 1
 
-        # staggered refresh: every series is recomputed once per refresh_every pushes
+        # staggered refresh: series i is recomputed at the pushes p with
+        # p = i (mod refresh_every), about n_series / refresh_every per push. The
+        # schedule of a series depends on its index only, not on n_series, so a
+        # window that grew (`resize`) computes what a larger one would have.
         if self.refresh_every > 0:
-            b = (N + self.refresh_every - 1) // self.refresh_every
-            i = self._cursor
-            for j in range(b):
+            i = <Py_ssize_t>(self.pushes % <unsigned long long>self.refresh_every)
+            while i < N:
                 if cnt[i] >= 2 and isfinite(x[i]):
                     self._recompute(i)
                     self._finalize(i)
-                i += 1
-                if i == N:
-                    i = 0
-            self._cursor = i
+                i += self.refresh_every
 
     cdef int _uniform(self, Py_ssize_t c0, Py_ssize_t m) noexcept nogil:
         """The chunk's mode: its series' common count if all are in step."""

@@ -1,10 +1,11 @@
 """The embeddable scorer: SPEC §3 scores, trends, anomaly bands and routing weights.
 
 `Scorer` keeps every container's state in one slot of preallocated NumPy arrays and
-scores all containers with one call into the compiled kernel (`_scoring._kernel`)
-per tick. This module is the thin typed shell around it: it validates, converts
-dtypes, maps names to slots and turns rows into `ContainerScore` records. It imports
-neither trio, docker nor redis, so any tool can embed it::
+scores all containers with one call into the compiled kernel (`_scoring._kernel`,
+whose trend windows are `_scoring._window.RollingWindow` series) per tick. This
+module is the thin typed shell around it: it validates, converts dtypes, maps names
+to slots and has `_scoring._records` turn rows into `ContainerScore` records. It
+imports neither trio, docker nor redis, so any tool can embed it::
 
     from agent.core.records import Sample
     from agent.scoring import Scorer, ScorerConfig, SmoothWeightedRoundRobin
@@ -34,23 +35,28 @@ Semantics beyond SPEC §3 (decided here, mirrored by `agent.reference.scoring`):
   (cpu, memory, network measured and the probe answered), which also ends INIT;
   the response-time window advances on every answered probe;
 * slopes are least-squares slopes per tick over the last `trend_window` samples
-  (0 with fewer than two); the forecast is Holt's level + horizon x trend, clamped
-  to [0, 100], NaN until the first complete sample;
+  (0 with fewer than two), recomputed when their window advances (a held slope
+  stays as it was, also when `reconfigure` re-cut its window); the forecast is
+  Holt's level + horizon x trend, clamped to [0, 100], NaN until the first
+  complete sample;
 * `anomaly` is True when an answered time exceeds SRTT + jk_k x RTTVAR as it stood
-  before that time was ingested (RFC 6298: alpha 1/8, beta 1/4; the first time
-  seeds SRTT = R, RTTVAR = R/2); a failed probe is not an anomaly, it is a failure.
+  before that time was ingested (RFC 6298: alpha 1/8, beta 1/4, written
+  x += g (target - x); the first time seeds SRTT = R, RTTVAR = R/2); a failed
+  probe is not an anomaly, it is a failure.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from _scoring import _kernel
+from _scoring import _kernel, _records
+from _scoring._window import RollingWindow
 from agent.core.records import CATEGORY_CODES, ContainerScore, Sample
 from agent.core.settings_table import DEFAULTS
 
@@ -204,6 +210,46 @@ def _readonly(a: _ArrayT) -> _ArrayT:
     return v
 
 
+class _RecordCache:
+    """Per slot, the last record built and the outputs it was built from, so a
+    container whose outputs did not change keeps its record (see
+    `_scoring._records.build_records`)."""
+
+    __slots__ = ("records", "snap")
+
+    def __init__(self, cap: int) -> None:
+        self.records: list[ContainerScore | None] = [None] * cap
+        self.snap: _FloatArray = np.full((_records.SNAP_ROWS, cap), np.nan)
+
+    def grow(self, cap: int) -> None:
+        old = len(self.records)
+        self.records.extend([None] * (cap - old))
+        snap = np.full((_records.SNAP_ROWS, cap), np.nan)
+        snap[:, :old] = self.snap
+        self.snap = snap
+
+    def forget(self, slot: int) -> None:
+        self.records[slot] = None
+
+
+def _record_descriptors() -> tuple[Any, ...] | None:
+    """ContainerScore's slot descriptors in `_records.RECORD_FIELDS` order, so
+    records can be built without running `__init__`; None (records are then built
+    by calling the class) if it is not a plain slots dataclass."""
+    names = tuple(f.name for f in fields(ContainerScore))
+    if names != _records.RECORD_FIELDS:
+        raise ImportError(f"agent.scoring: ContainerScore fields {names} differ from "
+                          f"_scoring._records.RECORD_FIELDS; update both together")
+    descs = tuple(ContainerScore.__dict__.get(n) for n in names)
+    plain = (all(isinstance(d, types.MemberDescriptorType) for d in descs)
+             and not hasattr(ContainerScore, "__post_init__")
+             and ContainerScore.__new__ is object.__new__)
+    return descs if plain else None
+
+
+_RECORD_DESCS = _record_descriptors()
+
+
 class Scorer:
     """Scores a changing set of containers, one kernel call per tick.
 
@@ -225,6 +271,14 @@ class Scorer:
     Slow start is Envoy's: max(min_fraction, (age/window)^(1/aggression)) while
     age < window, so a cold container is not flooded. If no container takes traffic
     every weight is 0, and consumers must treat the pool as unavailable.
+
+    Two ways to drive a tick: `update` (samples by name in, one `ContainerScore`
+    per container out) and the array path, `update_arrays` (arrays by slot in,
+    `TickArrays` out) or `update_samples` (samples by name in, `TickArrays` out),
+    with records only on demand (`records`) or only for containers whose record
+    changed (`changed_records`). Building the records is most of what `update`
+    costs beyond the kernel: benchmarks/bench_kernel.py (section b) gives both
+    paths in µs per container.
     """
 
     # Per-slot arrays, (re)bound by `_allocate` (and the rings by `reconfigure`).
@@ -232,8 +286,7 @@ class Scorer:
     _istate: npt.NDArray[np.intc]
     _hist: _FloatArray
     _best: _FloatArray
-    _win: _FloatArray
-    _rtw: _FloatArray
+    _xin: _FloatArray
     _out: _FloatArray
     _cat: npt.NDArray[np.int8]
     _flags: npt.NDArray[np.uint8]
@@ -256,9 +309,15 @@ class Scorer:
         self._period = config._recompute_period()
         self._overall0 = config._initial_overall()
         self._slots: dict[str, int] = {}
-        self._ids: dict[str, str] = {}
+        self._name_of: list[str | None] = []  # by slot
+        self._id_of: list[str] = []  # by slot
+        self._order: npt.NDArray[np.intp] | None = None  # slots in names() order
         self._free: list[int] = []
         self._scores: list[ContainerScore] = []
+        self._windows: tuple[RollingWindow, ...] = ()
+        # record caches, made on first use (an array-path user never pays for them)
+        self._built: _RecordCache | None = None  # records of update() and records()
+        self._reported: _RecordCache | None = None  # those of changed_records()
         self._cap = 0
         self._allocate(capacity)
 
@@ -266,18 +325,17 @@ class Scorer:
     def _allocate(self, cap: int) -> None:
         """Create (or grow into) arrays of `cap` slots, copying the old rows."""
         cfg = self._config
-        H = cfg.trend_window
         new: dict[str, np.ndarray[Any, Any]] = {
             "fstate": np.zeros((cap, _kernel.NF_), np.float64),
             "istate": np.zeros((cap, _kernel.NI_), np.intc),
             "hist": np.zeros((cap, cfg.history_size), np.float64),
             "best": np.zeros((cap, cfg.best_time_window), np.float64),
-            "win": np.zeros((cap, H, _kernel.WIN_SERIES), np.float64),
-            "rtw": np.zeros((cap, H), np.float64),
             "out": np.full((len(_kernel.OUT_ROWS), cap), np.nan, np.float64),
             "cat": np.zeros(cap, np.int8),
             "flags": np.zeros((len(_kernel.FLAG_ROWS), cap), np.uint8),
             "active": np.zeros(cap, np.uint8),
+            # scratch: the tick's samples of the trend series
+            "xin": np.full((_kernel.WIN_SERIES, cap), np.nan, np.float64),
             # persistent input buffers for `update`
             "in_cpu": np.full(cap, np.nan),
             "in_mem": np.full(cap, np.nan),
@@ -290,12 +348,21 @@ class Scorer:
         if old:
             for key, arr in new.items():
                 src = getattr(self, "_" + key)
-                if key in ("out", "flags"):
+                if key in ("out", "flags", "xin"):
                     arr[:, :old] = src
                 else:
                     arr[:old] = src
+            for w in self._windows:
+                w.resize(cap)
+        else:
+            self._windows = _kernel.make_windows(cap, cfg.trend_window, cfg.jk_k)
         for key, arr in new.items():
             setattr(self, "_" + key, arr)
+        for cache in (self._built, self._reported):
+            if cache is not None:
+                cache.grow(cap)
+        self._name_of.extend([None] * (cap - old))
+        self._id_of.extend([""] * (cap - old))
         # new slots go on the free list so the lowest is handed out first
         self._free.extend(range(cap - 1, old - 1, -1))
         self._cap = cap
@@ -312,11 +379,16 @@ class Scorer:
         )
 
     def state_bytes_per_slot(self) -> int:
-        """Bytes the scorer keeps per slot: state, rings, outputs and input buffers."""
-        arrays = (self._fstate, self._istate, self._hist, self._best, self._win, self._rtw,
-                  self._out, self._cat, self._flags, self._active, self._in_cpu,
-                  self._in_mem, self._in_net, self._in_rt, self._in_valid)
-        return sum(a.nbytes for a in arrays) // self._cap
+        """Bytes the scorer keeps per slot: state, rings, trend windows, outputs,
+        input buffers and record snapshots (the records themselves are Python
+        objects, not counted)."""
+        arrays: list[np.ndarray[Any, Any]] = [
+            self._fstate, self._istate, self._hist, self._best, self._xin, self._out,
+            self._cat, self._flags, self._active, self._in_cpu, self._in_mem,
+            self._in_net, self._in_rt, self._in_valid]
+        arrays += [c.snap for c in (self._built, self._reported) if c is not None]
+        windows = sum(w.nbytes for w in self._windows)
+        return (sum(a.nbytes for a in arrays) + windows) // self._cap
 
     # -- membership ----------------------------------------------------------
     @property
@@ -337,20 +409,18 @@ class Scorer:
         self._params = config._params()
         self._period = config._recompute_period()
         self._overall0 = config._initial_overall()
-        sizes = ("history_size", "best_time_window", "trend_window")
-        if all(getattr(old, f) == getattr(config, f) for f in sizes):
+        for w in self._windows:
+            w.configure(window=config.trend_window, jk_k=config.jk_k)
+        if (old.history_size, old.best_time_window) == (config.history_size,
+                                                        config.best_time_window):
             return
-        cap, H = self._cap, config.trend_window
+        cap = self._cap
         hist = np.zeros((cap, config.history_size))
         best = np.zeros((cap, config.best_time_window))
-        win = np.zeros((cap, H, _kernel.WIN_SERIES))
-        rtw = np.zeros((cap, H))
         f = _kernel.ISTATE_FIELDS
-        rings = ((self._hist, hist, "hist"), (self._best, best, "best"),
-                 (self._win, win, "win"), (self._rtw, rtw, "rtw"))
         for slot in self._slots.values():
             row = self._istate[slot]
-            for src, dst, key in rings:
+            for src, dst, key in ((self._hist, hist, "hist"), (self._best, best, "best")):
                 head, n = int(row[f[key + "_head"]]), int(row[f[key + "_n"]])
                 k = min(n, dst.shape[1])
                 # the newest k entries sit just before the head, oldest first
@@ -358,9 +428,9 @@ class Scorer:
                 dst[slot, :k] = src[slot, idx]
                 row[f[key + "_head"]] = k % dst.shape[1]
                 row[f[key + "_n"]] = k
-        self._hist, self._best, self._win, self._rtw = hist, best, win, rtw
+        self._hist, self._best = hist, best
         for slot in self._slots.values():
-            _kernel.recompute_slot(self._fstate, self._istate, hist, best, win, rtw, slot)
+            _kernel.recompute_slot(self._fstate, self._istate, hist, best, slot)
 
     @property
     def capacity(self) -> int:
@@ -378,10 +448,13 @@ class Scorer:
             self._allocate(2 * self._cap)
         slot = self._free.pop()
         _kernel.reset_slot(self._fstate, self._istate, self._out, self._cat, self._flags,
-                           slot, float(now), self._period - slot % self._period, self._overall0)
+                           slot, float(now), self._period - slot % self._period, self._overall0,
+                           self._windows)
         self._active[slot] = 1
         self._slots[name] = slot
-        self._ids[name] = id
+        self._name_of[slot] = name
+        self._id_of[slot] = id
+        self._forget(slot)
         return slot
 
     def remove(self, name: str) -> None:
@@ -391,10 +464,18 @@ class Scorer:
         next tick.
         """
         slot = self._slots.pop(name)
-        del self._ids[name]
+        self._name_of[slot] = None
+        self._id_of[slot] = ""
         self._active[slot] = 0
         _kernel.clear_slot(self._out, self._cat, self._flags, slot)
+        self._forget(slot)
         self._free.append(slot)
+
+    def _forget(self, slot: int) -> None:
+        self._order = None
+        for cache in (self._built, self._reported):
+            if cache is not None:
+                cache.forget(slot)
 
     def set_sundown(self, name: str, flag: bool = True) -> None:
         """Mark (or unmark) a container SUNDOWN: category sticky until unmarked.
@@ -424,37 +505,36 @@ class Scorer:
         """Score one tick. Registered names missing from `samples` are stale.
 
         Raises KeyError for a name that is not registered (nothing is scored then).
-        Returns one `ContainerScore` per registered container, in `names()` order.
+        Returns one `ContainerScore` per registered container, in `names()` order;
+        a container whose outputs did not change keeps its record object.
         """
-        slots = self._slots
-        for name in samples:
-            if name not in slots:
-                raise KeyError(name)
-        _check(_is_real(now), "now", "a finite number", now)
-        cpu, mem, net, rt, valid = (self._in_cpu, self._in_mem, self._in_net,
-                                    self._in_rt, self._in_valid)
-        valid[:] = 0
-        for name, sample in samples.items():
-            if sample.stale:
-                continue
-            s = slots[name]
-            cpu[s] = sample.cpu_percent
-            mem[s] = sample.memory_percent
-            net[s] = sample.network_bps
-            rt[s] = sample.response_time
-            valid[s] = 1
-        self._tick(cpu, mem, net, rt, valid, float(now))
-        self._scores = self._records()
+        self.update_samples(samples, now)
+        self._scores = self._build(self._slot_order(), self._built_cache(), changed_only=False)
         return list(self._scores)
+
+    def update_samples(self, samples: Mapping[str, Sample], now: float) -> TickArrays:
+        """`update` without the records: score one tick from samples by name and
+        return the persistent outputs (see `TickArrays`).
+
+        The array path for a caller whose samples arrive as `Sample` records: ask
+        for records afterwards only where needed (`records`, `changed_records`).
+        `scores()` is not refreshed by this call.
+        """
+        _records.gather_samples(samples, self._slots, self._in_cpu, self._in_mem,
+                                self._in_net, self._in_rt, self._in_valid)
+        _check(_is_real(now), "now", "a finite number", now)
+        self._tick(self._in_cpu, self._in_mem, self._in_net, self._in_rt, self._in_valid,
+                   float(now))
+        return self._views
 
     def update_arrays(self, cpu: npt.ArrayLike, mem: npt.ArrayLike, net: npt.ArrayLike,
                       rt: npt.ArrayLike, valid: npt.ArrayLike, now: float) -> TickArrays:
         """Score one tick from arrays indexed by slot (length `capacity`); no records.
 
-        The low-level path for benchmarks and bulk users: inputs are converted to
-        contiguous float64 (and `valid` to bool) only when they are not already; the
-        returned views are the persistent outputs (see `TickArrays`). `scores()` is
-        not refreshed by this call.
+        The low-level path for the runtime, benchmarks and bulk users: inputs are
+        converted to contiguous float64 (and `valid` to bool) only when they are not
+        already; the returned views are the persistent outputs (see `TickArrays`).
+        `scores()` is not refreshed by this call.
         """
         cap = self._cap
         arrays = []
@@ -477,7 +557,8 @@ class Scorer:
               valid: np.ndarray, now: float) -> int:
         return _kernel.score_tick(cpu, mem, net, rt, valid, self._active, now, self._params,
                                   self._fstate, self._istate, self._hist, self._best,
-                                  self._win, self._rtw, self._out, self._cat, self._flags)
+                                  self._out, self._cat, self._flags, self._xin,
+                                  self._windows)
 
     @property
     def arrays(self) -> TickArrays:
@@ -488,26 +569,53 @@ class Scorer:
         """The records of the last `update` (empty before the first)."""
         return list(self._scores)
 
-    def _records(self) -> list[ContainerScore]:
-        out = self._out.tolist()
-        cpu, mem, net, av, ov, w, slope = out[0], out[1], out[2], out[3], out[4], out[5], out[6]
-        fc = out[11]
-        cat = self._cat.tolist()
-        anomaly = self._flags[0].tolist()
-        stale = self._flags[1].tolist()
-        codes = CATEGORY_CODES
-        ids = self._ids
-        return [
-            ContainerScore(name, cpu[s], mem[s], net[s], av[s], ov[s], codes[cat[s]],
-                           w[s], bool(anomaly[s]), slope[s], fc[s], bool(stale[s]), ids[name])
-            for name, s in self._slots.items()
-        ]
+    def records(self, names: Iterable[str] | None = None) -> list[ContainerScore]:
+        """`ContainerScore` records of the current outputs, built on demand.
+
+        All containers in `names()` order, or those of `names` in that order
+        (KeyError for one not registered). Records whose outputs did not change
+        since they were last built are the same objects.
+        """
+        if names is None:
+            order = self._slot_order()
+        else:
+            slots = self._slots
+            order = np.array([slots[n] for n in names], dtype=np.intp)
+        return self._build(order, self._built_cache(), changed_only=False)
+
+    def changed_records(self) -> list[ContainerScore]:
+        """Records of the containers whose record differs from the one the previous
+        call returned for them (every container on the first call, and those
+        added since), in `names()` order: what a store needs to write."""
+        if self._reported is None:
+            self._reported = _RecordCache(self._cap)
+        return self._build(self._slot_order(), self._reported, changed_only=True)
+
+    def _built_cache(self) -> _RecordCache:
+        if self._built is None:
+            self._built = _RecordCache(self._cap)
+        return self._built
+
+    def _slot_order(self) -> npt.NDArray[np.intp]:
+        if self._order is None:
+            self._order = np.fromiter(self._slots.values(), np.intp, len(self._slots))
+        return self._order
+
+    def _build(self, order: npt.NDArray[np.intp], cache: _RecordCache,
+               changed_only: bool) -> list[ContainerScore]:
+        return _records.build_records(
+            ContainerScore, _RECORD_DESCS, self._name_of, self._id_of, order, self._out,
+            self._cat, self._flags, CATEGORY_CODES, cache.records, cache.snap, changed_only)
 
     def detail(self, name: str) -> ContainerDetail:
         """Trend, band and latency internals of one container (KeyError if unknown)."""
         s = self._slots[name]
         d = _kernel.slot_detail(self._fstate, self._istate, s)
         v = self._views
+        rt = self._windows[_kernel.TREND_SERIES.index("response_time")]
+        answered = bool(rt.count[s] > 0)
+        srtt = float(rt.srtt[s]) if answered else math.nan
+        rttvar = float(rt.rttvar[s]) if answered else math.nan
         return ContainerDetail(
             name=name,
             slope_cpu=float(v.slope_cpu[s]),
@@ -516,9 +624,9 @@ class Scorer:
             slope_response_time=float(v.slope_response_time[s]),
             holt_level=d["level"],
             holt_trend=d["trend"],
-            srtt=d["srtt"],
-            rttvar=d["rttvar"],
-            band=d["srtt"] + self._config.jk_k * d["rttvar"],
+            srtt=srtt,
+            rttvar=rttvar,
+            band=srtt + self._config.jk_k * rttvar,
             threshold=d["thr"],
             availability_ema=d["ema"],
             peak_latency=d["peak"],

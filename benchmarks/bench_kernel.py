@@ -1,6 +1,7 @@
-"""Kernel benchmark: the streaming window kernel against NumPy, bottleneck and
-pure Python, the full scoring tick, the memory-bandwidth bound and the state
-size, with the targets of issue 2 checked as ratios within one run.
+"""Kernel benchmark: the scorer's streaming window kernel against NumPy,
+bottleneck and pure Python, the full scoring tick and the object path of the
+facade, the memory-bandwidth bound and the state size, with the targets of
+issue 2 checked as ratios within one run.
 
     python -m benchmarks.bench_kernel                 # N=10,000, T=200, H=60, 5 runs
     python -m benchmarks.bench_kernel --quick         # a few seconds
@@ -9,13 +10,19 @@ size, with the targets of issue 2 checked as ratios within one run.
 Sections (see benchmarks/README.md):
   a. same work   per tick: ingest one sample per container; produce rolling
                  mean, std, least-squares slope over H, EWMA and the
-                 Jacobson/Karels threshold. Every method is checked against
-                 the kernel (and the kernel against agent.reference.window)
-                 before anything is timed.
+                 Jacobson/Karels threshold. The kernel is the trend window the
+                 scorer pushes into (_scoring._kernel.make_window, one of the
+                 five per container score_tick pushes), and a Scorer fed the
+                 same samples as response times must report its slopes and
+                 bands bit for bit. Every method is checked against the kernel
+                 (and the kernel against agent.reference.window) before
+                 anything is timed.
   b. full tick   agent.scoring.Scorer.update_arrays for N containers vs the
                  vectorized agent.reference.scoring_numpy.NumpyScorer and the
                  pure-Python agent.reference.scoring.ReferenceScorer, each
-                 checked against the kernel on every output before timing.
+                 checked against the kernel on every output before timing;
+                 then the facade's object path (Scorer.update: samples by name
+                 in, records out) against its array path, per container.
   c. bound       the bytes the same work must move per tick over this
                  machine's copy bandwidth (np.copyto of 256 MiB, best of 5).
   d. memory      state bytes per container.
@@ -49,6 +56,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from _scoring import _kernel  # noqa: E402
 from _scoring._window import RollingWindow  # noqa: E402
 from agent.reference.window import rolling_window_stats  # noqa: E402
 
@@ -101,9 +109,20 @@ def make_samples(n: int, t: int, seed: int) -> np.ndarray:
 
 # -- the methods: each returns (seconds, outputs or None) ----------------------------
 
+def scorer_window(n: int, p: Params) -> RollingWindow:
+    """A trend window of `n` containers built as `agent.scoring.Scorer` builds its
+    own (`_kernel.make_window`), set to the same work's EWMA factor: the scorer
+    reads no EWMA, and the factor changes no instruction the kernel runs."""
+    rw = _kernel.make_window(n, p.window, p.jk_k)
+    if (rw.jk_alpha, rw.jk_beta) != (p.jk_alpha, p.jk_beta):
+        raise ValueError("the same work's Jacobson/Karels factors are not the scorer's")
+    rw.configure(ewma_alpha=p.alpha)
+    return rw
+
+
 def run_kernel(x: np.ndarray, p: Params, collect: bool = False):
     T, N = x.shape
-    rw = RollingWindow(N, p.window, p.alpha, p.jk_alpha, p.jk_beta, p.jk_k)
+    rw = scorer_window(N, p)
     outs = [np.empty((T, N)) for _ in STATS] if collect else None
     push = rw.push
     t0 = time.perf_counter()
@@ -332,17 +351,51 @@ def run_python(x: np.ndarray, p: Params, n_sub: int, collect: bool = False):
 
 # -- agreement ------------------------------------------------------------------------
 
+def rel_error(g: np.ndarray, r: np.ndarray, scale: float) -> float:
+    """max |g - r| / (|r| + scale); inf if the NaN patterns differ."""
+    if not np.array_equal(np.isnan(g), np.isnan(r)):
+        return math.inf
+    ok = ~np.isnan(r)
+    e = np.abs(g[ok] - r[ok]) / (np.abs(r[ok]) + scale)
+    return float(e.max()) if e.size else 0.0
+
+
 def max_rel_error(got: list[np.ndarray], ref: list[np.ndarray], scale: float) -> dict[str, float]:
-    """Per statistic: max |got - ref| / (|ref| + scale); inf if NaN patterns differ."""
-    errs = {}
-    for name, g, r in zip(STATS, got, ref):
-        if not np.array_equal(np.isnan(g), np.isnan(r)):
-            errs[name] = math.inf
-            continue
-        ok = ~np.isnan(r)
-        e = np.abs(g[ok] - r[ok]) / (np.abs(r[ok]) + scale)
-        errs[name] = float(e.max()) if e.size else 0.0
-    return errs
+    """Per statistic: `rel_error`."""
+    return {name: rel_error(g, r, scale) for name, g, r in zip(STATS, got, ref)}
+
+
+def run_scorer(x: np.ndarray, p: Params, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Scorer of `n` containers fed x[:, :n] as their response times: the slope of
+    their response-time trend and their anomaly band after every tick (T, n)."""
+    from agent.core.records import Sample
+    from agent.scoring import Scorer, ScorerConfig
+
+    T = x.shape[0]
+    sc = Scorer(ScorerConfig(trend_window=p.window, jk_k=p.jk_k), capacity=n)
+    names = [f"c{i}" for i in range(n)]
+    for name in names:
+        sc.add(name, now=0.0)
+    slope, band = np.empty((T, n)), np.empty((T, n))
+    rows = x[:, :n].tolist()
+    for t in range(T):
+        arr = sc.update_samples({name: Sample(0.0, 0.0, 0.0, v)
+                                 for name, v in zip(names, rows[t])}, float(t + 1))
+        slope[t] = arr.slope_response_time
+        band[t] = [sc.detail(name).band for name in names]
+    return slope, band
+
+
+def scorer_errors(x: np.ndarray, p: Params, n: int, k: list[np.ndarray],
+                  scale: float) -> tuple[dict[str, float], bool]:
+    """The scorer against the kernel on the same samples: the relative errors and
+    whether they are the same bits (the slope is 0 where the kernel's is NaN:
+    fewer than two samples)."""
+    slope, band = run_scorer(x, p, n)
+    want = [np.nan_to_num(k[2][:, :n], nan=0.0), k[4][:, :n]]
+    errs = {name: rel_error(g, w, scale)
+            for name, g, w in zip(("slope", "threshold"), (slope, band), want)}
+    return errs, all(np.array_equal(g, w) for g, w in zip((slope, band), want))
 
 
 def check_agreement(x: np.ndarray, p: Params, n_sub: int, n_ref: int) -> dict[str, Any]:
@@ -362,8 +415,10 @@ def check_agreement(x: np.ndarray, p: Params, n_sub: int, n_ref: int) -> dict[st
         "reference columns": n_ref,
         "python columns": n_sub,
     }
+    result["scorer vs kernel"], bitwise = scorer_errors(x, p, n_ref, k, scale)
     worst = {key: max(v.values()) for key, v in result.items() if isinstance(v, dict)}
-    result["ok"] = all(w <= AGREE_REL for w in worst.values())
+    result["ok"] = all(w <= AGREE_REL for w in worst.values()) and bitwise
+    result["scorer bitwise"] = bitwise
     result["worst"] = worst
     return result
 
@@ -534,6 +589,75 @@ def full_tick(n: int, ticks: int, runs: int, n_sub: int, seed: int) -> dict[str,
     }
 
 
+# -- the facade: object path against array path -----------------------------------------------
+
+FACADE_METHODS = {
+    "update": "Scorer.update: samples by name -> records",
+    "update_samples": "Scorer.update_samples: samples by name -> arrays",
+    "update_arrays": "Scorer.update_arrays: arrays by slot -> arrays",
+    "records": "Scorer.records(): every record, on demand",
+}
+
+
+def facade(n: int, ticks: int, runs: int, seed: int) -> dict[str, Any]:
+    """What one tick costs through each entry of `agent.scoring.Scorer`, per
+    container: the object path (`update`, `Sample` records in and `ContainerScore`
+    records out), the array path (`update_samples`, `update_arrays`) and building
+    every record on demand after an array tick (`records`, all of them changed).
+    Each run scores `ticks` ticks on a fresh scorer; runs are interleaved."""
+    from agent.core.records import Sample
+    from agent.scoring import Scorer, ScorerConfig
+
+    log(f"facade: object path vs array path, N={n}, {ticks} ticks x {runs} runs ...")
+    rng = np.random.default_rng(seed + 1)
+    cpu = np.clip(rng.normal(50.0, 20.0, (ticks, n)), 0.0, 100.0)
+    mem = np.clip(rng.normal(60.0, 10.0, (ticks, n)), 0.0, 100.0)
+    net = rng.uniform(0.0, 1e8, (ticks, n))
+    rt = rng.lognormal(math.log(0.005), 0.5, (ticks, n))
+    rt[rng.random((ticks, n)) < 0.01] = math.nan
+    valid = np.ones(n, dtype=bool)
+    names = [f"c{i}" for i in range(n)]
+    samples = [dict(zip(names, map(Sample, cpu[t].tolist(), mem[t].tolist(), net[t].tolist(),
+                                   rt[t].tolist())))
+               for t in range(ticks)]
+
+    def run(method: str) -> float:
+        sc = Scorer(ScorerConfig(), capacity=n)
+        for name in names:
+            sc.add(name, now=0.0)
+        spent = 0.0
+        for t in range(ticks):
+            now = float(t + 1)
+            if method == "records":
+                sc.update_arrays(cpu[t], mem[t], net[t], rt[t], valid, now)
+            t0 = time.perf_counter()
+            if method == "update":
+                sc.update(samples[t], now)
+            elif method == "update_samples":
+                sc.update_samples(samples[t], now)
+            elif method == "update_arrays":
+                sc.update_arrays(cpu[t], mem[t], net[t], rt[t], valid, now)
+            else:
+                sc.records()
+            spent += time.perf_counter() - t0
+        return spent / ticks
+
+    times: dict[str, list[float]] = {m: [] for m in FACADE_METHODS}
+    for r in range(runs):
+        for m in FACADE_METHODS:
+            times[m].append(run(m))
+        log(f"  run {r + 1}/{runs}: " + ", ".join(
+            f"{m} {times[m][-1] * 1e3:.2f} ms/tick" for m in FACADE_METHODS))
+    per_tick = {m: statistics.median(v) for m, v in times.items()}
+    return {
+        "n": n, "ticks_per_run": ticks,
+        "s_per_tick": per_tick,
+        "us_per_container": {m: v / n * 1e6 for m, v in per_tick.items()},
+        "runs_s": times,
+        "object_over_array": per_tick["update"] / per_tick["update_arrays"],
+    }
+
+
 # -- bandwidth ---------------------------------------------------------------------------------
 
 def copy_bandwidth(mib: float, repeats: int = 5) -> float:
@@ -618,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  tolerance: {agree['tolerance']}")
         for key, worst in agree["worst"].items():
             print(f"  {key:22s} worst relative error {worst:.3g}  {agree[key]}")
+        if not agree["scorer bitwise"]:
+            print("  the Scorer's response-time slopes or bands are not the kernel's bits")
         if args.json:
             _write_json(args.json, {"meta": meta, "agreement": agree, "aborted": True})
         return 2
@@ -653,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     # b. full scoring tick
     ft = full_tick(N, min(T, 100) if not args.quick else 20, runs,
                    min(n_sub, 100), args.seed)
+    if ft.get("available"):
+        ft["facade"] = facade(N, min(T, 20) if not args.quick else 10, runs, args.seed)
 
     # c. bandwidth bound
     log(f"copy bandwidth: np.copyto of {args.bw_mib:g} MiB, best of 5 ...")
@@ -741,6 +869,17 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def print_facade(fc: dict[str, Any]) -> None:
+    print()
+    print(f"   object path vs array path (agent.scoring.Scorer, N={fc['n']:,}; median of "
+          f"{len(fc['runs_s']['update'])} runs x {fc['ticks_per_run']} ticks)")
+    print(f"   {'entry':52s} {'per tick':>12s} {'µs/container':>13s}")
+    for key, label in FACADE_METHODS.items():
+        print(f"   {label:52s} {fmt_time(fc['s_per_tick'][key]):>12s} "
+              f"{fc['us_per_container'][key]:13.3f}")
+    print(f"   the object path costs {fc['object_over_array']:.1f}x the array path")
+
+
 def print_report(rep: dict[str, Any]) -> None:
     m = rep["meta"]
     N, T, H = m["n"], m["t"], m["h"]
@@ -755,11 +894,15 @@ def print_report(rep: dict[str, Any]) -> None:
     print("   (runs per method: " + ", ".join(f"{k} {v}" for k, v in nruns.items()) + ")")
     print("   per tick: ingest one sample per container -> rolling mean, std, LS slope, "
           "EWMA, JK threshold")
+    print("   the kernel is the scorer's trend window (_kernel.make_window: score_tick pushes "
+          "five per container)")
+    ag = rep["agreement"]
     print(f"   agreement checked first: worst relative error "
-          f"{max(rep['agreement']['worst'].values()):.2g} (tolerance {AGREE_REL:g})")
+          f"{max(ag['worst'].values()):.2g} (tolerance {AGREE_REL:g}); a Scorer fed the samples "
+          f"as response times: slopes and bands {'bit for bit' if ag['scorer bitwise'] else 'DIFFER'}")
     print()
     rows = [
-        ("kernel", "kernel (RollingWindow.push)"),
+        ("kernel", "kernel (the scorer's window)"),
         ("numpy", "NumPy streaming (vectorized)"),
         ("bottleneck", "bottleneck move_* (batch)"),
         ("python", "pure Python, deques *"),
@@ -799,6 +942,7 @@ def print_report(rep: dict[str, Any]) -> None:
             print(f"   {'pure Python (ReferenceScorer) *':32s} {'n/a':>12s} {'':>11s}   "
                   "NOT TIMED: disagrees with the kernel")
         print(f"   * timed on {ft['python_subset']} containers, scaled per container to N={N:,}")
+        print_facade(ft["facade"])
     else:
         print(f"   {ft['reason']}")
     print()

@@ -126,7 +126,8 @@ def fenced_pipeline(
                 raise FencedOut(_refusal(holder, current))
             pipe.multi()
             build(pipe)
-            return pipe.execute()
+            result: list[Any] = pipe.execute()
+            return result
         except redis.exceptions.WatchError:
             raise FencedOut(_refusal(holder, None, changed=True)) from None
 

@@ -59,6 +59,7 @@ pieces `agent.core.plan` builds a tick's plan from.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +111,9 @@ REASONS: Mapping[str, str] = {
     "below_min": "scale up to the floor: the pool is below DEFAULT_CONTAINER",
     "above_max": "scale down to the ceiling: the pool is above MAX_CONTAINERS",
     "manual": "scale to a count requested by an operator",
+    "above_target": "scale up: the load is above its target by more than SCALE_TOLERANCE",
+    "below_target": "scale down: the load is below its target by more than SCALE_TOLERANCE",
+    "within_tolerance": "no action: the load is within SCALE_TOLERANCE of its target",
 }
 
 # A stabilization window holds one entry per evaluation; this caps it should the
@@ -141,6 +145,12 @@ class PolicyConfig:
     flap_guard: bool = DEFAULTS["FLAP_GUARD"]
     predictive: bool = DEFAULTS["PREDICTIVE_SCALE_UP"]
     drain_timeout: float = DEFAULTS["DRAIN_TIMEOUT"]
+    strategy: str = DEFAULTS["SCALING_STRATEGY"]
+    target_utilization: float = DEFAULTS["TARGET_UTILIZATION"]
+    target_in_flight: float | None = DEFAULTS["TARGET_IN_FLIGHT"]
+    tolerance: float = DEFAULTS["SCALE_TOLERANCE"]
+    scale_up_limit: int = DEFAULTS["SCALE_UP_LIMIT"]
+    scale_down_limit: int = DEFAULTS["SCALE_DOWN_LIMIT"]
 
     def __post_init__(self) -> None:
         """The settings table's ranges and relations, on typed values."""
@@ -167,6 +177,14 @@ class PolicyConfig:
         self._in_range("cooldown", "COOLDOWN_PERIOD")
         self._in_range("stabilization_window", "SCALE_DOWN_STABILIZATION")
         self._in_range("drain_timeout", "DRAIN_TIMEOUT")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError("strategy", f"must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        self._in_range("target_utilization", "TARGET_UTILIZATION")
+        if self.target_in_flight is not None:
+            self._in_range("target_in_flight", "TARGET_IN_FLIGHT")
+        self._in_range("tolerance", "SCALE_TOLERANCE")
+        self._in_range("scale_up_limit", "SCALE_UP_LIMIT")
+        self._in_range("scale_down_limit", "SCALE_DOWN_LIMIT")
 
     def _in_range(self, name: str, setting: str) -> None:
         value = getattr(self, name)
@@ -185,7 +203,9 @@ class Observation:
     the last sample); only SUNDOWN containers act on it. `sundown_since` is when
     the container was marked SUNDOWN (same clock as `now`); `stale` means the
     last sample missed its tick deadline; `created` (epoch seconds) breaks ties
-    when choosing which containers to drain (`pick_sundown`).
+    when choosing which containers to drain (`pick_sundown`). `in_flight` is the
+    requests the balancer has in flight to it (queued ones included); NaN
+    without a balancer.
     """
 
     name: str
@@ -196,6 +216,7 @@ class Observation:
     sundown_since: float | None = None
     stale: bool = False
     created: float = 0.0
+    in_flight: float = math.nan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -389,7 +410,7 @@ def decide(
         if verdict is not None:
             return _finish(ctx, verdict, ctx.inputs())
     load = Load.of(ctx)
-    for rule in STRATEGIES[DEFAULT_STRATEGY]:
+    for rule in STRATEGIES[policy.strategy]:
         verdict = rule(ctx, load)
         if verdict is not None:
             return _finish(ctx, verdict, {**ctx.inputs(), **load.inputs(policy)})
@@ -467,6 +488,20 @@ def _scale_up(ctx: Context, load: Load) -> Verdict | None:
     why, reason = _scale_up_cause(policy, load)
     if why is None:
         return None
+    refused = _scale_up_refused(ctx, load, why)
+    if refused is not None:
+        return refused
+    add = min(policy.scale_step, policy.max_containers - current)
+    return Verdict(
+        action="scale_up", reason=reason,
+        message=f"{why}: adding {add} (desired {current} → {current + add})",
+        desired=current + add, add=add, restart_cooldown=True,
+    )
+
+
+def _scale_up_refused(ctx: Context, load: Load, why: str) -> Verdict | None:
+    """The ceiling and the cooldown, which hold back every strategy's scale-up."""
+    policy, current = ctx.policy, ctx.current
     if current >= policy.max_containers:
         return Verdict(
             action="none", reason="at_max",
@@ -479,12 +514,7 @@ def _scale_up(ctx: Context, load: Load) -> Verdict | None:
             message=f"{why}, but the cooldown has {load.cooldown_remaining:.1f} s left",
             desired=current, recommendation=current,
         )
-    add = min(policy.scale_step, policy.max_containers - current)
-    return Verdict(
-        action="scale_up", reason=reason,
-        message=f"{why}: adding {add} (desired {current} → {current + add})",
-        desired=current + add, add=add, restart_cooldown=True,
-    )
+    return None
 
 
 def _scale_up_cause(policy: PolicyConfig, load: Load) -> tuple[str | None, str]:
@@ -529,7 +559,8 @@ def _scale_down(ctx: Context, load: Load) -> Verdict | None:
 
 def _stabilized_scale_down(
     ctx: Context, above: str, recommendation: int, projected: float,
-    inputs: Mapping[str, Any],
+    inputs: Mapping[str, Any], *, reason: str = "avg_above_low",
+    projection: str = "projected average {:.1f}",
 ) -> Verdict:
     """HPA's scale-down behaviour: the highest recommendation in the window wins."""
     policy, current = ctx.policy, ctx.current
@@ -547,9 +578,9 @@ def _stabilized_scale_down(
     names = pick_sundown(ctx.active, current - stabilized, allow_init=False)
     desired = current - len(names)
     return Verdict(
-        action="scale_down", reason="avg_above_low",
+        action="scale_down", reason=reason,
         message=f"{above}: marking {', '.join(names)} SUNDOWN (desired {current} → "
-        f"{desired}, projected average {projected:.1f})",
+        f"{desired}, {projection.format(projected)})",
         desired=desired, sundown=tuple(names), recommendation=recommendation,
         inputs={**inputs, "sundown_names": list(names)},
     )
@@ -565,13 +596,157 @@ def _within_band(ctx: Context, load: Load) -> Verdict:
     )
 
 
+# -- the target-tracking strategy (Kubernetes HPA, Nomad's target-value) ---------------
+#
+# desired = ceil(active × load / target) for each load signal, and the larger of
+# the two when both exist (HPA's rule for several metrics): the utilization
+# (100 − score, the score's headroom turned into use) against TARGET_UTILIZATION,
+# and, when the balancer reports them and TARGET_IN_FLIGHT is set, the requests
+# in flight per container against it. Inside 1 ± SCALE_TOLERANCE nothing moves.
+# One decision adds at most SCALE_UP_LIMIT and drains at most SCALE_DOWN_LIMIT;
+# the ceiling, the cooldown, a critical container, the predictive scale-up and
+# the stabilization window apply as for the threshold rules; the flap guard is
+# implied by the formula (see `_target_scale_down`).
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The pool's load against its target, as target tracking judges it."""
+
+    utilization: float  # mean of 100 − score over the counted containers
+    in_flight: float | None  # mean requests in flight over those that report it
+    ratio: float  # load / target of the deciding signal (the larger one)
+    signal: str  # "utilization" or "in_flight"
+    raw_desired: int  # ceil(active × ratio), before limits and bounds
+    forecast_ratio: float | None  # the utilization ratio of the forecast scores
+
+    @classmethod
+    def of(cls, ctx: Context, load: Load) -> Target:
+        policy, n = ctx.policy, len(ctx.active)
+        utilization = 100.0 - load.avg
+        ratios = {"utilization": utilization / policy.target_utilization}
+        flights = [o.in_flight for o in ctx.counted if math.isfinite(o.in_flight)]
+        in_flight = math.fsum(flights) / len(flights) if flights else None
+        if in_flight is not None and policy.target_in_flight is not None:
+            ratios["in_flight"] = in_flight / policy.target_in_flight
+        signal = max(ratios, key=lambda k: ratios[k])
+        forecast = None
+        if load.forecast_avg is not None:
+            forecast = (100.0 - load.forecast_avg) / policy.target_utilization
+        return cls(utilization=utilization, in_flight=in_flight, ratio=ratios[signal],
+                   signal=signal, raw_desired=math.ceil(n * ratios[signal] - 1e-9),
+                   forecast_ratio=forecast)
+
+    def formula(self, ctx: Context) -> str:
+        """The arithmetic of the decision, for people reading the ledger."""
+        policy = ctx.policy
+        if self.signal == "in_flight":
+            load, target = self.in_flight, policy.target_in_flight
+        else:
+            load, target = self.utilization, policy.target_utilization
+        return (f"desired = ceil(active × {self.signal} / target) = "
+                f"ceil({len(ctx.active)} × {load:.2f} / {target:g}) = {self.raw_desired}")
+
+    def inputs(self, ctx: Context) -> dict[str, Any]:
+        policy = ctx.policy
+        return {
+            "strategy": "target",
+            "utilization": self.utilization,
+            "target_utilization": policy.target_utilization,
+            "in_flight_avg": self.in_flight,
+            "target_in_flight": policy.target_in_flight,
+            "signal": self.signal,
+            "ratio": self.ratio,
+            "tolerance": policy.tolerance,
+            "raw_desired": self.raw_desired,
+            "forecast_ratio": self.forecast_ratio,
+            "formula": self.formula(ctx),
+        }
+
+
+def _target_signal(target: Target) -> str:
+    if target.signal == "in_flight":
+        assert target.in_flight is not None
+        return f"{target.in_flight:.2f} requests in flight per container"
+    return f"utilization {target.utilization:.1f} %"
+
+
+def _target_scale_up(ctx: Context, load: Load) -> Verdict | None:
+    policy, current = ctx.policy, ctx.current
+    target = Target.of(ctx, load)
+    inputs = target.inputs(ctx)
+    high = 1.0 + policy.tolerance
+    if target.ratio > high:
+        reason = "above_target"
+        why = (f"{_target_signal(target)} is {target.ratio:.2f}× its target "
+               f"(> {high:.2f}); {target.formula(ctx)}")
+    elif load.critical:
+        reason = "critical_container"
+        why = (f"{len(load.critical)} container(s) below {policy.critical_threshold:g} "
+               f"({', '.join(load.critical)})")
+    elif policy.predictive and target.forecast_ratio is not None and target.forecast_ratio > high:
+        reason = "predicted_high_load"
+        why = f"the forecast utilization is {target.forecast_ratio:.2f}× its target (> {high:.2f})"
+    else:
+        return None
+    refused = _scale_up_refused(ctx, load, why)
+    if refused is not None:
+        return dataclasses.replace(refused, inputs=inputs)
+    wanted = max(target.raw_desired - current, 1)
+    add = min(wanted, policy.scale_up_limit, policy.max_containers - current)
+    return Verdict(
+        action="scale_up", reason=reason,
+        message=f"{why}: adding {add} (desired {current} → {current + add}"
+        + (f", limited by SCALE_UP_LIMIT {policy.scale_up_limit}" if add < wanted
+           and add == policy.scale_up_limit else "") + ")",
+        desired=current + add, add=add, restart_cooldown=True, inputs=inputs,
+    )
+
+
+def _target_scale_down(ctx: Context, load: Load) -> Verdict | None:
+    policy, current, n_active = ctx.policy, ctx.current, len(ctx.active)
+    target = Target.of(ctx, load)
+    low = 1.0 - policy.tolerance
+    if target.ratio >= low or target.raw_desired >= current:
+        return None
+    inputs = target.inputs(ctx)
+    below = (f"{_target_signal(target)} is {target.ratio:.2f}× its target (< {low:.2f}); "
+             f"{target.formula(ctx)}")
+    if n_active <= policy.min_containers:
+        return Verdict(
+            action="none", reason="at_min",
+            message=f"{below}, but the pool of {n_active} is at its floor of "
+            f"{policy.min_containers}",
+            desired=current, inputs=inputs,
+        )
+    n = min(current - target.raw_desired, policy.scale_down_limit, n_active - policy.min_containers)
+    # No flap guard needed here: n ≤ active − ceil(active × ratio), so the load of
+    # the n spread over the rest gives a ratio ≤ 1, never one that calls for a
+    # scale-up right after (the threshold rules have no such formula, hence theirs).
+    projected = target.ratio * n_active / (n_active - n)
+    inputs = {**inputs, "projected_ratio": projected}
+    return _stabilized_scale_down(ctx, below, current - n, projected, inputs,
+                                  reason="below_target", projection="projected ratio {:.2f}")
+
+
+def _target_within(ctx: Context, load: Load) -> Verdict:
+    target = Target.of(ctx, load)
+    return Verdict(
+        action="none", reason="within_tolerance",
+        message=f"{_target_signal(target)} is {target.ratio:.2f}× its target, within "
+        f"1 ± {ctx.policy.tolerance:g} (or no container to spare); desired stays {ctx.current}",
+        desired=ctx.current, inputs=target.inputs(ctx),
+    )
+
+
 #: Rules on the pool's size, evaluated first by every strategy.
 GUARDS: tuple[Guard, ...] = (_below_floor, _above_ceiling, _no_active, _no_samples)
 #: The strategies' rules, in order; the last one of each always decides.
 STRATEGIES: Mapping[str, tuple[LoadRule, ...]] = {
     "threshold": (_scale_up, _scale_down, _within_band),
+    "target": (_target_scale_up, _target_scale_down, _target_within),
 }
-#: The compat strategy. A `PolicyConfig.strategy` setting would pick from STRATEGIES.
+#: The compat strategy; `PolicyConfig.strategy` (SCALING_STRATEGY) picks from STRATEGIES.
 DEFAULT_STRATEGY = "threshold"
 
 

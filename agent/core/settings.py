@@ -162,6 +162,12 @@ class Settings:
     scale_down_stabilization: float = TABLE
     flap_guard: bool = TABLE
     predictive_scale_up: bool = TABLE
+    scaling_strategy: str = TABLE
+    target_utilization: float = TABLE
+    target_in_flight: float | None = TABLE
+    scale_tolerance: float = TABLE
+    scale_up_limit: int = TABLE
+    scale_down_limit: int = TABLE
     forecast_horizon: int = TABLE
     trend_window: int = TABLE
     category_hysteresis: float = TABLE
@@ -321,6 +327,12 @@ class Settings:
             flap_guard=self.flap_guard,
             predictive=self.predictive_scale_up,
             drain_timeout=self.drain_timeout,
+            strategy=self.scaling_strategy,
+            target_utilization=self.target_utilization,
+            target_in_flight=self.target_in_flight,
+            tolerance=self.scale_tolerance,
+            scale_up_limit=self.scale_up_limit,
+            scale_down_limit=self.scale_down_limit,
         )
 
 

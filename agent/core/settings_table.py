@@ -182,6 +182,7 @@ _POSITIVE = Bounds(0, lo_open=True)
 _AT_LEAST_1 = Bounds(1)
 _PORT = Bounds(1, 65535)
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_STRATEGIES = ("threshold", "target")
 
 _ROWS: tuple[SettingSpec, ...] = (
     _row("APP_IDENTIFIER", "str", "RUSTYBALANCER",
@@ -262,6 +263,25 @@ _ROWS: tuple[SettingSpec, ...] = (
          "HIGH_LOAD_THRESHOLD", mutable=True),
     _row("PREDICTIVE_SCALE_UP", "bool", False,
          "scale up early when the forecast average score is below HIGH_LOAD_THRESHOLD",
+         mutable=True),
+    _row("SCALING_STRATEGY", "str", "threshold",
+         "threshold: the compat score thresholds; target: target tracking (desired = "
+         "ceil(active × load / target), as Kubernetes' HPA)", choices=_STRATEGIES,
+         mutable=True),
+    _row("TARGET_UTILIZATION", "float", 50.0,
+         "target tracking: the mean utilization (100 − score) to hold each container at",
+         bounds=Bounds(0, 100, lo_open=True), mutable=True),
+    _row("TARGET_IN_FLIGHT", "float", None,
+         "target tracking: requests in flight per container to hold (needs a balancer "
+         "that reports them); unset = utilization only", bounds=_POSITIVE, mutable=True),
+    _row("SCALE_TOLERANCE", "float", 0.1,
+         "target tracking: no change while load / target is within 1 ± this (HPA: 0.1)",
+         bounds=Bounds(0, 1, hi_open=True), mutable=True),
+    _row("SCALE_UP_LIMIT", "int", 4,
+         "target tracking: containers one decision may add at most", bounds=_AT_LEAST_1,
+         mutable=True),
+    _row("SCALE_DOWN_LIMIT", "int", 1,
+         "target tracking: containers one decision may drain at most", bounds=_AT_LEAST_1,
          mutable=True),
     _row("FORECAST_HORIZON", "int", 5, "ticks ahead of the score forecast",
          bounds=_AT_LEAST_1, mutable=True),

@@ -232,8 +232,10 @@ class ReferenceScorer:
                 c.srtt, c.rttvar, c.anomaly = t, 0.5 * t, False
             else:
                 c.anomaly = t > c.srtt + cfg.jk_k * c.rttvar
-                c.rttvar = 0.75 * c.rttvar + 0.25 * abs(c.srtt - t)
-                c.srtt = 0.875 * c.srtt + 0.125 * t
+                # RFC 6298 (alpha 1/8, beta 1/4), written as the kernel's window
+                # writes it: x += g (target - x), exact on constant input
+                c.rttvar += 0.25 * (abs(c.srtt - t) - c.rttvar)
+                c.srtt += 0.125 * (t - c.srtt)
             if not math.isnan(c.peak) and t <= c.peak:
                 w = math.exp(-max(now - c.peak_t, 0.0) / cfg.latency_decay)
                 c.peak = c.peak * w + t * (1.0 - w)

@@ -1,8 +1,8 @@
 """NumPy version of the full scoring tick, vectorized across containers.
 
 `NumpyScorer` computes what `agent.scoring.Scorer.update_arrays` computes (the
-compiled `_scoring._kernel.score_tick`): cpu / memory / network / availability /
-overall scores, categories (INIT, SUNDOWN, hysteresis), routing weights, the five
+compiled `_scoring._kernel.score_tick` with its trend windows): cpu / memory /
+network / availability / overall scores, categories (INIT, SUNDOWN, hysteresis), routing weights, the five
 least-squares slopes, the Holt forecast and the Jacobson/Karels anomaly flag, with the
 semantics documented in `agent.scoring`. It exists as a yardstick for the kernel
 (`benchmarks/bench_kernel.py` section b times the two against each other) and as a
@@ -20,15 +20,20 @@ loops run only over the small fixed window dimensions, and only where the kernel
 recomputes a running sum exactly (the rare cancellation guard and the staggered
 periodic recompute) and for the 10 newest response times of the availability trend.
 
-Numerics: the same running statistics as the kernel -- Kahan-compensated sums of
-``x - shift``, the run-length guard that makes a constant window's slope exactly 0,
-the cancellation guard that recomputes a sum from its ring, the per-slot staggered
-recompute -- evaluated in the same order of operations, so the two agree to a few
-ulps (libm and NumPy's exp/expm1/pow, FMA contraction under -march=native and the
-order of the weight total, an exact `math.fsum` here, are the only possible sources
-of difference; on the benchmark's data at N = 10,000 every output came out bitwise
-equal). All outputs are produced and all of them are matched: nothing is restricted.
-`detail(name)` returns the same `ContainerDetail` as `Scorer.detail`.
+Numerics: the compat rings (history, best times) are the kernel's running
+statistics -- Kahan-compensated sums of ``x - shift``, the cancellation guard that
+recomputes a sum from its ring, the per-slot staggered recompute -- evaluated in the
+same order of operations, and the Jacobson/Karels band is RFC 6298 in the kernel's
+incremental form (``x += g (target - x)``), so these agree to a few ulps. The trend
+windows are an independent statement of a least-squares window: per-slot rings,
+shift = a value of the window, a run-length of identical values that makes a
+constant window's slope exactly 0 and a largest-|x - shift| cancellation guard,
+where the kernel runs `_scoring._window.RollingWindow` (time-major rings, a
+nearest-to-mean shift, spread-based guards); both are exact to rounding, so the
+slopes agree within ~1e-15 of their scale, not bit for bit. libm and NumPy's
+exp/expm1/pow and the order of the weight total (an exact `math.fsum` here) are the
+other possible sources of difference. All outputs are produced and all of them are
+matched: nothing is restricted. `detail(name)` returns the same `ContainerDetail` as `Scorer.detail`.
 
 Interface (the subset of `Scorer` the benchmark and the tests drive)::
 
@@ -467,8 +472,9 @@ class NumpyScorer:
         seeded = i[I_JK_N, X_ai] > 0
         band = srtt + cfg.jk_k * rttvar
         i[I_ANOM, X_ai] = np.where(seeded, t > band, 0)
-        f[F_RTTVAR, X_ai] = np.where(seeded, 0.75 * rttvar + 0.25 * np.abs(srtt - t), 0.5 * t)
-        f[F_SRTT, X_ai] = np.where(seeded, 0.875 * srtt + 0.125 * t, t)
+        # RFC 6298 in the incremental form of the kernel's window: x += g (target - x)
+        f[F_RTTVAR, X_ai] = np.where(seeded, rttvar + 0.25 * (np.abs(srtt - t) - rttvar), 0.5 * t)
+        f[F_SRTT, X_ai] = np.where(seeded, srtt + 0.125 * (t - srtt), t)
         i[I_JK_N, X_ai] = 1
         # peak EWMA
         peak = f[F_PEAK, X_ai]

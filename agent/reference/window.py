@@ -81,8 +81,8 @@ def rolling_window_stats(
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"samples must be 2-D (ticks, series), got shape {x.shape}")
-    if window < 2:
-        raise ValueError(f"window must be >= 2, got {window}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
     T, N = x.shape
     reset_at: dict[int, set[int]] = {}
     for t, i in resets:

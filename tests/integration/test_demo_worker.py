@@ -1,35 +1,14 @@
 """The demo worker's `/cgi-bin/work?ms=N`: a fixed amount of CPU time per request."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import trio
 
-from agent.adapters.probe import probe_http
 from agent.adapters.sampler import read_local
 from agent.core.records import ContainerInfo
-from tests.fixtures.docker import DockerTestApp
+from tests.fixtures.docker import DockerTestApp, worker_get, worker_ready
 
 pytestmark = pytest.mark.docker
-
-
-async def _get(info: ContainerInfo, path: str) -> bytes:
-    assert info.host_port is not None
-    stream = await trio.open_tcp_stream(info.address, info.host_port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: worker\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
-
-
-async def _ready(info: ContainerInfo) -> None:
-    assert info.host_port is not None
-    with trio.fail_after(10):
-        while not math.isfinite(await probe_http(info.address, info.host_port, "/cgi-bin/health", 1.0)):
-            await trio.sleep(0.05)
 
 
 def _cpu_ns(info: ContainerInfo) -> int:
@@ -41,10 +20,10 @@ def _cpu_ns(info: ContainerInfo) -> int:
 async def test_work_costs_the_cpu_time_asked_for(docker_app: DockerTestApp) -> None:
     # Under a CPU limit the work still costs its CPU time (it only takes longer).
     info = await docker_app.engine(cpus=0.5).create()
-    await _ready(info)
+    await worker_ready(info, "/cgi-bin/health")
     before = await trio.to_thread.run_sync(_cpu_ns, info)
     for _ in range(4):
-        answer = await _get(info, "/cgi-bin/work?ms=100")
+        answer = await worker_get(info, "/cgi-bin/work?ms=100")
         assert answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n", 1)[0]
         assert answer.endswith(b"worked 100 ms\n")
     used_ms = (await trio.to_thread.run_sync(_cpu_ns, info) - before) / 1e6
@@ -63,7 +42,7 @@ async def test_work_costs_the_cpu_time_asked_for(docker_app: DockerTestApp) -> N
 )
 async def test_work_validates_its_argument(docker_app: DockerTestApp, query: str, status: bytes, body: bytes) -> None:
     info = await docker_app.engine().create()
-    await _ready(info)
-    answer = await _get(info, f"/cgi-bin/work?{query}")
+    await worker_ready(info, "/cgi-bin/health")
+    answer = await worker_get(info, f"/cgi-bin/work?{query}")
     assert answer.split(b"\r\n", 1)[0].split()[1] == status
     assert body in answer

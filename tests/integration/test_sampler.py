@@ -11,31 +11,15 @@ import trio
 
 from agent.adapters.docker_engine import DockerEngine
 from agent.core.records import ContainerInfo, Sample
-from agent.adapters.probe import probe_http
 from agent.adapters.sampler import Sampler
-from tests.fixtures.docker import DockerTestApp
+from tests.fixtures.docker import DockerTestApp, worker_get, worker_ready
 
 pytestmark = pytest.mark.docker
 
 
-async def _get(info: ContainerInfo, path: str) -> bytes:
-    """A plain HTTP/1.0 GET to the worker; the whole answer."""
-    assert info.host_port is not None
-    stream = await trio.open_tcp_stream(info.address, info.host_port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: worker\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
-
-
 async def _started(engine: DockerEngine) -> ContainerInfo:
     info = await engine.create()
-    assert info.host_port is not None
-    with trio.fail_after(10):
-        while math.isnan(await probe_http(info.address, info.host_port, "/", 1.0)):
-            await trio.sleep(0.05)
+    await worker_ready(info)
     return info
 
 
@@ -90,7 +74,7 @@ async def test_cgroup_cpu_is_100_percent_when_the_cpu_limit_is_used_up(
     assert 0 <= idle.cpu_percent < 30
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_get, info, "/cgi-bin/burn?seconds=8")
+        nursery.start_soon(worker_get, info, "/cgi-bin/burn?seconds=8")
         await _cpu_until(sampler, info, at_least=85, within=5)
         # Over one tick-long interval (ten CFS periods of 100 ms) the quota bounds
         # the rate; over a few periods a window can hold one period's burst extra.
@@ -115,7 +99,7 @@ async def test_cgroup_cpu_counts_one_busy_core_as_100_percent(docker_app: Docker
     idle = await _sample(sampler, info)
     assert 0 <= idle.cpu_percent < 30
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_get, info, "/cgi-bin/burn?seconds=8")
+        nursery.start_soon(worker_get, info, "/cgi-bin/burn?seconds=8")
         peak = await _peak_cpu(sampler, info, within=6)
         nursery.cancel_scope.cancel()
     assert 50 <= peak < 125
@@ -130,7 +114,7 @@ async def test_network_bytes_rise_with_http_traffic(docker_app: DockerTestApp) -
     start = trio.current_time()  # before the reading that opens the busy interval
     idle = await _sample(sampler, info)
     assert idle.network_bps >= 0
-    sizes = [len(await _get(info, "/")) for _ in range(40)]
+    sizes = [len(await worker_get(info, "/")) for _ in range(40)]
     busy = await _sample(sampler, info)
     elapsed = trio.current_time() - start  # >= the sampler's own interval
     # Every answer crossed the container's eth0 (plus requests and TCP overhead),
@@ -194,7 +178,7 @@ async def test_stats_api_when_the_engine_is_remote(docker_app: DockerTestApp) ->
     first = await _sample(sampler, info)
     assert math.isnan(first.cpu_percent) and 0 < first.memory_percent < 1
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_get, info, "/cgi-bin/burn?seconds=8")
+        nursery.start_soon(worker_get, info, "/cgi-bin/burn?seconds=8")
         busy = await _cpu_until(sampler, info, at_least=85, within=7)
         nursery.cancel_scope.cancel()
     assert busy.cpu_percent < 125 and busy.network_bps >= 0

@@ -40,6 +40,10 @@ def test_benchmark_runs_and_writes_json(tmp_path):
                 "python vs kernel"):
         assert set(agree[key]) == {"mean", "std", "slope", "ewma", "threshold"}
         assert max(agree[key].values()) <= 1e-9
+    # the kernel timed is the scorer's: a Scorer reports its slopes and bands exactly
+    assert agree["scorer vs kernel"] == {"slope": 0.0, "threshold": 0.0}
+    assert agree["scorer bitwise"] is True
+    assert "slopes and bands bit for bit" in proc.stdout
 
     for method in ("kernel", "numpy", "bottleneck", "python"):
         r = rep["same_work"][method]
@@ -60,6 +64,13 @@ def test_benchmark_runs_and_writes_json(tmp_path):
         assert max(ag["worst"].values()) <= 1e-9
         assert {"category", "weight", "slope_response_time", "forecast"} <= set(ag["numpy vs kernel"])
         assert "NumPy (vectorized, NumpyScorer)" in proc.stdout
+        fc = ft["facade"]
+        assert set(fc["us_per_container"]) == {"update", "update_samples", "update_arrays",
+                                               "records"}
+        assert all(len(v) == 5 for v in fc["runs_s"].values())
+        assert all(v > 0 for v in fc["us_per_container"].values())
+        assert fc["object_over_array"] > 0
+        assert "object path vs array path" in proc.stdout
     else:
         assert ft["reason"].startswith("skipped: agent.scoring not available")
 
@@ -120,6 +131,31 @@ def test_full_tick_numpy_that_disagrees_is_not_timed(bench, monkeypatch):
     assert ft["numpy_label"].startswith("NOT TIMED: disagrees")
     assert ft["agreement"]["numpy vs kernel"]["overall_score"] > 1e-9
     assert ft["python_s_per_tick"] > 0                 # the others are still timed
+
+
+def test_same_work_kernel_is_the_scorers_window(bench):
+    from _scoring import _kernel
+
+    rw = bench.scorer_window(10, bench.Params(window=7))
+    ref = _kernel.make_windows(10, 7, bench.JK[2])[-1]
+    assert (rw.window, rw.jk_alpha, rw.jk_beta, rw.jk_k, rw.refresh_every) == (
+        ref.window, ref.jk_alpha, ref.jk_beta, ref.jk_k, ref.refresh_every)
+    assert rw.ewma_alpha == bench.EWMA_ALPHA  # the one factor the scorer does not read
+
+
+def test_scorer_that_disagrees_aborts(bench, monkeypatch, tmp_path, capsys):
+    real = bench.run_scorer
+
+    def off_by_one_ulp(x, p, n):
+        slope, band = real(x, p, n)
+        return slope, np.nextafter(band, np.inf)
+
+    monkeypatch.setattr(bench, "run_scorer", off_by_one_ulp)
+    assert bench.main([*TINY, "--json", str(tmp_path / "abort.json")]) == 2
+    text = capsys.readouterr().out
+    assert "ABORT: the methods disagree" in text and "not the kernel's bits" in text
+    rep = json.loads((tmp_path / "abort.json").read_text())
+    assert rep["agreement"]["scorer bitwise"] is False
 
 
 def test_python_method_matches_kernel_exactly_enough(bench):

@@ -64,6 +64,12 @@ SPEC_DEFAULTS = {
     "SCALE_DOWN_STABILIZATION": 15.0,
     "FLAP_GUARD": True,
     "PREDICTIVE_SCALE_UP": False,
+    "SCALING_STRATEGY": "threshold",
+    "TARGET_UTILIZATION": 50.0,
+    "TARGET_IN_FLIGHT": None,
+    "SCALE_TOLERANCE": 0.1,
+    "SCALE_UP_LIMIT": 4,
+    "SCALE_DOWN_LIMIT": 1,
     "FORECAST_HORIZON": 5,
     "TREND_WINDOW": 60,
     "CATEGORY_HYSTERESIS": 0.0,
@@ -281,6 +287,14 @@ def test_toml_types_and_errors(tmp_path: Path) -> None:
 # --- validation: exact messages -----------------------------------------------------------
 
 INVALID = [
+    ("strategy_unknown", {"SCALING_STRATEGY": "pid"},
+     "SCALING_STRATEGY: must be one of threshold, target, got 'pid'"),
+    ("target_utilization_zero", {"TARGET_UTILIZATION": "0"},
+     "TARGET_UTILIZATION: must be a number in (0, 100], got '0'"),
+    ("tolerance_one", {"SCALE_TOLERANCE": "1"},
+     "SCALE_TOLERANCE: must be a number in [0, 1), got '1'"),
+    ("in_flight_negative", {"TARGET_IN_FLIGHT": "-2"},
+     "TARGET_IN_FLIGHT: must be a number > 0, got '-2'"),
     ("max_below_default", {"MAX_CONTAINERS": "3"},
      "MAX_CONTAINERS: must be an integer ≥ DEFAULT_CONTAINER (5), got '3'"),
     ("max_not_int", {"MAX_CONTAINERS": "lots"},

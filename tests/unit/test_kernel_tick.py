@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from _scoring import _kernel
+from _scoring._window import RollingWindow
 from agent.reference.scoring import AvailabilityState, availability_step
 from agent.scoring import ScorerConfig
 
@@ -26,15 +27,15 @@ class Arrays:
         self.istate = np.zeros((cap, _kernel.NI_), np.intc)
         self.hist = np.zeros((cap, cfg.history_size))
         self.best = np.zeros((cap, cfg.best_time_window))
-        self.win = np.zeros((cap, H, _kernel.WIN_SERIES))
-        self.rtw = np.zeros((cap, H))
+        self.windows = _kernel.make_windows(cap, H, cfg.jk_k)
+        self.xin = np.zeros((_kernel.WIN_SERIES, cap))
         self.out = np.zeros((len(_kernel.OUT_ROWS), cap))
         self.cat = np.zeros(cap, np.int8)
         self.flags = np.zeros((len(_kernel.FLAG_ROWS), cap), np.uint8)
         self.active = np.ones(cap, np.uint8)
         for s in range(cap):
             _kernel.reset_slot(self.fstate, self.istate, self.out, self.cat, self.flags,
-                               s, 0.0, 1000 + s, 100.0)
+                               s, 0.0, 1000 + s, 100.0, self.windows)
 
     def tick(self, cpu, mem, net, rt, valid=None, now=1.0) -> int:
         cap = self.fstate.shape[0]
@@ -42,11 +43,17 @@ class Arrays:
         v = np.ones(cap, np.uint8) if valid is None else np.asarray(valid, np.uint8)
         return _kernel.score_tick(f(cpu), f(mem), f(net), f(rt), v, self.active, now,
                                   self.params, self.fstate, self.istate, self.hist, self.best,
-                                  self.win, self.rtw, self.out, self.cat, self.flags)
+                                  self.out, self.cat, self.flags, self.xin, self.windows)
+
+    def window_state(self, k: int, s: int) -> np.ndarray:
+        """Window k's series s: its samples, count, SRTT, RTTVAR and outputs."""
+        w = self.windows[k]
+        return np.concatenate([w.window_values(s), [w.count[s], w.srtt[s], w.rttvar[s],
+                               w.mean[s], w.std[s], w.slope[s], w.threshold[s]]])
 
     def state(self) -> tuple[np.ndarray, ...]:
         return tuple(a.copy() for a in (self.fstate, self.istate, self.hist, self.best,
-                                        self.win, self.rtw, self.out, self.cat, self.flags))
+                                        self.out, self.cat, self.flags))
 
 
 def naive_slope(y) -> float:
@@ -118,13 +125,18 @@ def test_stale_and_inactive_slots_are_untouched():
     k.tick([10.0, 20.0, 30.0], 10.0, 0.0, 0.01, now=1.0)
     k.active[2] = 0
     before = k.state()
+    before_w = {(j, s): k.window_state(j, s) for j in range(_kernel.WIN_SERIES) for s in range(3)}
     k.tick([50.0, 60.0, 70.0], 10.0, 0.0, 0.02, valid=[0, 1, 1], now=2.0)
     after = k.state()
-    names = ("fstate", "istate", "hist", "best", "win", "rtw")
+    names = ("fstate", "istate", "hist", "best")
     for name, b, a in zip(names, before, after):
         assert np.array_equal(b[0], a[0], equal_nan=True), name  # stale slot 0
         assert np.array_equal(b[2], a[2], equal_nan=True), name  # inactive slot 2
-    out_b, out_a = before[6], after[6]
+    for j in range(_kernel.WIN_SERIES):  # their trend windows did not move either
+        for s in (0, 2):
+            assert np.array_equal(before_w[(j, s)], k.window_state(j, s), equal_nan=True), (j, s)
+        assert not np.array_equal(before_w[(j, 1)], k.window_state(j, 1), equal_nan=True)
+    out_b, out_a = before[4], after[4]
     keep = [i for i, r in enumerate(_kernel.OUT_ROWS) if r != "weight"]
     assert np.array_equal(out_b[keep, 0], out_a[keep, 0], equal_nan=True)
     assert out_a[ROW["weight"], 2] == 0.0
@@ -153,14 +165,21 @@ def test_weights_sum_to_one_over_takers():
 
 def test_shape_mismatch_is_an_error_not_a_crash():
     k = Arrays(2)
+    args = (k.params, k.fstate, k.istate, k.hist, k.best, k.out, k.cat, k.flags, k.xin)
     with pytest.raises(ValueError, match="capacity"):
         _kernel.score_tick(np.zeros(3), np.zeros(2), np.zeros(2), np.zeros(2),
-                           np.ones(2, np.uint8), k.active, 0.0, k.params, k.fstate,
-                           k.istate, k.hist, k.best, k.win, k.rtw, k.out, k.cat, k.flags)
+                           np.ones(2, np.uint8), k.active, 0.0, *args, k.windows)
     with pytest.raises(ValueError, match="layout"):
         _kernel.score_tick(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2),
-                           np.ones(2, np.uint8), k.active, 0.0, k.params[:-1], k.fstate,
-                           k.istate, k.hist, k.best, k.win, k.rtw, k.out, k.cat, k.flags)
+                           np.ones(2, np.uint8), k.active, 0.0, k.params[:-1], *args[1:],
+                           k.windows)
+    with pytest.raises(ValueError, match="trend windows"):
+        _kernel.score_tick(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2),
+                           np.ones(2, np.uint8), k.active, 0.0, *args, k.windows[:4])
+    with pytest.raises(ValueError, match="trend windows disagree"):
+        _kernel.score_tick(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2),
+                           np.ones(2, np.uint8), k.active, 0.0, *args,
+                           _kernel.make_windows(3, 60, 4.0))
 
 
 def test_periodic_recompute_runs_staggered():
@@ -173,3 +192,35 @@ def test_periodic_recompute_runs_staggered():
     k.istate[0, rc], k.istate[1, rc] = 1, 2
     k.tick(10.0, 10.0, 0.0, 0.01)
     assert k.istate[:, rc].tolist() == [period, 1]
+
+
+def test_trend_windows_are_the_rolling_window_kernel():
+    # one rolling-window implementation: the kernel's five trend series are
+    # RollingWindow series, and a standalone RollingWindow pushed what the kernel
+    # pushed (xin after each tick) holds the same bits: the slopes the scorer
+    # reports and the Jacobson/Karels band its anomaly flag compares against
+    cfg = ScorerConfig(trend_window=5, slow_start_window=0.0)
+    cap = 300  # more than one chunk of the window kernel
+    k = Arrays(cap, cfg)
+    assert [type(w) for w in k.windows] == [RollingWindow] * _kernel.WIN_SERIES
+    mirror = [RollingWindow(cap, 5, 1.0, _kernel.JK_ALPHA, _kernel.JK_BETA, cfg.jk_k,
+                            refresh_every=_kernel.WINDOW_REFRESH)
+              for _ in range(_kernel.WIN_SERIES)]
+    rng = np.random.default_rng(40)
+    for t in range(40):
+        rt = rng.lognormal(np.log(0.01), 0.8, cap)
+        rt[rng.random(cap) < 0.1] = NAN                       # failed probes
+        cpu = np.where(rng.random(cap) < 0.05, NAN, rng.uniform(0, 100, cap))
+        band_before = k.windows[-1].threshold.copy()
+        k.tick(cpu, rng.uniform(0, 100, cap), rng.uniform(0, 1e8, cap), rt,
+               valid=rng.random(cap) < 0.9, now=float(t))
+        for j, w in enumerate(mirror):
+            w.push(k.xin[j])
+            moved = ~np.isnan(k.xin[j])
+            want = np.where(w.count >= 2, w.slope, 0.0)
+            assert np.array_equal(k.out[ROW["slope"] + j][moved], want[moved]), (t, j)
+            assert np.array_equal(k.windows[j].threshold, w.threshold, equal_nan=True)
+        answered = ~np.isnan(k.xin[_kernel.WIN_SERIES - 1])
+        assert np.array_equal(k.flags[0][answered] == 1,
+                              k.xin[-1][answered] > band_before[answered])
+    assert k.out[ROW["slope_cpu"]].any() and k.flags[0].any()

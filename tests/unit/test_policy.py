@@ -35,6 +35,7 @@ from agent.core.policy import (
 NOW = 1_000.0
 BASE = PolicyConfig()  # compat defaults: min 5, max 15, high 55, low 80, critical 20, cooldown 5, step 1
 NO_WINDOW = replace(BASE, stabilization_window=0.0)
+TARGET = replace(NO_WINDOW, strategy="target")  # target 50 %, tolerance 0.1, limits 4 up / 1 down
 
 
 def category_of(score: float) -> Category:
@@ -183,6 +184,53 @@ ROWS = [
     Row("predictive_respects_cooldown", pool(70, 70, 70, 70, 70, forecast=40.0), "none",
         "cooldown", 5, policy=replace(BASE, predictive=True),
         state=PolicyState(desired=5, last_scale_up=NOW - 1)),
+    # --- SCALING_STRATEGY=target: desired = ceil(active × load / target) ----------------------
+    # utilization = 100 − score; TARGET 50, tolerance 0.1, up limit 4, down limit 1
+    Row("target_above", pool(30, 30, 30, 30, 30), "scale_up", "above_target", 7,
+        policy=TARGET, add=2,
+        inputs={"utilization": 70.0, "ratio": 1.4, "raw_desired": 7, "signal": "utilization",
+                "formula": "desired = ceil(active × utilization / target) = ceil(5 × 70.00 / 50) = 7"}),
+    Row("target_jump_limited", pool(0, 0, 0, 0, 0), "scale_up", "above_target", 9,
+        policy=TARGET, add=4, inputs={"raw_desired": 10}),
+    Row("target_limit_and_ceiling", pool(0, 0, 0, 0, 0), "scale_up", "above_target", 7,
+        policy=replace(TARGET, max_containers=7), add=2),
+    Row("target_within_tolerance_above", pool(46, 46, 46, 46, 46), "none", "within_tolerance", 5,
+        policy=TARGET, inputs={"ratio": pytest.approx(1.08)}),
+    Row("target_within_tolerance_below", pool(54, 54, 54, 54, 54, 54), "none", "within_tolerance",
+        6, policy=TARGET, state=PolicyState(desired=6)),
+    Row("target_below", pool(*[90] * 8), "scale_down", "below_target", 7, policy=TARGET,
+        state=PolicyState(desired=8), sundown=("c1",), inputs={"raw_desired": 2}),
+    Row("target_below_ceil_keeps_size", pool(60, 60, 60), "none", "within_tolerance", 3,
+        policy=replace(TARGET, min_containers=1), state=PolicyState(desired=3),
+        inputs={"raw_desired": 3}),
+    Row("target_below_at_min", pool(90, 90, 90, 90, 90), "none", "at_min", 5, policy=TARGET),
+    Row("target_below_projection_stays_under_one", pool(*[70] * 10), "scale_down",
+        "below_target", 9, policy=replace(TARGET, min_containers=1), state=PolicyState(desired=10),
+        sundown=("c1",), inputs={"ratio": pytest.approx(0.6), "raw_desired": 6,
+                                 "projected_ratio": pytest.approx(0.6667, abs=1e-4)}),
+    Row("target_stabilizing", pool(*[90] * 8), "none", "stabilizing", 8,
+        policy=replace(TARGET, stabilization_window=15.0),
+        state=PolicyState(desired=8, recommendations=((NOW - 5, 8),))),
+    Row("target_cooldown", pool(30, 30, 30, 30, 30), "none", "cooldown", 5, policy=TARGET,
+        state=PolicyState(desired=5, last_scale_up=NOW - 1), inputs={"strategy": "target"}),
+    Row("target_at_max", pool(*[30] * 15), "none", "at_max", 15, policy=TARGET,
+        state=PolicyState(desired=15)),
+    Row("target_critical_container", pool(60, 60, 60, 60, 10), "scale_up", "critical_container",
+        6, policy=TARGET, add=1),
+    Row("target_predicted", pool(55, 55, 55, 55, 55, forecast=20.0), "scale_up",
+        "predicted_high_load", 6, policy=replace(TARGET, predictive=True), add=1,
+        inputs={"forecast_ratio": 1.6}),
+    Row("target_in_flight_wins", pool(80, 80, 80, 80, in_flight=12.0), "scale_up",
+        "above_target", 8, policy=replace(TARGET, min_containers=4, target_in_flight=6.0),
+        state=PolicyState(desired=4), add=4,
+        inputs={"signal": "in_flight", "in_flight_avg": 12.0, "ratio": 2.0, "raw_desired": 8}),
+    Row("target_in_flight_ignored_without_target", pool(80, 80, 80, 80, in_flight=12.0),
+        "none", "within_tolerance", 4, policy=replace(TARGET, min_containers=4,
+                                                      target_utilization=20.0),
+        state=PolicyState(desired=4), inputs={"signal": "utilization"}),
+    Row("target_in_flight_unknown_uses_utilization", pool(30, 30, 30, 30, 30), "scale_up",
+        "above_target", 7, policy=replace(TARGET, target_in_flight=6.0), add=2,
+        inputs={"signal": "utilization", "in_flight_avg": None}),
     # --- bounds changed at run time -------------------------------------------------------------
     Row("below_min", pool(70, 70, 70), "scale_up", "below_min", 5,
         state=PolicyState(desired=3), add=2),

@@ -223,3 +223,120 @@ def test_reconfigure_keeps_state_and_resizes_windows():
         tick(float(t))
     with pytest.raises(TypeError):
         s.reconfigure({"ema_alpha": 0.5})  # type: ignore[arg-type]
+
+
+# -- the array path and records on demand (issue 11 §5) --------------------------------
+
+def _pool(n: int = 3, capacity: int = 4) -> Scorer:
+    s = Scorer(capacity=capacity)
+    for i in range(n):
+        s.add(f"c{i}", now=0.0, id=f"id{i}")
+    return s
+
+
+def test_update_samples_is_update_without_records():
+    a, b = _pool(), _pool()
+    rng = np.random.default_rng(21)
+    for t in range(12):
+        batch = {f"c{i}": sample(rng.uniform(0, 100), rng.uniform(0.001, 0.1))
+                 for i in range(3) if rng.random() < 0.8}
+        recs = a.update(batch, float(t))
+        arr = b.update_samples(batch, float(t))
+        assert arr is b.arrays
+        assert b.records() == recs
+        for r in recs:
+            i = b.slot_of(r.name)
+            assert (arr.overall_score[i], arr.weight[i], bool(arr.stale[i])) == (
+                r.overall_score, r.weight, r.stale)
+    assert b.scores() == []  # not refreshed by the array path
+    before = b.records()
+    with pytest.raises(KeyError, match="ghost"):
+        b.update_samples({"c0": sample(), "ghost": sample()}, 20.0)
+    with pytest.raises(ValueError, match="now must be a finite number"):
+        b.update_samples({"c0": sample()}, math.inf)
+    assert b.records() == before  # nothing was scored
+
+
+def test_update_accepts_any_mapping():
+    import types
+
+    a, b = _pool(), _pool()
+    batch = {"c0": sample(20.0), "c2": Sample(30.0, 10.0, 5e5, 0.004, stale=True)}
+    assert a.update(types.MappingProxyType(batch), 1.0) == b.update(batch, 1.0)
+    with pytest.raises(KeyError, match="ghost"):
+        a.update(types.MappingProxyType({"ghost": sample()}), 2.0)
+
+
+def test_records_on_demand_by_name_and_reused_while_unchanged():
+    s = _pool()
+    recs = s.update({"c0": sample(10.0), "c1": sample(20.0), "c2": sample(30.0)}, 1.0)
+    assert s.records() == recs and [r.id for r in recs] == ["id0", "id1", "id2"]
+    assert s.records(["c2", "c0"]) == [recs[2], recs[0]]
+    assert all(x is y for x, y in zip(s.records(), recs))  # nothing changed: same objects
+    with pytest.raises(KeyError):
+        s.records(["c0", "nope"])
+    again = s.update({"c0": sample(10.0), "c1": sample(40.0)}, 2.0)
+    assert again[1].cpu_score == 60.0 and again[1] is not recs[1]
+    assert again[2].stale and again[2].cpu_score == recs[2].cpu_score
+    assert s.records([]) == []
+
+
+def test_changed_records_report_each_change_once():
+    s = _pool()
+    s.update({f"c{i}": sample(10.0 * i) for i in range(3)}, 1.0)
+    first = s.changed_records()
+    assert [r.name for r in first] == ["c0", "c1", "c2"] and first == s.records()
+    assert s.changed_records() == []
+    s.set_sundown("c1")
+    [c1] = s.changed_records()
+    assert (c1.name, c1.category) == ("c1", Category.SUNDOWN)
+    s.add("c3", now=1.0, id="id3")
+    s.remove("c0")
+    assert [r.name for r in s.changed_records()] == ["c3"]
+    s.update({"c2": sample(30.0), "c3": sample(50.0)}, 2.0)
+    changed = s.changed_records()
+    assert {r.name for r in changed} <= {"c1", "c2", "c3"} and len(changed) >= 2
+    assert changed == [r for r in s.records() if r.name in {c.name for c in changed}]
+    assert s.changed_records() == []
+
+
+def test_records_survive_growth_and_slot_reuse():
+    s = Scorer(capacity=1)
+    s.add("a", now=0.0, id="x")
+    [a] = s.update({"a": sample()}, 1.0)
+    assert s.changed_records() == [a]
+    s.add("b", now=1.0)                       # grows: the caches grow with it
+    s.remove("a")
+    s.add("c", now=1.0, id="y")               # reuses a's slot: never a's record
+    recs = s.update({"b": sample(), "c": sample()}, 2.0)
+    assert [(r.name, r.id) for r in recs] == [("b", ""), ("c", "y")]
+    assert [r.name for r in s.changed_records()] == ["b", "c"]
+
+
+def test_records_are_plain_container_scores_without_the_fast_path(monkeypatch):
+    import gc
+
+    import agent.scoring as scoring_module
+    from agent.core.records import ContainerScore
+
+    fast = _pool()
+    recs = fast.update({"c0": sample(10.0), "c1": sample(20.0, rt=math.nan)}, 1.0)
+    assert all(type(r) is ContainerScore for r in recs)
+    assert not gc.is_tracked(recs[0])  # str, float, bool and Category values only
+    monkeypatch.setattr(scoring_module, "_RECORD_DESCS", None)  # build by calling the class
+    slow = _pool()
+    assert slow.update({"c0": sample(10.0), "c1": sample(20.0, rt=math.nan)}, 1.0) == recs
+    assert scoring_module._record_descriptors() is not None
+
+
+def test_free_capacity_changes_nothing():
+    # 1,000 free slots (whole window chunks of empty series, skipped) or none:
+    # the same records and internals, bit for bit
+    roomy, tight = _pool(3, capacity=1024), _pool(3, capacity=4)
+    rng = np.random.default_rng(22)
+    for t in range(80):
+        batch = {f"c{i}": sample(rng.uniform(0, 100), rng.uniform(0.001, 0.1))
+                 for i in range(3) if rng.random() < 0.9}
+        assert roomy.update(batch, float(t)) == tight.update(batch, float(t))
+    assert all(roomy.detail(n) == tight.detail(n) for n in roomy.names())
+    assert roomy.state_bytes_per_slot() > 0

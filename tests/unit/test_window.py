@@ -96,7 +96,9 @@ def assert_matches_reference(samples, window, alpha=0.3, jk=(0.125, 0.25, 4.0),
     ("kwargs", "message"),
     [
         (dict(n_series=0, window=5, ewma_alpha=0.5), "n_series must be >= 1, got 0"),
-        (dict(n_series=3, window=1, ewma_alpha=0.5), "window must be in 2..1000000, got 1"),
+        (dict(n_series=3, window=0, ewma_alpha=0.5), "window must be in 1..1000000, got 0"),
+        (dict(n_series=3, window=10**6 + 1, ewma_alpha=0.5),
+         "window must be in 1..1000000, got 1000001"),
         (dict(n_series=3, window=5, ewma_alpha=0.0), "ewma_alpha must be in (0, 1], got 0.0"),
         (dict(n_series=3, window=5, ewma_alpha=1.5), "ewma_alpha must be in (0, 1], got 1.5"),
         (dict(n_series=3, window=5, ewma_alpha=math.nan), "ewma_alpha must be in (0, 1], got nan"),
@@ -343,3 +345,94 @@ def test_state_fits_in_4_kib_per_series_at_h60():
     rw = RollingWindow(1000, 60, 0.3)
     assert rw.nbytes == 1000 * RollingWindow.bytes_per_series(60)
 
+
+
+# -- window of one, resize, configure ---------------------------------------------------
+
+def test_window_of_one_has_mean_but_no_spread():
+    rng = np.random.default_rng(30)
+    x = rng.normal(5.0, 2.0, (12, 3))
+    x[4, 1] = np.nan
+    rw, got = assert_matches_reference(x, 1)
+    assert np.isnan(got[1]).all() and np.isnan(got[2]).all()      # std, slope
+    assert np.array_equal(got[0][:, 0], x[:, 0])                  # the mean is the sample
+
+
+def test_resize_keeps_every_series_bit_for_bit():
+    # a window that grew from 3 to 600 series (crossing a chunk) computes what one
+    # of 600 series from the start computes: same bits, refresh schedule included
+    rng = np.random.default_rng(31)
+    T, H = 90, 7
+    x = rng.normal(50.0, 10.0, (T, 600))
+    x[rng.random((T, 600)) < 0.05] = np.nan
+    x[:20, 3:] = np.nan                     # the series beyond 3 start at tick 20
+    big = RollingWindow(600, H, 0.3, refresh_every=5)
+    grown = RollingWindow(3, H, 0.3, refresh_every=5)
+    for t in range(T):
+        if t == 20:
+            grown.resize(600)
+        a = big.push(x[t])
+        b = grown.push(x[t] if t >= 20 else x[t, :3])
+        n = 600 if t >= 20 else 3
+        for u, v in zip(a, b):
+            assert np.array_equal(u[:n], v, equal_nan=True), t
+    assert grown.n_series == 600 and np.array_equal(grown.count, big.count)
+    grown.resize(2)                          # and shrinking keeps the first ones
+    assert grown.n_series == 2 and np.array_equal(grown.window_values(1), big.window_values(1))
+    with pytest.raises(ValueError, match="n_series must be >= 1"):
+        grown.resize(0)
+
+
+@pytest.mark.parametrize("new_window", [3, 1, 12])
+def test_configure_window_keeps_the_newest_samples(new_window):
+    rng = np.random.default_rng(32)
+    H, T = 6, 30
+    x = rng.normal(10.0, 3.0, (T, 4))
+    x[20:24, 2] = np.nan                     # series 2 lags when the window changes
+    x[:, 3] = 7.5                            # and series 3 is constant
+    rw = RollingWindow(4, H, 0.3)
+    for t in range(T):
+        rw.push(x[t])
+    kept = [rw.window_values(i)[-new_window:] for i in range(4)]
+    ewma, srtt = rw.ewma.copy(), rw.srtt.copy()
+    rw.configure(window=new_window)
+    assert rw.window == new_window
+    for i in range(4):
+        assert np.array_equal(rw.window_values(i), kept[i])
+        mean, std, slope = window_stats(kept[i])
+        assert rw.mean[i] == pytest.approx(mean, rel=1e-12)
+        assert rw.std[i] == pytest.approx(std, rel=1e-9, nan_ok=True)
+        assert rw.slope[i] == pytest.approx(slope, rel=1e-9, abs=1e-12, nan_ok=True)
+    assert np.array_equal(rw.ewma, ewma) and np.array_equal(rw.srtt, srtt)
+    if new_window >= 2:
+        assert rw.std[3] == 0.0 and rw.slope[3] == 0.0
+    # it goes on as a window of the new length fed the kept samples would
+    y = rng.normal(10.0, 3.0, (2 * new_window + 3, 4))
+    for row in y:
+        rw.push(row)
+    for i in range(4):
+        want = window_stats(np.concatenate([kept[i], y[:, i]])[-new_window:])
+        got = (rw.mean[i], rw.std[i], rw.slope[i])
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12, nan_ok=True)
+
+
+def test_configure_parameters():
+    rw = RollingWindow(2, 4, 0.5)
+    for v in (1.0, 2.0, 4.0):
+        rw.push(np.array([v, np.nan]))
+    rw.configure(jk_k=1.0)
+    assert rw.threshold[0] == rw.srtt[0] + rw.rttvar[0]       # the band at once
+    assert math.isnan(rw.threshold[1])                         # never sampled
+    rw.configure(ewma_alpha=1.0, jk_alpha=1.0, jk_beta=1.0, refresh_every=0)
+    srtt = rw.srtt[0]
+    rw.push(np.array([8.0, 1.0]))              # the new factors apply from this push
+    assert (rw.ewma[0], rw.srtt[0], rw.rttvar[0]) == (8.0, 8.0, abs(srtt - 8.0))
+    assert (rw.ewma_alpha, rw.jk_k, rw.refresh_every) == (1.0, 1.0, 0)
+    for kwargs, message in (({"window": 0}, "window must be in 1..1000000, got 0"),
+                            ({"jk_beta": 0.0}, "jk_beta must be in (0, 1], got 0.0"),
+                            ({"jk_k": -1.0}, "jk_k must be finite and >= 0, got -1.0"),
+                            ({"refresh_every": -2}, "refresh_every must be >= 0")):
+        with pytest.raises(ValueError) as exc:
+            rw.configure(**kwargs)
+        assert str(exc.value).startswith(message)
+    assert (rw.window, rw.jk_beta) == (4, 1.0)                 # nothing changed
