@@ -18,9 +18,11 @@ agents ever act at once. What it does meanwhile is spelled out in
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -62,6 +64,7 @@ class Leadership:
         metrics: Metrics,
         emit: Callable[[Event], Awaitable[None]],
         clock: Callable[[], float] = trio.current_time,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent_id = agent_id
         self.ttl = ttl
@@ -71,6 +74,7 @@ class Leadership:
         self._metrics = metrics
         self._emit = emit
         self._clock = clock
+        self._wall = wall_clock
         self._attempts = 0
         self._followed: Holder | None = None  # the leader last named in our log
         metrics.record_role(self.view.role)
@@ -80,6 +84,10 @@ class Leadership:
     def may_act(self) -> bool:
         """Whether this agent may act now (leader, lease valid by the local clock)."""
         return self.view.may_act(self._clock())
+
+    def remaining(self) -> float:
+        """Seconds of lease validity left (≤ 0, or -inf, when not acting)."""
+        return self.view.valid_until - self._clock()
 
     @property
     def fence(self) -> Holder | None:
@@ -120,17 +128,15 @@ class Leadership:
         else:
             view, note = after_attempt(self.view, holder, sent_at=sent, ttl=self.ttl)
         self._attempts += 1
-        previous = self.view.holder
-        await self._settle(view, note, previous)
+        await self._settle(view, note, self.view)
         if self._attempts == 1 or view.role == "follower":
             self._say_whom_we_follow()
         return note
 
     async def refused(self, reason: str) -> None:
         """Redis refused one of our fenced writes: step down at once."""
-        previous = self.view.holder
         view, note = after_refusal(self.view, reason)
-        await self._settle(view, note, previous)
+        await self._settle(view, note, self.view)
 
     async def release(self, store: Store) -> None:
         """Clean stop: hand the lease over now rather than after the TTL."""
@@ -145,12 +151,12 @@ class Leadership:
             return
         if released:
             view, note = after_release(self.view)
-            await self._settle(view, note, holder)
+            await self._settle(view, note, self.view)
 
     # -- internals ---------------------------------------------------------------
 
-    async def _settle(self, view: LeaseView, note: Transition | None,
-                      previous: Holder | None) -> None:
+    async def _settle(self, view: LeaseView, note: Transition | None, old: LeaseView) -> None:
+        previous = old.holder
         self.view = view
         self._metrics.record_role(view.role)
         if note is None:
@@ -166,6 +172,10 @@ class Leadership:
         if note.kind == "lease_acquired" and previous is not None \
                 and previous.agent_id != self.agent_id:
             data["previous"] = previous.agent_id
+        if note.kind == "lease_expired" and math.isfinite(old.valid_until):
+            # When acting ended (the deadline, passed before this tick noticed it),
+            # on the wall clock so that it compares with other agents' events.
+            data["stopped_at"] = self._wall() - (self._clock() - old.valid_until)
         if note.kind in ("lease_lost", "lease_expired"):
             log.warning("%s: pool %s: %s", note.kind, self.pool, note.message)
         else:

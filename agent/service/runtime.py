@@ -56,8 +56,11 @@ all the same, the lease guaranteeing that nobody else acts), it replaces dead
 workers, removes drained ones and follows its scaling rules, its events wait in
 the store's buffer. Once the deadline passes it stops (``lease_expired``):
 nothing is planned or executed, and a plan in progress stops before its next
-engine action. The one window left is an engine call already started when the
-deadline passes, or a pause between the validity check and the call itself.
+engine action. No engine action starts in the last third of the validity
+(`ACTION_SHARE`), so one that started ends before another agent can take over
+— unless it lasts longer than that third (an engine answering very slowly), or
+the process is paused between the check and the call: the window left, since
+the engine itself knows no fencing token.
 """
 from __future__ import annotations
 
@@ -114,6 +117,11 @@ log = logging.getLogger("deployment_agent.runtime")
 
 HISTORY_POINTS = 3600
 
+#: No engine action starts in this last share of the lease's validity, so that an
+#: action started before it (a create is well under a second here) ends before
+#: the lease can lapse in Redis and another agent take over.
+ACTION_SHARE = 1 / 3
+
 
 class Agent:
     """The tick loop and the facade the web layer and the CLI use."""
@@ -149,6 +157,7 @@ class Agent:
             pool=settings.app_identifier, metrics=self.metrics, emit=self._emit,
         )
         self._views: str | None = None  # a follower's place in the leader's tick views
+        self._takeover = False  # the lease was (re)acquired: recover before planning
 
     # -- the facade ------------------------------------------------------------
 
@@ -385,10 +394,18 @@ class Agent:
 
     async def _lead(self) -> bool:
         """The lease step; on taking over, the state from Redis. True: act this tick."""
-        note = await self.leadership.step(self.store)
-        if note is not None and note.kind == "lease_acquired":
+        await self._renew()
+        if self._takeover:
+            self._takeover = False
             await self.recover()
         return self.leadership.may_act()
+
+    async def _renew(self) -> bool:
+        """One lease attempt; False when it changed this agent's role or token."""
+        note = await self.leadership.step(self.store)
+        if note is not None and note.kind == "lease_acquired":
+            self._takeover = True  # the state is read again before the next plan
+        return note is None
 
     async def _follow(self) -> None:
         """A follower's tick: the leader's new views into our scorer, then publish."""
@@ -486,10 +503,10 @@ class Agent:
         write (`FencedOut`: another agent leads; we step down). Redis unreachable
         is no refusal: within the lease the plan goes ahead (module docstring).
         """
+        if not self.leadership.may_act():
+            return False  # not even its decisions are recorded: they are not ours
         acts = bool(plan.removals or plan.creations or plan.marks)
         if acts or plan.write_ahead:
-            if not self.leadership.may_act():
-                return False
             try:
                 await self._persist(plan.state, events=plan.events, strict=True)
             except FencedOut as exc:
@@ -512,14 +529,14 @@ class Agent:
         """
         pool = plan.state
         for removal in plan.removals:
-            if not self._may_act("remove " + removal.info.name):
+            if not await self._may_act("remove " + removal.info.name):
                 return pool
             if await self._remove(removal):
                 pool = pool.without([removal.info.name])
                 await self._emit(removal.event)
         for creation in plan.creations:
             for _ in range(creation.count):
-                if not self._may_act("create a worker"):
+                if not await self._may_act("create a worker"):
                     return pool
                 try:
                     info = await self.engine.create()
@@ -531,12 +548,23 @@ class Agent:
                 await self._emit(created_event(info, creation.reason))
         return pool
 
-    def _may_act(self, action: str) -> bool:
+    async def _may_act(self, action: str) -> bool:
         """The lease's validity on the local clock, checked before each engine
-        action (the engine knows no fencing token)."""
-        if self.leadership.may_act():
+        action (the engine knows no fencing token).
+
+        A long execution (many creations) renews the lease once half of it is
+        used, so it never lapses under a working leader; a renewal that changes
+        anything ends the plan. No action starts in the last `ACTION_SHARE` of
+        the lease: one started earlier ends before another agent can take over.
+        """
+        leadership = self.leadership
+        if leadership.may_act() and leadership.remaining() < leadership.ttl / 2:
+            if not await self._renew():
+                log.warning("not acting (%s): the lease changed during the plan", action)
+                return False
+        if leadership.may_act() and leadership.remaining() >= leadership.ttl * ACTION_SHARE:
             return True
-        log.warning("not acting (%s): this agent's lease is no longer valid", action)
+        log.info("not acting (%s): the lease could not be renewed and is about to end", action)
         return False
 
     async def _remove(self, removal: Removal) -> bool:
