@@ -196,7 +196,8 @@ def writable_config(agent: Any) -> dict[str, Any]:
     from agent.interfaces.web.views import config_json
 
     current = config_json(agent.settings)
-    return {k: current[k] for k in writable_settings(current)}
+    # An unset optional setting (null) cannot be PUT; it stays unset anyway.
+    return {k: current[k] for k in writable_settings(current) if current[k] is not None}
 
 
 def _describe(exc: BaseException) -> str:
