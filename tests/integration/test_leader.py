@@ -339,8 +339,9 @@ async def test_clean_stop_of_the_leader_hands_the_lease_over_at_once(
         mark = last_id(redis_client, docker_app)
         a.signal(signal.SIGTERM)
         assert await trio.to_thread.run_sync(a.wait, 20) == 0, a.tail()
-        await wait_for(lambda: _is(role_of(b), "leader"), timeout=10,
-                       what=f"the follower leading\n{b.tail()}")
+        await wait_for(lambda: by(ledger(redis_client, docker_app, mark), b_id, "lease_acquired"),
+                       timeout=10, what=f"the follower leading\n{b.tail()}")
+        assert await role_of(b) == "leader"
         events = ledger(redis_client, docker_app, mark)
         (released,) = by(events, a_id, "lease_released")
         (acquired,) = by(events, b_id, "lease_acquired")
