@@ -3,5 +3,6 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.docker",
     "tests.fixtures.swarm_lab",
+    "tests.fixtures.host_swarm",
     "tests.fixtures.haproxy",
 ]

@@ -49,6 +49,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -459,3 +460,11 @@ class Sampler:
         elif result is not None:
             log.warning("stats of %s failed", container_id[:12], exc_info=result)
         done.add(container_id)
+
+
+if TYPE_CHECKING:  # mypy holds the sampler to its port
+
+    from agent.core.ports import SampleSource
+
+    def _implements(sampler: Sampler) -> SampleSource:
+        return sampler

@@ -40,8 +40,9 @@ __all__ = [
 
 # Engine states of an owned container that will not serve again: it is removed and
 # (through reconcile) replaced. "created" is a container whose start never came,
-# e.g. an agent killed between create and start.
-DEAD_STATES = frozenset({"exited", "dead", "created"})
+# e.g. an agent killed between create and start; "lost" a Swarm worker whose node
+# is Down (`agent.core.swarm`).
+DEAD_STATES = frozenset({"exited", "dead", "created", "lost"})
 
 # A container whose last sample moved fewer bytes/s than this carries no traffic.
 # Not 0: the bridge network carries a little background chatter (ARP, IPv6 RS).

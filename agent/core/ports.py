@@ -4,11 +4,15 @@ Each port has one real adapter, and the adapter's module holds a typing assertio
 (under ``TYPE_CHECKING``) that mypy checks, so the day an adapter drifts from its
 port the type check fails::
 
-    Engine       agent.adapters.docker_engine.DockerEngine
+    Engine       agent.adapters.docker_engine.DockerEngine,
+                 agent.adapters.swarm_engine.SwarmEngine (ENGINE=swarm)
     Store        agent.adapters.redis_store.RedisStore
     StatsSource  agent.adapters.docker_engine.DockerEngine.read_stats (the Sampler's
                  stats-API source)
-    Probe        agent.adapters.probe.NetworkProbe (the Sampler's availability probe)
+    SampleSource agent.adapters.sampler.Sampler (one engine's cgroup/proc files),
+                 agent.adapters.swarm_sampler.SwarmSampler (ENGINE=swarm: the nodes'
+                 collectors' reports in Redis)
+    Probe        agent.adapters.probe.NetworkProbe (the samplers' availability probe)
     Publisher    agent.service.hub.Hub (where the runtime publishes its snapshots)
 
 A second engine (Swarm) or another store sits beside the first by implementing the
@@ -24,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from agent.core.lease import Holder
-from agent.core.records import ContainerInfo, Snapshot
+from agent.core.records import ContainerInfo, Sample, Snapshot
 from agent.core.store_codec import SharedState, StoredState, TickWrite
 
-__all__ = ["Engine", "Store", "StatsSource", "Probe", "Publisher"]
+__all__ = ["Engine", "Store", "StatsSource", "SampleSource", "Probe", "Publisher"]
 
 
 @runtime_checkable
@@ -121,6 +125,25 @@ class StatsSource(Protocol):
     cgroup files cannot be read. Raises `EngineError` on failure."""
 
     def __call__(self, container_id: str, /) -> Mapping[str, Any]: ...
+
+
+class SampleSource(Protocol):
+    """One tick's raw observations of the running containers (the runtime's
+    *sample* step), each by `deadline` (Trio clock) at the latest.
+
+    Returns one `Sample` per container name: all-NaN for a container that is not
+    running, ``stale=True`` for one whose numbers or probe did not arrive in time.
+    Never raises on a failure to observe (that is a stale sample).
+    """
+
+    async def sample(
+        self,
+        containers: list[ContainerInfo],
+        *,
+        deadline: float,
+        probe_timeout: float,
+        health_path: str | None = None,
+    ) -> dict[str, Sample]: ...
 
 
 class Probe(Protocol):

@@ -133,6 +133,7 @@ class Settings:
     target_port: int
     app_identifier: str = TABLE
     docker_host: str = TABLE
+    engine: str = TABLE
     default_container: int = TABLE
     max_containers: int = TABLE
     critical_load_threshold: float = TABLE
@@ -181,6 +182,11 @@ class Settings:
     cors_allow_write_origins: tuple[str, ...] = TABLE
     container_cpus: float | None = TABLE
     container_memory: str | None = TABLE
+    swarm_constraints: tuple[str, ...] = TABLE
+    swarm_network: str | None = TABLE
+    proc_root: Path = TABLE
+    cgroup_root: Path = TABLE
+    collector_report_ttl: float = TABLE
     ledger_max_len: int = TABLE
     log_level: str = TABLE
     sources: Mapping[str, str] = field(

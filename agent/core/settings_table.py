@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.core import settings_parsers as p
+from agent.core import swarm
 from agent.core.errors import ConfigError
 from agent.core.settings_parsers import Bounds
 
@@ -193,6 +194,10 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=_PORT),
     _row("DOCKER_HOST", "str", "unix:///var/run/docker.sock", "container engine address",
          p.docker_host),
+    _row("ENGINE", "str", "docker",
+         "docker: containers of the engine at DOCKER_HOST; swarm: services of the swarm "
+         "whose manager DOCKER_HOST is, sampled by per-node collectors (docs/swarm.md)",
+         choices=("docker", "swarm")),
     _row("DEFAULT_CONTAINER", "int", 5,
          "initial desired number of containers, and the floor for scale-down",
          bounds=_AT_LEAST_1, mutable=True),
@@ -319,6 +324,23 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=_POSITIVE),
     _row("CONTAINER_MEMORY", "str", None,
          "memory limit of each worker (e.g. 256m); unset = none", p.memory),
+    _row("SWARM_CONSTRAINTS", "list", (),
+         "swarm: placement constraints of the workers, comma-separated "
+         "(node.role==worker,node.labels.zone!=edge)", swarm.constraints,
+         default_text="(none)"),
+    _row("SWARM_NETWORK", "str", None,
+         "swarm: overlay network the workers join (dnsrr, reached at their task "
+         "address); unset = a host-mode published port on each worker's node",
+         swarm.network_name),
+    _row("PROC_ROOT", "path", Path("/proc"),
+         "the host's /proc as the sampler sees it (e.g. /host/proc in a container)"),
+    _row("CGROUP_ROOT", "path", Path("/sys/fs/cgroup"),
+         "the host's cgroup mount as the sampler sees it (e.g. /host/sys/fs/cgroup)"),
+    _row("COLLECTOR_REPORT_TTL", "float", None,
+         "collector: seconds its node's report stays in Redis; a node silent that long "
+         "has its containers marked stale", bounds=_POSITIVE,
+         default_text="3 × TICK_INTERVAL",
+         derived=Derived(lambda v, _: 3 * v["TICK_INTERVAL"])),
     _row("LEDGER_MAX_LEN", "int", 10000, "decision-ledger entries kept in Redis",
          bounds=_AT_LEAST_1),
     _row("LOG_LEVEL", "str", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL",

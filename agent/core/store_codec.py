@@ -21,6 +21,8 @@ Keys, all under the prefix ``da:<APP_IDENTIFIER>:``::
                         (`agent.core.tick_view`), field v
     leader      string  the leader lease (`agent.adapters.redis_lease`)
     fence       string  the last fencing token handed out
+    samples:<node>  string  ENGINE=swarm: a node collector's latest report
+                        (`agent.core.sample_codec`; written by the collectors)
 
 Values are compact, strict JSON (NaN/±inf stored as null). Bad *data* passed in
 by the caller (not JSON-encodable, a record under the wrong name) is a bug in the

@@ -1,6 +1,7 @@
 """`deployment-agent` command line.
 
     deployment-agent run [--env-file F] [--config F.toml] [--max-containers N ...]
+    deployment-agent collector [same options]     (ENGINE=swarm: one per node)
     deployment-agent check-config [same options]
     deployment-agent build-demo [--tag T]
     deployment-agent status | watch | scale N | drain NAME | events   (against a running agent)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true",
                      help="build the local demo worker image and use it unless DOCKER_IMAGE is set")
 
+    collector = sub.add_parser(
+        "collector", help="ENGINE=swarm: sample this node's workers and post them to Redis "
+        "(run as a global service)")
+    _add_settings_options(collector)
+
     check = sub.add_parser("check-config", help="print the effective settings and where each came from")
     _add_settings_options(check)
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -70,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings_from(args: argparse.Namespace) -> Settings:
+def _settings_from(
+    args: argparse.Namespace, placeholders: dict[str, str] | None = None
+) -> Settings:
+    """The settings of this run. `placeholders` give a value to settings the
+    command does not use but the table requires, unless the environment has one
+    (they do beat a `.env` entry: the command ignores either)."""
     overrides = {
         key.removeprefix("setting_"): value
         for key, value in vars(args).items()
@@ -79,12 +91,11 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     if getattr(args, "demo", False):
         from agent.adapters.demo_image import DEMO_IMAGE, DEMO_PORT
 
-        import os
-
         if "DOCKER_IMAGE" not in overrides and not os.environ.get("DOCKER_IMAGE"):
             overrides["DOCKER_IMAGE"] = DEMO_IMAGE
             overrides.setdefault("TARGET_PORT", DEMO_PORT)
     return load_settings(
+        environ={**(placeholders or {}), **os.environ},
         env_file=args.env_file if args.env_file is not None else DEFAULT_ENV_FILE,
         toml_file=args.config,
         overrides=overrides,
@@ -167,6 +178,22 @@ def _role_line(running: Any) -> str:
     return f"FOLLOWER: no leader lease could be read ({lease.error}); taking it once Redis answers"
 
 
+def _collector(args: argparse.Namespace) -> int:
+    import trio
+
+    from agent.service.collector import run_collector
+
+    # The collector reads workers, it never makes them: no image or port to know.
+    settings = _settings_from(args, {"DOCKER_IMAGE": "unused-by-the-collector",
+                                     "TARGET_PORT": "1"})
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    trio.run(run_collector, settings)
+    return 0
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """The first AgentError inside (nested) exception groups from Trio nurseries."""
     if isinstance(exc, BaseExceptionGroup):
@@ -203,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
+    if args.command == "collector":
+        return _collector(args)
     if args.command == "check-config":
         return _check_config(args)
     if args.command == "build-demo":

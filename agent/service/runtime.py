@@ -105,10 +105,9 @@ from agent.core.pool import PoolState, clamp_desired, drained_names
 from agent.core.queue import build_queue
 from agent.core.store_codec import SharedState
 from agent.core.tick_view import TickView, pool_from_view, view_of
-from agent.adapters.sampler import Sampler
 from agent.scoring import Scorer
 from agent.adapters.redis_store import TickWrite, container_record
-from agent.core.ports import Engine, Store
+from agent.core.ports import Engine, SampleSource, Store
 from agent.service.leadership import Leadership, new_agent_id
 
 __all__ = ["Agent"]
@@ -132,7 +131,7 @@ class Agent:
         *,
         engine: Engine,
         store: Store,
-        sampler: Sampler,
+        sampler: SampleSource,
         scorer: Scorer | None = None,
         wall_clock: Callable[[], float] = time.time,
         agent_id: str | None = None,

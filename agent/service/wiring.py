@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,8 @@ from typing import Any
 
 import trio
 
+from agent.core.errors import ConfigError
+from agent.core.ports import Engine, SampleSource
 from agent.core.settings import Settings
 from agent.adapters.docker_engine import DockerEngine
 from agent.adapters.redis_server import EmbeddedRedis
@@ -82,6 +84,9 @@ def store_timing(settings: Settings) -> tuple[float, float, float]:
 async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
     """An `Agent` over the real engine and Redis; the embedded redis-server (when
     no Redis is configured) lives exactly as long as this context."""
+    if settings.engine == "swarm" and settings.redis_url is None:
+        raise ConfigError("ENGINE", "swarm needs a Redis the collectors share: set "
+                          "REDIS_URL (or REDIS_HOST); the embedded one is local")
     limiter = trio.CapacityLimiter(16)
     timeout, backoff_initial, backoff_max = store_timing(settings)
     async with _redis(settings) as redis_url:
@@ -90,21 +95,49 @@ async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
             ledger_max_len=settings.ledger_max_len, socket_timeout=timeout,
             backoff_initial=backoff_initial, backoff_max=backoff_max,
         )
-        engine = DockerEngine(
-            base_url=settings.docker_host,
-            app_identifier=settings.app_identifier,
-            image=settings.docker_image,
-            target_port=settings.target_port,
-            limiter=limiter,
-            cpus=settings.container_cpus,
-            mem_limit=settings.container_memory,
-        )
-        sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats)
+        engine, sampler, close_sampler = _engine_and_sampler(settings, limiter, redis_url)
         agent = Agent(settings, engine=engine, store=store, sampler=sampler)
         try:
             yield agent, redis_url
         finally:
             await agent.aclose()
+            with trio.CancelScope(shield=True):
+                await close_sampler()
+
+
+def _engine_and_sampler(
+    settings: Settings, limiter: trio.CapacityLimiter, redis_url: str
+) -> tuple[Engine, SampleSource, Callable[[], Awaitable[None]]]:
+    """The engine, the sampler, and what closes the sampler's own clients.
+
+    ENGINE=docker: the engine at DOCKER_HOST, sampled from its cgroup files here.
+    ENGINE=swarm: the swarm's services, sampled by the nodes' collectors, whose
+    reports come through Redis (so no cgroup file is read here)."""
+    if settings.engine == "swarm":
+        from agent.adapters.sample_board import SampleBoard
+        from agent.adapters.swarm_engine import SwarmEngine
+        from agent.adapters.swarm_sampler import SwarmSampler
+
+        swarm = SwarmEngine(
+            base_url=settings.docker_host, app_identifier=settings.app_identifier,
+            image=settings.docker_image, target_port=settings.target_port, limiter=limiter,
+            constraints=settings.swarm_constraints, network=settings.swarm_network,
+            cpus=settings.container_cpus, memory_bytes=settings.container_memory_bytes,
+        )
+        board = SampleBoard(redis_url, settings.app_identifier, limiter=limiter)
+        return swarm, SwarmSampler(board), board.aclose
+    engine = DockerEngine(
+        base_url=settings.docker_host,
+        app_identifier=settings.app_identifier,
+        image=settings.docker_image,
+        target_port=settings.target_port,
+        limiter=limiter,
+        cpus=settings.container_cpus,
+        mem_limit=settings.container_memory,
+    )
+    sampler = Sampler(engine.is_local, limiter=limiter, stats_source=engine.read_stats,
+                      proc_root=settings.proc_root, cgroup_root=settings.cgroup_root)
+    return engine, sampler, trio.lowlevel.checkpoint
 
 
 @asynccontextmanager

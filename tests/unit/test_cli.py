@@ -46,3 +46,25 @@ def test_bad_config_exits_2_naming_the_variable(env, variable, command):
     assert out.returncode == 2
     assert variable in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "variable"),
+    [
+        pytest.param("collector", {}, "REDIS_URL", id="collector-without-redis"),
+        pytest.param("collector", {"REDIS_URL": "redis://127.0.0.1:1/0",
+                                   "SWARM_CONSTRAINTS": "node.role=worker"},
+                     "SWARM_CONSTRAINTS", id="collector-bad-constraint"),
+        pytest.param("run", {"DOCKER_IMAGE": "a", "TARGET_PORT": "80", "ENGINE": "swarm"},
+                     "ENGINE", id="swarm-without-shared-redis"),
+        pytest.param("run", {"DOCKER_IMAGE": "a", "TARGET_PORT": "80", "ENGINE": "k8s"},
+                     "ENGINE", id="unknown-engine"),
+    ],
+)
+def test_swarm_settings_exit_2_naming_the_variable(command, env, variable, tmp_path):
+    """The collector needs neither DOCKER_IMAGE nor TARGET_PORT, but a shared Redis;
+    so does the agent in swarm mode (its embedded Redis would be local)."""
+    out = _run(command, DATA_DIR=str(tmp_path), **env)
+    assert out.returncode == 2, out.stderr
+    assert f"configuration error: {variable}" in out.stderr
+    assert "Traceback" not in out.stderr

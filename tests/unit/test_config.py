@@ -36,6 +36,7 @@ def error_of(env: dict[str, str], **kw: Any) -> str:
 SPEC_DEFAULTS = {
     "APP_IDENTIFIER": "RUSTYBALANCER",
     "DOCKER_HOST": "unix:///var/run/docker.sock",
+    "ENGINE": "docker",
     "DEFAULT_CONTAINER": 5,
     "MAX_CONTAINERS": 15,
     "HIGH_LOAD_THRESHOLD": 55.0,
@@ -82,6 +83,11 @@ SPEC_DEFAULTS = {
     "CORS_ALLOW_WRITE_ORIGINS": "",
     "CONTAINER_CPUS": None,
     "CONTAINER_MEMORY": None,
+    "SWARM_CONSTRAINTS": "",
+    "SWARM_NETWORK": None,
+    "PROC_ROOT": "/proc",
+    "CGROUP_ROOT": "/sys/fs/cgroup",
+    "COLLECTOR_REPORT_TTL": 3.0,
     "LEDGER_MAX_LEN": 10000,
     "LOG_LEVEL": "INFO",
 }
