@@ -137,7 +137,8 @@ def after_attempt(
 def after_failure(view: LeaseView, error: str, *, now: float) -> tuple[LeaseView, Transition | None]:
     """No answer from Redis: keep leading until the deadline we already had."""
     if view.role == "leader" and now >= view.valid_until:
-        new = replace(view, role="follower", valid_until=-math.inf, error=error)
+        # Our lease has lapsed in Redis by now: who holds it is unknown.
+        new = replace(view, role="follower", holder=None, valid_until=-math.inf, error=error)
         return new, Transition(
             "lease_expired",
             f"stopped acting: the lease could not be renewed before it expired ({error})",

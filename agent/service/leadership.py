@@ -194,7 +194,7 @@ class Leadership:
                 log.warning("pool %s: no leader lease could be read (%s); this agent follows "
                             "and takes the lease once Redis answers", self.pool, view.error)
             return
-        if self._followed is not None and holder == self._followed:
+        if holder.agent_id == self.agent_id or holder == self._followed:
             return
         self._followed = holder
         log.warning(

@@ -325,8 +325,14 @@ class Agent:
             return
         if stored.empty and self._started:
             # Taking over from a Redis that lost everything: what this agent saw
-            # as a follower is the best state there is; the first persist restores it.
+            # is the best state there is; the first persist restores it, and the
+            # runtime config goes back now (the load told the store there is none).
             log.warning("taking over with no state in Redis: keeping the pool as last seen")
+            if self._overrides:
+                try:
+                    await self.store.save_config(self._overrides, fence=self.leadership.fence)
+                except StoreError as exc:
+                    log.warning("runtime config not written back yet: %s", exc)
             return
         if stored.config:
             try:

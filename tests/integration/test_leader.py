@@ -435,3 +435,42 @@ async def _stats(agent: AgentProcess) -> list[tuple[str, str, float]] | None:
         return None
     return sorted((r["name"], r["utilization_category"], round(r["overall_score"] or -1.0, 6))
                   for r in rows)
+
+
+async def test_redis_back_empty_after_the_lease_lapsed_the_agent_leads_again_and_writes_back(
+    docker_app, redis_url, redis_server, tmp_path
+):
+    agent = make_agent(docker_app, redis_url, tmp_path, **POOL, LEADER_LEASE_TTL=2)
+    key = f"da:{docker_app.app_identifier}"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.run)
+        await wait_for(lambda: len(running_names(docker_app)) == 2, timeout=40, what="the pool")
+        await agent.update_config({"DRAIN_TIMEOUT": 7})
+        names = running_names(docker_app)
+        await redis_server.astop(kill=True)
+        await wait_for(lambda: agent.lease.role == "follower", timeout=10,
+                       what="the lease lapsing with Redis away")
+        tick = agent.health()["tick"]
+        await wait_for(lambda: agent.health()["tick"] >= tick + 4, timeout=10, what="more ticks")
+        await redis_server.arestart(wipe=True)
+
+        def written_back() -> bool:
+            client = redis_server.client()
+            try:
+                return (set(client.hkeys(f"{key}:containers")) == names
+                        and client.get(f"{key}:desired") == "2"
+                        and json.loads(client.hget(f"{key}:config", "DRAIN_TIMEOUT") or "0") == 7)
+            finally:
+                client.close()
+
+        await wait_for(lambda: agent.lease.role == "leader", timeout=30, what="leading again")
+        await wait_for(written_back, timeout=30, what="the state and the config written back")
+        assert running_names(docker_app) == names and all_owned_names(docker_app) == names
+        nursery.cancel_scope.cancel()
+    client = redis_server.client()
+    try:
+        kinds = [f["kind"] for _, f in client.xrange(f"{key}:events")]
+    finally:
+        client.close()
+    assert "lease_expired" in kinds and kinds.count("lease_acquired") == 1  # token 1 again
+    assert "created" not in kinds  # nothing was redone
