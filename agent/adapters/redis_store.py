@@ -299,34 +299,14 @@ class RedisStore:
             batch, dropped, entries, reconnecting = self._event_batch(given)
             known, known_connects = self._known, self._known_connects
             config_fields, config_dirty = self._config_fields, self._config_dirty
-            maxlen = self._ledger_max_len
 
             def write(client: redis.Redis) -> tuple[int, dict[str, set[str]]]:
                 connects = self._settle_connection(client)
                 trusted = known is not None and connects == known_connects
                 current = known if trusted and known is not None else _fetch_fields(client, k)
                 config = config_fields if config_dirty or not trusted else None
-
-                def build(pipe: redis.client.Pipeline) -> None:
-                    pipe.set(k.desired, encoded["desired"])
-                    for name in TICK_HASHES:
-                        key = getattr(k, name)
-                        hset, hdel = plan_hash_replace(encoded[name], current[name])
-                        if hdel:
-                            pipe.hdel(key, *hdel)
-                        if hset:
-                            pipe.hset(key, mapping=cast(Any, hset))
-                    if config is not None:
-                        pipe.delete(k.config)
-                        if config:
-                            pipe.hset(k.config, mapping=cast(Any, config))
-                    for fields in entries:
-                        pipe.xadd(k.events, cast(Any, fields), maxlen=maxlen, approximate=True)
-                    if "view" in encoded:
-                        pipe.xadd(k.views, {"v": encoded["view"]}, maxlen=VIEW_STREAM_LEN,
-                                  approximate=False)
-
-                self._transaction(client, fence, build)
+                self._transaction(client, fence, lambda pipe: self._tick_commands(
+                    pipe, encoded, current, config, entries))
                 return connects, {name: set(encoded[name]) for name in TICK_HASHES}
 
             try:
@@ -570,6 +550,30 @@ class RedisStore:
             last = batch[-1].seq
             while self._pending and self._pending[0].seq <= last:
                 self._pending.popleft()
+
+    def _tick_commands(
+        self, pipe: redis.client.Pipeline, encoded: Mapping[str, Any],
+        current: Mapping[str, set[str]], config: Mapping[str, str] | None,
+        entries: Sequence[Mapping[str, str]],
+    ) -> None:
+        """The commands of one tick write (see `write_tick`)."""
+        k = self.keys
+        pipe.set(k.desired, encoded["desired"])
+        for name in TICK_HASHES:
+            key = getattr(k, name)
+            hset, hdel = plan_hash_replace(encoded[name], current[name])
+            if hdel:
+                pipe.hdel(key, *hdel)
+            if hset:
+                pipe.hset(key, mapping=cast(Any, hset))
+        if config is not None:
+            pipe.delete(k.config)
+            if config:
+                pipe.hset(k.config, mapping=cast(Any, config))
+        for fields in entries:
+            pipe.xadd(k.events, cast(Any, fields), maxlen=self._ledger_max_len, approximate=True)
+        if "view" in encoded:
+            pipe.xadd(k.views, {"v": encoded["view"]}, maxlen=VIEW_STREAM_LEN, approximate=False)
 
     def _transaction(
         self, client: redis.Redis, fence: Holder | None,
