@@ -56,9 +56,9 @@ all the same, the lease guaranteeing that nobody else acts), it replaces dead
 workers, removes drained ones and follows its scaling rules, its events wait in
 the store's buffer. Once the deadline passes it stops (``lease_expired``):
 nothing is planned or executed, and a plan in progress stops before its next
-engine action. No engine action starts in the last third of the validity
+engine action. No engine action starts in the second half of the validity
 (`ACTION_SHARE`), so one that started ends before another agent can take over
-— unless it lasts longer than that third (an engine answering very slowly), or
+— unless it lasts longer than that half (an engine answering very slowly), or
 the process is paused between the check and the call: the window left, since
 the engine itself knows no fencing token.
 """
@@ -117,9 +117,10 @@ log = logging.getLogger("deployment_agent.runtime")
 HISTORY_POINTS = 3600
 
 #: No engine action starts in this last share of the lease's validity, so that an
-#: action started before it (a create is well under a second here) ends before
-#: the lease can lapse in Redis and another agent take over.
-ACTION_SHARE = 1 / 3
+#: action started before it ends before the lease can lapse in Redis and another
+#: agent take over: with the default TTL an engine call has over 5 s (a create
+#: takes well under one here, a few under heavy load).
+ACTION_SHARE = 1 / 2
 
 
 class Agent:

@@ -101,8 +101,10 @@ def free_port() -> int:
 
 
 # A short lease for agents in subprocesses: a killed agent's successor (a restart,
-# or another agent of the pool) takes over within 3 s instead of the default 10 s.
-PROCESS_LEASE_TTL = 3.0
+# or another agent of the pool) takes over within 4 s instead of the default 10 s.
+# Not shorter: an engine call must end within half of it (docs/leadership.md),
+# and a create takes over a second here when the machine is loaded.
+PROCESS_LEASE_TTL = 4.0
 
 
 class AgentProcess:

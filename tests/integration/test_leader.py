@@ -419,6 +419,19 @@ async def test_a_write_ahead_refused_by_redis_is_not_executed(
 # --------------------------------------------------------------------------- small helpers
 
 
+class _NotYet:
+    """A falsy poll result that shows what was seen (in the deadline's message)."""
+
+    def __init__(self, seen: object) -> None:
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"not yet: {self.seen!r}"
+
+
 async def _both(one: Any, two: Any) -> dict[str, Any] | None:
     first, second = await one, await two
     return {"a": first, "b": second} if first and second else None
@@ -454,14 +467,14 @@ async def test_redis_back_empty_after_the_lease_lapsed_the_agent_leads_again_and
         await wait_for(lambda: agent.health()["tick"] >= tick + 4, timeout=10, what="more ticks")
         await redis_server.arestart(wipe=True)
 
-        def written_back() -> bool:
+        def written_back() -> bool | _NotYet:
             client = redis_server.client()
             try:
-                return (set(client.hkeys(f"{key}:containers")) == names
-                        and client.get(f"{key}:desired") == "2"
-                        and json.loads(client.hget(f"{key}:config", "DRAIN_TIMEOUT") or "0") == 7)
+                stored = (set(client.hkeys(f"{key}:containers")), client.get(f"{key}:desired"),
+                          client.hgetall(f"{key}:config"), agent.lease.role)
             finally:
                 client.close()
+            return stored[:3] == (names, "2", {"DRAIN_TIMEOUT": "7"}) or _NotYet(stored)
 
         await wait_for(lambda: agent.lease.role == "leader", timeout=30, what="leading again")
         await wait_for(written_back, timeout=30, what="the state and the config written back")
