@@ -50,8 +50,9 @@ fencing token: a leader paused past its TTL never starts an action on waking.
 
 Redis unreachable for the leader: it may keep acting until its lease validity
 (send time of its last renewal + TTL × 0.95) ends, and no longer — by then the
-lease has lapsed in Redis and a follower may take it. Meanwhile it does what a
-lone agent did during an outage: its write-aheads fail (the plan is executed
+lease has lapsed in Redis and a follower may take it; engine actions start only
+in the first half of that validity (below). Meanwhile it does what a lone agent
+did during an outage: its write-aheads fail (the plan is executed
 all the same, the lease guaranteeing that nobody else acts), it replaces dead
 workers, removes drained ones and follows its scaling rules, its events wait in
 the store's buffer. Once the deadline passes it stops (``lease_expired``):
