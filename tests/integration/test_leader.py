@@ -25,6 +25,7 @@ import trio
 from agent.adapters.redis_lease import LeaseKeys, acquire_or_renew
 from agent.core.errors import NotLeader
 from tests.web.http import request
+from tests.web.util import websocket
 
 from .agent_harness import (
     FAST,
@@ -191,6 +192,10 @@ async def test_two_agents_started_at_once_exactly_one_leads_the_other_follows(
                        every=0.05)
         queue = (await request(follower.url + "/queue")).json()["queue"]
         assert {q["dns_name"] for q in queue} == running_names(docker_app)
+        async with websocket(follower.url.replace("http://", "ws://") + "/ws") as ws:
+            with trio.fail_after(10):
+                feed = json.loads(await ws.get_message())
+        assert {q["dns_name"] for q in feed} == running_names(docker_app)
 
         # Only the leader acted; the follower's ledger entries are its start-up only.
         events = ledger(redis_client, docker_app)
