@@ -100,6 +100,7 @@ class SyntheticAgent:
         from agent.service.metrics import Metrics
 
         self.settings = Settings(docker_image="bench:latest", target_port=8080,
+                                 ws_max_connections=MAX_CLIENTS + 64,
                                  agent_api_token=secrets.token_urlsafe(16))
         self.hub = Hub()
         self.metrics = Metrics()

@@ -9,6 +9,10 @@ SHA-256 is stored as an image label; :func:`ensure_demo_image` skips the build w
 the tagged image already carries that digest, which makes it idempotent and cheap to
 call at every start.
 
+`busybox_context` and `ensure_image` are the same machinery for any image of that
+shape (a Dockerfile and files over the static busybox), e.g. the fault suite's
+worker whose main process grows on request.
+
 Blocking (docker-py is synchronous): call it from a thread in async code.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +36,9 @@ __all__ = [
     "DEMO_PORT",
     "DIGEST_LABEL",
     "build_context",
+    "busybox_context",
     "ensure_demo_image",
+    "ensure_image",
 ]
 
 DEMO_IMAGE = "deployment-agent-demo:latest"
@@ -55,10 +62,26 @@ _BUILD_TIMEOUT = 120.0
 
 
 def build_context(busybox: str | Path = "/bin/busybox") -> tuple[bytes, str]:
-    """The build context as an uncompressed tar, and its SHA-256 (hex).
+    """The demo image's build context as an uncompressed tar, and its SHA-256 (hex).
 
     Raises `FileNotFoundError` naming the package to install when `busybox` is absent.
     """
+    demo = resources.files("agent.adapters") / "demo"
+    files = {target: ((demo / source).read_bytes(), mode)
+             for source, (target, mode) in _TEXT_FILES.items()}
+    return busybox_context((demo / "Dockerfile").read_bytes(), files, busybox=busybox)
+
+
+def busybox_context(
+    dockerfile: bytes,
+    files: Mapping[str, tuple[bytes, int]],
+    *,
+    busybox: str | Path = "/bin/busybox",
+    applets: tuple[str, ...] = _APPLETS,
+) -> tuple[bytes, str]:
+    """A build context over the static busybox: `dockerfile`, ``rootfs/bin/busybox``
+    with its `applets` linked, ``rootfs/tmp`` and `files` (path in the context ->
+    bytes and mode; their directories are made), with fixed owners and times."""
     busybox = Path(busybox)
     try:
         busybox_bytes = busybox.read_bytes()
@@ -67,15 +90,13 @@ def build_context(busybox: str | Path = "/bin/busybox") -> tuple[bytes, str]:
             f"{busybox} not found: install Debian's busybox-static "
             "(apt-get install busybox-static) to build the demo image"
         ) from None
-    demo = resources.files("agent.adapters") / "demo"
+    dirs = {"rootfs": 0o755, "rootfs/bin": 0o755, "rootfs/tmp": 0o1777}
+    for target in files:
+        parts = target.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.setdefault("/".join(parts[:i]), 0o755)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-
-        def add_dir(name: str, mode: int = 0o755) -> None:
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = mode
-            tar.addfile(info)
 
         def add_file(name: str, data: bytes, mode: int) -> None:
             info = tarfile.TarInfo(name)
@@ -83,20 +104,21 @@ def build_context(busybox: str | Path = "/bin/busybox") -> tuple[bytes, str]:
             info.mode = mode
             tar.addfile(info, io.BytesIO(data))
 
-        add_file("Dockerfile", (demo / "Dockerfile").read_bytes(), 0o644)
-        for name, mode in (("rootfs", 0o755), ("rootfs/bin", 0o755),
-                           ("rootfs/tmp", 0o1777), ("rootfs/www", 0o755),
-                           ("rootfs/www/cgi-bin", 0o755)):  # fmt: skip
-            add_dir(name, mode)
+        add_file("Dockerfile", dockerfile, 0o644)
+        for name, mode in dirs.items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            tar.addfile(info)
         add_file("rootfs/bin/busybox", busybox_bytes, 0o755)
-        for applet in _APPLETS:
+        for applet in applets:
             link = tarfile.TarInfo(f"rootfs/bin/{applet}")
             link.type = tarfile.SYMTYPE
             link.linkname = "busybox"
             link.mode = 0o777
             tar.addfile(link)
-        for source, (target, mode) in _TEXT_FILES.items():
-            add_file(target, (demo / source).read_bytes(), mode)
+        for target, (data, mode) in files.items():
+            add_file(target, data, mode)
     data = buf.getvalue()
     return data, hashlib.sha256(data).hexdigest()
 
@@ -115,6 +137,17 @@ def ensure_demo_image(
     fails, and `FileNotFoundError` when busybox is missing.
     """
     context, digest = build_context(busybox)
+    return ensure_image(client_or_base_url, tag, context, digest)
+
+
+def ensure_image(
+    client_or_base_url: docker.DockerClient | docker.APIClient | str,
+    tag: str,
+    context: bytes,
+    digest: str,
+) -> str:
+    """Build `context` as `tag` unless the tagged image already carries `digest`
+    (its `DIGEST_LABEL`); return `tag`. Errors as `ensure_demo_image`'s."""
     if isinstance(client_or_base_url, str):
         try:
             api = open_api_client(client_or_base_url, timeout=_BUILD_TIMEOUT)

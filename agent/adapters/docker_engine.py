@@ -24,7 +24,7 @@ Errors are translated once, here (`_translate`)::
     docker.errors.NotFound                       -> ContainerNotFound
     docker.errors.ImageNotFound                  -> EngineError (nothing is pulled)
     docker.errors.APIError / DockerException     -> EngineError
-    requests / urllib3 / OSError (unreachable)   -> EngineError
+    requests / urllib3 / OSError (unreachable)   -> EngineUnreachable (an EngineError)
 """
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ import requests.exceptions
 import trio
 import urllib3.exceptions
 
-from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.core.errors import ContainerNotFound, EngineError, EngineUnreachable, NotOwnedError
 from agent.core.ports import Engine, StatsSource
+from agent.core.redact import redact_url
 from agent.core.timestamps import parse_engine_time
 from agent.core.records import ContainerInfo
 
@@ -427,7 +428,9 @@ def _harden(client: docker.APIClient, base_url: str, timeout: float, max_pool_si
 
 @contextlib.contextmanager
 def _translate(what: str, base_url: str) -> Iterator[None]:
-    """Map docker-py / requests / OS errors to the project's exceptions."""
+    """Map docker-py / requests / OS errors to the project's exceptions (the
+    engine's address without a password, should it carry one)."""
+    base_url = redact_url(base_url)
     try:
         yield
     except (EngineError, NotOwnedError):
@@ -447,7 +450,7 @@ def _translate(what: str, base_url: str) -> Iterator[None]:
         urllib3.exceptions.HTTPError,
         OSError,
     ) as exc:
-        raise EngineError(
+        raise EngineUnreachable(
             f"{what}: Docker engine unreachable or failing at {base_url}: {exc}"
         ) from exc
 

@@ -58,7 +58,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from agent.adapters.redis_lease import LeaseKeys, acquire_or_renew, fenced_pipeline, release
-from agent.core.errors import FencedOut, StoreError
+from agent.core.errors import CorruptStateError, FencedOut, StoreError
 from agent.core.lease import Holder
 from agent.core.ports import Store
 from agent.core.redact import redact_url
@@ -69,13 +69,10 @@ from agent.core.store_codec import (
     SharedState,
     StoredState,
     TickWrite,
-    _decode_records,
     container_record,
-    decode_containers,
-    decode_desired,
     decode_event,
     decode_json_hash,
-    decode_sundown,
+    decode_state,
     decode_views,
     encode_event,
     encode_json_hash,
@@ -239,7 +236,10 @@ class RedisStore:
     # -- API ----------------------------------------------------------------------
 
     async def load(self) -> StoredState:
-        """Read the whole persisted state (one MULTI/EXEC snapshot)."""
+        """Read the whole persisted state (one MULTI/EXEC snapshot).
+
+        Values that do not decode raise `CorruptStateError`, which carries the
+        rest (`partial`); the hashes' fields are known either way."""
         k = self.keys
 
         def read(client: redis.Redis) -> tuple[int, list[Any]]:
@@ -253,18 +253,7 @@ class RedisStore:
         async with self._write_lock:
             connects, replies = await self._call("load", read)
             desired, containers, sundown, config, summary, policy = replies
-            try:
-                state = StoredState(
-                    desired=decode_desired(desired),
-                    containers=decode_containers(containers),
-                    sundown=decode_sundown(sundown),
-                    config=decode_json_hash(config, what="config"),
-                    policy=decode_json_hash(policy, what="policy"),
-                    summaries=_decode_records(summary, what="summary"),
-                )
-            except ValueError as exc:
-                self._last_error = f"corrupt state under {k.prefix}*: {exc}"
-                raise StoreError(f"corrupt state in Redis ({self.server}) under {k.prefix}*: {exc}") from exc
+            state = decode_state(desired, containers, sundown, config, summary, policy)
             self._config_fields = dict(config)
             self._known_connects = connects
             self._known = {
@@ -273,6 +262,11 @@ class RedisStore:
                 "summary": set(summary),
                 "policy": set(policy),
             }
+            if state.problems:
+                problems = "; ".join(state.problems)
+                self._last_error = f"corrupt state under {k.prefix}*: {problems}"
+                raise CorruptStateError(
+                    f"corrupt state in Redis ({self.server}) under {k.prefix}*: {problems}", state)
             return state
 
     async def write_tick(

@@ -33,7 +33,7 @@ Errors are translated once, here (`_translate`)::
 
     docker.errors.NotFound                       -> ContainerNotFound
     docker.errors.APIError / DockerException     -> EngineError
-    requests / urllib3 / OSError (unreachable)   -> EngineError
+    requests / urllib3 / OSError (unreachable)   -> EngineUnreachable (an EngineError)
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ from agent.adapters.docker_engine import (
     container_name_prefix,
     open_api_client,
 )
-from agent.core.errors import ContainerNotFound, EngineError, NotOwnedError
+from agent.core.errors import ContainerNotFound, EngineError, EngineUnreachable, NotOwnedError
+from agent.core.redact import redact_url
 from agent.core.records import ContainerInfo
 from agent.core.swarm import SwarmWorker, current_task, service_spec, worker_from
 
@@ -334,7 +335,9 @@ def local_node_id(base_url: str, *, timeout: float = _DEFAULT_TIMEOUT) -> str:
 
 @contextlib.contextmanager
 def _translate(what: str, base_url: str, who: str = "swarm manager") -> Iterator[None]:
-    """Map docker-py / requests / OS errors to the project's exceptions."""
+    """Map docker-py / requests / OS errors to the project's exceptions (the
+    address without a password, should it carry one)."""
+    base_url = redact_url(base_url)
     try:
         yield
     except (EngineError, NotOwnedError):
@@ -349,7 +352,8 @@ def _translate(what: str, base_url: str, who: str = "swarm manager") -> Iterator
         urllib3.exceptions.HTTPError,
         OSError,
     ) as exc:
-        raise EngineError(f"{what}: {who} unreachable or failing at {base_url}: {exc}") from exc
+        raise EngineUnreachable(  # one outage, whatever was asked (agent.service.failures)
+            f"{what}: {who} unreachable or failing at {base_url}: {exc}") from exc
 
 
 def _explain(exc: docker.errors.APIError) -> str:

@@ -6,23 +6,32 @@ the adapter boundary, so the runtime only ever handles our own types::
     AgentError
     ├── ConfigError          bad setting; names the variable (exit code 2)
     ├── EngineError          the container engine failed or is unreachable
+    │   ├── EngineUnreachable  no answer at all (connection refused, reset, timed out)
     │   └── ContainerNotFound
     ├── StoreError           Redis failed or is unreachable
-    │   └── FencedOut        Redis refused a write that acts: the lease is another's
+    │   ├── FencedOut        Redis refused a write that acts: the lease is another's
+    │   └── CorruptStateError  some stored values do not decode (the rest is kept)
     ├── NotLeader            refused: another agent leads the pool (HTTP 409)
     ├── BalancerError        the load balancer failed, is unreachable or refused
     └── NotOwnedError        refused: the container lacks the agent's labels
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.core.store_codec import StoredState
+
 __all__ = [
     "AgentError",
     "ConfigError",
     "EngineError",
+    "EngineUnreachable",
     "ContainerNotFound",
     "StoreError",
     "FencedOut",
     "NotLeader",
+    "CorruptStateError",
     "BalancerError",
     "NotOwnedError",
 ]
@@ -43,6 +52,11 @@ class ConfigError(AgentError, ValueError):
 
 class EngineError(AgentError):
     """The container engine failed or could not be reached."""
+
+
+class EngineUnreachable(EngineError):
+    """The engine did not answer at all: whatever was asked of it (list, create,
+    remove) failed for that one reason, which is one outage, not many failures."""
 
 
 class ContainerNotFound(EngineError):
@@ -70,6 +84,19 @@ class NotLeader(AgentError):
         super().__init__(message)
         self.leader_id = leader_id
         self.leader_url = leader_url
+
+
+class CorruptStateError(StoreError):
+    """Some values stored in Redis do not decode.
+
+    `partial` is everything that did (a `StoredState` whose `problems` name what
+    was left out): a caller that must not act on a corrupt store raises on; the
+    agent's recovery keeps the rest, as one bad key must not cost the whole state.
+    """
+
+    def __init__(self, message: str, partial: StoredState) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class BalancerError(AgentError):

@@ -289,5 +289,10 @@ def engine_down_event(error: str) -> Event:
     })
 
 
-def engine_back_event() -> Event:
-    return Event("engine_recovered", {"message": "engine reachable again"})
+def engine_back_event(duration: float | None = None) -> Event:
+    """The engine answers again; `duration` is how long it did not (when known)."""
+    if duration is None:
+        return Event("engine_recovered", {"message": "engine reachable again"})
+    return Event("engine_recovered", {
+        "duration": duration, "message": f"engine reachable again after {duration:.1f} s",
+    })

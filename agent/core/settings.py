@@ -12,12 +12,12 @@ more source on top, restricted to `RUNTIME_MUTABLE`, through the same function.
 `build_settings` is four steps: parse every raw value with its row's parser;
 resolve the paths given against the HOME and working directory the reader
 recorded (the *context*); derive the unset derived settings (TICK_DEADLINE,
-SCALE_DOWN_STABILIZATION, REDIS_URL, DATA_DIR); check the relations. An empty value
-(``REDIS_HOST=``) means "not set": the default applies, and it still overrides a
-lower source. Every bad value raises `agent.core.errors.ConfigError(variable,
-reason)` with the variable as the user wrote it, e.g. ``MAX_CONTAINERS: must be an
-integer ≥ DEFAULT_CONTAINER (5), got '3'``; when two settings disagree, the one set
-by the later source is named.
+SCALE_DOWN_STABILIZATION, REDIS_URL, DATA_DIR, MAX_CONTAINERS_LIMIT); check the
+relations. An empty value (``REDIS_HOST=``, or JSON null at run time) means "not
+set": the default applies, and it still overrides a lower source. Every bad value
+raises `agent.core.errors.ConfigError(variable, reason)` with the variable as the
+user wrote it, e.g. ``MAX_CONTAINERS: must be an integer ≥ DEFAULT_CONTAINER (5),
+got '3'``; when two settings disagree, the one set by the later source is named.
 
 Pure: no file, environment, working-directory or clock reads; those belong to the
 source reader, which passes what it found in as values.
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agent.core.errors import ConfigError
 from agent.core.policy import PolicyConfig
 from agent.core.redact import redact_url
-from agent.core.settings_parsers import MEMORY_RE, MEMORY_UNITS, Invalid
+from agent.core.settings_parsers import MEMORY_RE, MEMORY_UNITS, Invalid, got
 from agent.core.settings_table import (
     DEFAULTS,
     RELATIONS,
@@ -44,6 +44,7 @@ from agent.core.settings_table import (
     canonical,
     derive,
     describe,
+    spec,
 )
 
 if TYPE_CHECKING:  # agent.scoring pulls in the compiled kernel; import it lazily
@@ -136,6 +137,7 @@ class Settings:
     engine: str = TABLE
     default_container: int = TABLE
     max_containers: int = TABLE
+    max_containers_limit: int = TABLE
     critical_load_threshold: float = TABLE
     high_load_threshold: float = TABLE
     low_load_threshold: float = TABLE
@@ -154,6 +156,7 @@ class Settings:
     redis_port: int = TABLE
     host_port_http_deployment_agent: int = TABLE
     host_port_ws_deployment_agent: int = TABLE
+    ws_max_connections: int = TABLE
     network_capacity_bps: float = TABLE
     tick_interval: float = TABLE
     tick_deadline: float = TABLE
@@ -263,8 +266,11 @@ class Settings:
         """A copy with `partial` applied, validated exactly like start-up.
 
         Keys are setting names (``{"MAX_CONTAINERS": 8}``; any spelling accepted by
-        the TOML file). Only `RUNTIME_MUTABLE` settings may change; anything else
-        raises ConfigError naming the key.
+        the TOML file). Only `RUNTIME_MUTABLE` settings may change, a number only
+        inside its run-time range (`SettingSpec.runtime`), MAX_CONTAINERS only up
+        to the start-up MAX_CONTAINERS_LIMIT; ``None`` unsets a setting whose
+        default is unset (TARGET_IN_FLIGHT). Anything else raises ConfigError
+        naming the key.
         """
         if not isinstance(partial, Mapping):
             raise ConfigError("config", f"must be an object of settings, got {partial!r}")
@@ -277,10 +283,15 @@ class Settings:
                 raise ConfigError(
                     key, "cannot be changed at run time; restart the agent with the new value"
                 )
-            if value is None:
+            if value is None and DEFAULTS[name] is not None:
                 raise ConfigError(key, "must have a value, got None")
             layer[name] = RawValue(value, key, "runtime")
-        return self._rebuilt(layer)
+        new = self._rebuilt(layer)
+        for name, entry in layer.items():
+            fault = spec(name).runtime_fault(getattr(new, name.lower()))
+            if fault is not None:
+                raise ConfigError(entry.label, f"{fault}, {got(entry.value)}")
+        return new
 
     def with_token(self, token: str) -> Settings:
         """A copy whose AGENT_API_TOKEN is `token` (e.g. one generated at start-up).
@@ -290,7 +301,14 @@ class Settings:
         return self._rebuilt({"AGENT_API_TOKEN": RawValue(token, "AGENT_API_TOKEN", "generated")})
 
     def _rebuilt(self, layer: Mapping[str, RawValue]) -> Settings:
+        """The settings of one more layer. A start-up-only derived value keeps the
+        value it was derived to (MAX_CONTAINERS_LIMIT must not follow a run-time
+        MAX_CONTAINERS)."""
         raw = dict(self._raw) if self._raw else _raw_from_values(self)
+        for row in describe():
+            value = getattr(self, row.attr)
+            if row.derived is not None and not row.mutable and row.name not in raw and value is not None:
+                raw[row.name] = RawValue(value, row.name, self.sources.get(row.name, "derived"))
         raw.update(layer)
         return build_settings(raw, dict(self._context))
 
@@ -343,10 +361,17 @@ class Settings:
 
 
 def _raw_from_values(settings: Settings) -> dict[str, RawValue]:
-    """Raw layer for a Settings built by its constructor (no recorded sources)."""
+    """Raw layer for a Settings built by its constructor (no recorded sources).
+
+    A start-up-only derived setting left at the table's default is derived from
+    this object's own values (``Settings(max_containers=40)`` has the ceiling
+    40, not the default's 15)."""
+    values = {row.name: getattr(settings, row.attr) for row in describe()}
     raw: dict[str, RawValue] = {}
     for row in describe():
-        value = getattr(settings, row.attr)
+        value = values[row.name]
+        if row.derived is not None and not row.mutable and value == DEFAULTS[row.name]:
+            value = row.derived.compute(values, dict(settings._context))
         if value is not None and value != ():
             raw[row.name] = RawValue(value, row.name, "default")
     return raw
@@ -384,7 +409,9 @@ def _parse(raw: Mapping[str, RawValue]) -> tuple[dict[str, Any], dict[str, str]]
 
 
 def _parse_one(row: SettingSpec, entry: RawValue | None) -> tuple[Any, str]:
-    if entry is not None and not (isinstance(entry.value, str) and not entry.value.strip()):
+    unset = entry is None or entry.value is None or (
+        isinstance(entry.value, str) and not entry.value.strip())
+    if entry is not None and not unset:
         try:
             return row.parse(entry.value), entry.source
         except Invalid as exc:

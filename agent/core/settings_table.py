@@ -8,15 +8,30 @@ field defaults are `DEFAULTS`); `PolicyConfig` and `ScorerConfig` take their
 defaults (and the policy its ranges) from `DEFAULTS` and `spec()`; the CLI makes a
 flag per row; ``check-config``, ``GET /config`` and ``.env.example`` list them.
 
-The rules *between* settings (``DEFAULT_CONTAINER ≤ MAX_CONTAINERS``, ``CRITICAL <
-HIGH < LOW``, a weight > 0, ``TICK_DEADLINE ≤ TICK_INTERVAL``, ``LEADER_LEASE_TTL ≥
-2 × TICK_INTERVAL``) are `RELATIONS`, checked after every value has parsed, in this
-order; `Ascending.broken` is the one check `PolicyConfig` uses too.
+The rules *between* settings (``DEFAULT_CONTAINER ≤ MAX_CONTAINERS ≤
+MAX_CONTAINERS_LIMIT``, ``CRITICAL < HIGH < LOW``, a weight > 0, ``TICK_DEADLINE ≤
+TICK_INTERVAL``, ``LEADER_LEASE_TTL ≥ 2 × TICK_INTERVAL``) are `RELATIONS`, checked
+after every value has parsed, in this order; `Ascending.broken` is the one check
+`PolicyConfig` uses too.
+
+Limits a token cannot lift (``PUT /config`` needs only the API token, so what it
+may set must stay sane whoever holds it):
+
+* a **run-time range**: a mutable number's row may carry `runtime`, a second,
+  narrower `Bounds` inside `bounds`. Start-up sources (environment, ``.env``,
+  TOML, CLI) may use all of `bounds`; a run-time update (``PUT /config``, and the
+  stored runtime config read back at recovery) must also lie in `runtime`, else
+  `Settings.with_updates` refuses it naming the setting and the range. Every
+  mutable number ends up with a finite range at run time: its `runtime` or
+  `bounds`, or (DEFAULT_CONTAINER, MAX_CONTAINERS) a relation to a ceiling;
+* a **start-up ceiling**: MAX_CONTAINERS_LIMIT is a start-up-only row, derived
+  from the start-up MAX_CONTAINERS, with the relation ``MAX_CONTAINERS ≤
+  MAX_CONTAINERS_LIMIT`` (`CONTAINER_CEILING`). A start-up-only derived value is
+  pinned once built (`Settings.with_updates` never derives it again), so raising
+  MAX_CONTAINERS at run time cannot carry its ceiling along.
 
 Adding a setting is one row here (plus its field in `Settings`, and its use).
-Prepared for: a run-time range (a second `Bounds` beside `bounds`, checked by
-`Settings.with_updates`), a start-up ceiling of a mutable setting (a start-up-only
-row plus an `Ascending` relation), choice settings (`choices=`, as LOG_LEVEL).
+Choice settings use `choices=` (as LOG_LEVEL).
 
 Pure: nothing here reads a file, the environment or a clock.
 """
@@ -45,6 +60,7 @@ __all__ = [
     "RUNTIME_MUTABLE",
     "THRESHOLD_ORDER",
     "CONTAINER_RANGE",
+    "CONTAINER_CEILING",
     "describe",
     "spec",
     "canonical",
@@ -72,8 +88,9 @@ class SettingSpec:
 
     `default` is the parsed default value (None for required, optional or derived
     settings; `DEFAULTS` holds the derived ones too); `default_text` is what to
-    show people. The CLI flag is `flag`. Numbers lie in `bounds`; a choice setting
-    lists its `choices`.
+    show people. The CLI flag is `flag`. Numbers lie in `bounds`, and a run-time
+    update of a mutable one also in `runtime` when it is set (see the module
+    docstring); a choice setting lists its `choices`.
     """
 
     name: str
@@ -85,6 +102,7 @@ class SettingSpec:
     secret: bool = False
     required: bool = False
     bounds: Bounds | None = None
+    runtime: Bounds | None = None
     choices: tuple[str, ...] = ()
     derived: Derived | None = field(default=None, compare=False, repr=False)
     parse: Callable[[object], Any] = field(default=p.to_str, compare=False, repr=False)
@@ -114,6 +132,21 @@ class SettingSpec:
             ok = isinstance(value, (int, float)) and math.isfinite(value)
         return ok and self.bounds.contains(value)  # type: ignore[arg-type]
 
+    @property
+    def runtime_range(self) -> Bounds | None:
+        """Where a run-time update of this number must lie (`runtime`, else `bounds`)."""
+        return self.runtime if self.runtime is not None else self.bounds
+
+    def runtime_fault(self, value: object) -> str | None:
+        """Why a parsed value may not be set at run time (None when it may):
+        outside `runtime`. The message names the range."""
+        if self.runtime is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        if self.runtime.contains(value):
+            return None
+        expect = self.runtime.expect(integer=self.kind in ("int", "port"))
+        return f"must be {expect} at run time (restart the agent to go beyond that)"
+
 
 _PARSE_BY_KIND: Mapping[str, Callable[[object], Any]] = {
     "bool": p.to_bool, "path": p.path, "str": p.to_str,
@@ -128,6 +161,7 @@ def _row(
     parse: Callable[[object], Any] | None = None,
     *,
     bounds: Bounds | None = None,
+    runtime: Bounds | None = None,
     choices: tuple[str, ...] = (),
     aliases: Mapping[str, str] | None = None,
     derived: Derived | None = None,
@@ -137,6 +171,7 @@ def _row(
 ) -> SettingSpec:
     """A row; the parser follows from `kind` and `bounds` or `choices` unless given."""
     assert kind in _KINDS, kind
+    assert runtime is None or (mutable and bounds is not None), name
     if parse is None:
         if bounds is not None:
             parse = p.number(bounds, integer=kind in ("int", "port"))
@@ -152,7 +187,8 @@ def _row(
     return SettingSpec(
         name=name, kind=kind, default=None if required else default,
         default_text=default_text, help=help, mutable=mutable, secret=secret,
-        required=required, bounds=bounds, choices=choices, derived=derived, parse=parse,
+        required=required, bounds=bounds, runtime=runtime, choices=choices, derived=derived,
+        parse=parse,
     )
 
 
@@ -182,6 +218,14 @@ _NON_NEGATIVE = Bounds(0)
 _POSITIVE = Bounds(0, lo_open=True)
 _AT_LEAST_1 = Bounds(1)
 _PORT = Bounds(1, 65535)
+# Run-time ranges (`SettingSpec.runtime`): wide enough for any sane pool, narrow
+# enough that a token holder cannot stop the loop from acting (a cooldown of a
+# year), starve it (a probe timeout of an hour) or make it spin.
+_HOUR = 3600.0
+_PERIOD = Bounds(0.1, _HOUR)
+_DELAY = Bounds(0, _HOUR)
+_WEIGHT = Bounds(0, 10)
+_STEP = Bounds(1, 100)
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _STRATEGIES = ("threshold", "target")
 
@@ -201,8 +245,13 @@ _ROWS: tuple[SettingSpec, ...] = (
     _row("DEFAULT_CONTAINER", "int", 5,
          "initial desired number of containers, and the floor for scale-down",
          bounds=_AT_LEAST_1, mutable=True),
-    _row("MAX_CONTAINERS", "int", 15, "ceiling for scale-up (≥ DEFAULT_CONTAINER)",
+    _row("MAX_CONTAINERS", "int", 15,
+         "ceiling for scale-up (≥ DEFAULT_CONTAINER; ≤ MAX_CONTAINERS_LIMIT at run time)",
          bounds=_AT_LEAST_1, mutable=True),
+    _row("MAX_CONTAINERS_LIMIT", "int", None,
+         "hard ceiling of MAX_CONTAINERS that no run-time change may lift (start-up only)",
+         bounds=_AT_LEAST_1, default_text="MAX_CONTAINERS at start-up",
+         derived=Derived(lambda v, _: v["MAX_CONTAINERS"])),
     _row("CRITICAL_LOAD_THRESHOLD", "float", 20.0,
          "any single container scoring below this forces a scale-up", bounds=_RATIO,
          mutable=True),
@@ -212,19 +261,19 @@ _ROWS: tuple[SettingSpec, ...] = (
          "scale down when the average score rises above this", bounds=_RATIO, mutable=True),
     _row("COOLDOWN_PERIOD", "float", 5.0,
          "seconds between two scale-ups (0 = no cooldown)", bounds=_NON_NEGATIVE,
-         mutable=True),
+         runtime=_DELAY, mutable=True),
     _row("SCALE_STEP", "int", 1, "containers added or removed per decision",
-         bounds=_AT_LEAST_1, mutable=True),
+         bounds=_AT_LEAST_1, runtime=_STEP, mutable=True),
     _row("SCALE_CHECK_PERIOD", "float", 10.0, "seconds between two scaling decisions",
-         bounds=_POSITIVE, mutable=True),
+         bounds=_POSITIVE, runtime=_PERIOD, mutable=True),
     _row("CPU_WEIGHT", "float", 0.35, "weight of the CPU score in the overall score",
-         bounds=_NON_NEGATIVE, mutable=True),
+         bounds=_NON_NEGATIVE, runtime=_WEIGHT, mutable=True),
     _row("MEMORY_WEIGHT", "float", 0.25, "weight of the memory score", bounds=_NON_NEGATIVE,
-         mutable=True),
+         runtime=_WEIGHT, mutable=True),
     _row("NETWORK_WEIGHT", "float", 0.15, "weight of the network score",
-         bounds=_NON_NEGATIVE, mutable=True),
+         bounds=_NON_NEGATIVE, runtime=_WEIGHT, mutable=True),
     _row("AVAILABILITY_WEIGHT", "float", 0.25, "weight of the availability score",
-         bounds=_NON_NEGATIVE, mutable=True),
+         bounds=_NON_NEGATIVE, runtime=_WEIGHT, mutable=True),
     _row("HISTORY_SIZE", "int", 20, "response times kept per container", bounds=_AT_LEAST_1),
     _row("BEST_TIME_WINDOW", "int", 10, "best response times kept per container",
          bounds=_AT_LEAST_1),
@@ -240,9 +289,13 @@ _ROWS: tuple[SettingSpec, ...] = (
          "HTTP port (API, /stats, /ws, dashboard)", bounds=_PORT),
     _row("HOST_PORT_WS_DEPLOYMENT_AGENT", "port", 2547,
          "WebSocket port (compat; /ws is also served on the HTTP port)", bounds=_PORT),
+    _row("WS_MAX_CONNECTIONS", "int", 1000,
+         "WebSocket connections each port accepts at once; one more is closed at once "
+         "with code 1013 (try again later). The listen backlog is sized for it",
+         bounds=Bounds(1, 100_000)),
     _row("NETWORK_CAPACITY_BPS", "float", 125_000_000.0,
          "bytes/s that count as a saturated network (default 1 Gbit/s)", bounds=_POSITIVE,
-         default_text="125000000", mutable=True),
+         runtime=Bounds(1e3, 1e12), default_text="125000000", mutable=True),
     _row("TICK_INTERVAL", "float", 1.0, "seconds between two samples of every container",
          bounds=_POSITIVE),
     _row("TICK_DEADLINE", "float", None,
@@ -250,18 +303,19 @@ _ROWS: tuple[SettingSpec, ...] = (
          "(≤ TICK_INTERVAL)", bounds=_POSITIVE, default_text="0.8 × TICK_INTERVAL",
          derived=Derived(lambda v, _: 0.8 * v["TICK_INTERVAL"])),
     _row("PROBE_TIMEOUT", "float", 5.0, "seconds before an availability probe counts as "
-         "no answer", bounds=_POSITIVE, mutable=True),
+         "no answer", bounds=_POSITIVE, runtime=Bounds(0.01, 60), mutable=True),
     _row("HEALTH_PATH", "str", None,
          "HTTP path to probe for availability; unset = time a TCP connect", p.health_path),
     _row("DRAIN_TIMEOUT", "float", 30.0,
          "seconds after which a SUNDOWN container is removed even if still busy",
-         bounds=_NON_NEGATIVE, mutable=True),
+         bounds=_NON_NEGATIVE, runtime=Bounds(0, 24 * _HOUR), mutable=True),
     # 1.5 checks: two consecutive agreeing checks, so once load is gone the first
     # scale-down comes at the second check (≤ three, as required), and the
     # half-period margin keeps that exact under scheduling jitter.
     _row("SCALE_DOWN_STABILIZATION", "float", None,
          "seconds of scale-down recommendations that must all agree before scaling "
-         "down (0 = off)", bounds=_NON_NEGATIVE, default_text="1.5 × SCALE_CHECK_PERIOD",
+         "down (0 = off)", bounds=_NON_NEGATIVE, runtime=_DELAY,
+         default_text="1.5 × SCALE_CHECK_PERIOD",
          derived=Derived(lambda v, _: 1.5 * v["SCALE_CHECK_PERIOD"]), mutable=True),
     _row("FLAP_GUARD", "bool", True,
          "refuse a scale-down whose projected average score would fall below "
@@ -278,18 +332,19 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=Bounds(0, 100, lo_open=True), mutable=True),
     _row("TARGET_IN_FLIGHT", "float", None,
          "target tracking: requests in flight per container to hold (needs a balancer "
-         "that reports them); unset = utilization only", bounds=_POSITIVE, mutable=True),
+         "that reports them); unset = utilization only", bounds=_POSITIVE,
+         runtime=Bounds(0, 100_000, lo_open=True), mutable=True),
     _row("SCALE_TOLERANCE", "float", 0.1,
          "target tracking: no change while load / target is within 1 ± this (HPA: 0.1)",
          bounds=Bounds(0, 1, hi_open=True), mutable=True),
     _row("SCALE_UP_LIMIT", "int", 4,
          "target tracking: containers one decision may add at most", bounds=_AT_LEAST_1,
-         mutable=True),
+         runtime=_STEP, mutable=True),
     _row("SCALE_DOWN_LIMIT", "int", 1,
          "target tracking: containers one decision may drain at most", bounds=_AT_LEAST_1,
-         mutable=True),
+         runtime=_STEP, mutable=True),
     _row("FORECAST_HORIZON", "int", 5, "ticks ahead of the score forecast",
-         bounds=_AT_LEAST_1, mutable=True),
+         bounds=_AT_LEAST_1, runtime=Bounds(1, 3600), mutable=True),
     _row("TREND_WINDOW", "int", 60, "ticks in the score trend (slope) window",
          bounds=Bounds(2)),
     _row("CATEGORY_HYSTERESIS", "float", 0.0,
@@ -297,7 +352,7 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=Bounds(0, 15), mutable=True),
     _row("SLOW_START_WINDOW", "float", 30.0,
          "seconds over which a new container's routing weight ramps up (0 = off)",
-         bounds=_NON_NEGATIVE, mutable=True),
+         bounds=_NON_NEGATIVE, runtime=_DELAY, mutable=True),
     _row("BIND_HOST", "str", "127.0.0.1", "address the HTTP and WebSocket servers bind to",
          p.hostname),
     _row("ADVERTISE_URL", "str", None,
@@ -452,6 +507,7 @@ class AtLeastTimes:
 
 
 CONTAINER_RANGE = Ascending(("DEFAULT_CONTAINER", "MAX_CONTAINERS"), strict=False)
+CONTAINER_CEILING = Ascending(("MAX_CONTAINERS", "MAX_CONTAINERS_LIMIT"), strict=False)
 THRESHOLD_ORDER = Ascending(
     ("CRITICAL_LOAD_THRESHOLD", "HIGH_LOAD_THRESHOLD", "LOW_LOAD_THRESHOLD"), strict=True
 )
@@ -470,6 +526,17 @@ def _container_range(pair: tuple[str, ...], view: View) -> ConfigError:
     return ConfigError(view.label("MAX_CONTAINERS"), (
         f"must be an integer ≥ DEFAULT_CONTAINER ({v['DEFAULT_CONTAINER']}), "
         f"{p.got(view.shown('MAX_CONTAINERS'))}"))
+
+
+def _container_ceiling(pair: tuple[str, ...], view: View) -> ConfigError:
+    v = view.values
+    if view.later(*pair) == "MAX_CONTAINERS":
+        return ConfigError(view.label("MAX_CONTAINERS"), (
+            f"must be an integer in 1..{v['MAX_CONTAINERS_LIMIT']} (MAX_CONTAINERS_LIMIT, fixed "
+            f"at start-up), {p.got(view.shown('MAX_CONTAINERS'))}"))
+    return ConfigError(view.label("MAX_CONTAINERS_LIMIT"), (
+        f"must be an integer ≥ MAX_CONTAINERS ({v['MAX_CONTAINERS']}), "
+        f"{p.got(view.shown('MAX_CONTAINERS_LIMIT'))}"))
 
 
 def _threshold_order(pair: tuple[str, ...], view: View) -> ConfigError:
@@ -513,6 +580,7 @@ Relation = tuple[Ascending | AllZero | AtLeastTimes,
 #: violation: the setting set by the later source when two disagree.
 RELATIONS: tuple[Relation, ...] = (
     (CONTAINER_RANGE, _container_range),
+    (CONTAINER_CEILING, _container_ceiling),
     (THRESHOLD_ORDER, _threshold_order),
     (SCORE_WEIGHTS, _score_weights),
     (TICK_BUDGET, _tick_budget),

@@ -28,6 +28,12 @@ Values are compact, strict JSON (NaN/±inf stored as null). Bad *data* passed in
 by the caller (not JSON-encodable, a record under the wrong name) is a bug in the
 caller and raises `ValueError`/`TypeError` here, before anything is sent;
 `decode_*` raise `ValueError` on corrupt stored data.
+
+What is read back is untrusted (anyone who can write to the Redis could have
+written it), so `decode_state` decodes a whole `load()` field by field: a value
+that does not decode is left out and named in `StoredState.problems`, the rest
+is kept. Whether what *did* decode makes sense (ranges, times, names) is
+`agent.core.recovery`'s to judge.
 """
 from __future__ import annotations
 
@@ -64,6 +70,8 @@ __all__ = [
     "decode_event",
     "encode_tick",
     "decode_views",
+    "decode_state",
+    "MAX_DESIRED_TEXT",
     "plan_hash_replace",
     "validate_stream_id",
 ]
@@ -122,6 +130,7 @@ class StoredState:
     config: dict[str, object] = field(default_factory=dict)
     policy: dict[str, object] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()  # what did not decode and was left out
 
     @property
     def empty(self) -> bool:
@@ -217,9 +226,15 @@ def encode_desired(desired: int) -> str:
     return str(desired)
 
 
+# A desired count is a few digits; a longer text is not parsed at all.
+MAX_DESIRED_TEXT = 20
+
+
 def decode_desired(text: str | None) -> int | None:
     if text is None:
         return None
+    if len(text) > MAX_DESIRED_TEXT:
+        raise ValueError(f"desired: not an integer: {text!r:.80}")
     try:
         value = int(text)
     except ValueError:
@@ -297,6 +312,43 @@ def decode_sundown(raw: Mapping[str, str]) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"sundown[{name}]: not a number: {text!r:.80}") from None
     return out
+
+
+def decode_state(
+    desired: str | None,
+    containers: Mapping[str, str],
+    sundown: Mapping[str, str],
+    config: Mapping[str, str],
+    summary: Mapping[str, str],
+    policy: Mapping[str, str],
+) -> StoredState:
+    """The `StoredState` of one `load()`'s replies, decoded field by field: what
+    does not decode is left out and described in `problems` (in key order)."""
+    problems: list[str] = []
+    try:
+        count = decode_desired(desired)
+    except ValueError as exc:
+        count = None
+        problems.append(str(exc))
+
+    def each(raw: Mapping[str, str], decode: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, text in raw.items():
+            try:
+                out.update(decode({name: text}))
+            except ValueError as exc:
+                problems.append(str(exc))
+        return out
+
+    return StoredState(
+        desired=count,
+        containers=each(containers, decode_containers),
+        sundown=each(sundown, decode_sundown),
+        config=each(config, lambda one: decode_json_hash(one, what="config")),
+        policy=each(policy, lambda one: decode_json_hash(one, what="policy")),
+        summaries=each(summary, lambda one: _decode_records(one, what="summary")),
+        problems=tuple(problems),
+    )
 
 
 def encode_event(kind: str, data: Mapping[str, object], ts: float) -> dict[str, str]:

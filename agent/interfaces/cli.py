@@ -150,8 +150,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"deployment-agent: managing {settings.app_identifier} "
                 f"({settings.docker_image}, port {settings.target_port})\n"
                 f"  dashboard  http://{host}:{running.http_port}/\n"
-                f"  queue      ws://{host}:{running.http_port}/ws  (and ws://{host}:{running.ws_port}/ws)\n"
-                f"  API token  "
+                f"  queue      ws://{host}:{running.http_port}/ws  "
+                + (f"(and ws://{host}:{running.ws_port}/ws)\n" if running.ws_port != running.http_port
+                   else "(HOST_PORT_WS_DEPLOYMENT_AGENT is the same port)\n")
+                + "  API token  "
                 + (f"in {running.token_file}" if running.token_file else "AGENT_API_TOKEN")
                 + f"\n  redis      {redact_url(running.redis_url)}\n"
                 f"  role       {_role_line(running)}\n"

@@ -23,8 +23,13 @@ next agent's reconcile step instead of leaving duplicates.
 Failures of the engine or of Redis never end the loop: the tick records them
 (metrics, ledger, snapshot flags) and the next tick tries again. Redis is the
 store's concern (it buffers events and backs off); while the engine does not
-list, nothing is planned; a failed engine action is logged and left to the next
-tick's plan. Ticks and API requests are serialised by one lock.
+list, nothing is planned; a failed engine action is left to the next tick's
+plan. A failure that repeats (the engine down, Redis down or refusing writes, a
+create or a removal failing, a tick raising) is logged and recorded once when it
+starts and once when it ends, with its duration and count
+(`agent.service.failures`); creations and removals that keep failing are retried
+with an exponential, capped backoff, and `readiness` says why. Ticks and API
+requests are serialised by one lock.
 
 Several agents, one pool (SPEC §9). Every tick starts with one lease attempt
 (`agent.service.leadership`). Only the leader lists, samples, plans and acts;
@@ -79,13 +84,18 @@ from agent.core.settings import Settings
 from agent.core.jsonsafe import strict_json
 from agent.core.errors import (
     AgentError,
-    ConfigError,
     ContainerNotFound,
+    CorruptStateError,
     EngineError,
+    EngineUnreachable,
     FencedOut,
     StoreError,
 )
 from agent.core.lease import LeaseView
+from agent.core.recovery import vet, vet_config
+from agent.core.settings_table import canonical
+from agent.core.conditions import Failure, failure
+from agent.service.failures import Failures
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
 from agent.core.records import ContainerScore, Snapshot
@@ -116,6 +126,7 @@ __all__ = ["Agent"]
 log = logging.getLogger("deployment_agent.runtime")
 
 HISTORY_POINTS = 3600
+MAX_LISTED = 100  # names listed in one ledger event at most
 
 #: No engine action starts in this last share of the lease's validity, so that an
 #: action started before it ends before the lease can lapse in Redis and another
@@ -150,6 +161,7 @@ class Agent:
         self._pool = PoolState(policy=PolicyState(desired=settings.default_container))
         self._overrides: dict[str, object] = {}
         self._lock = trio.Lock()  # serialises actuation: ticks and API requests
+        self._failures = Failures(log)
         self._tick = 0
         self._last_tick_end: float | None = None
         self._started = False
@@ -159,6 +171,7 @@ class Agent:
         )
         self._views: str | None = None  # a follower's place in the leader's tick views
         self._takeover = False  # the lease was (re)acquired: recover before planning
+        self._seen_config: dict[str, object] | None = None  # as a follower last read it
 
     # -- the facade ------------------------------------------------------------
 
@@ -219,6 +232,14 @@ class Agent:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(check, "engine", self.engine.ping)
             nursery.start_soon(check, "redis", self.store.ping)
+        # Answering is not working: a pool that cannot create its workers, or a
+        # Redis that refuses the state, is not ready either.
+        now = self._wall()
+        for name, kinds in (("engine", ("create_failed", "remove_failed")),
+                            ("redis", ("persist_failed",))):
+            reasons = self._failures.reasons(kinds, now)
+            if report[name] == "ok" and reasons:
+                report[name] = "answers, but " + "; ".join(reasons)
         return all(v == "ok" for v in report.values()), dict(sorted(report.items()))
 
     async def events(
@@ -227,20 +248,19 @@ class Agent:
         return await self.store.events(limit=limit, before=before, kind=kind)
 
     async def update_config(self, partial: Mapping[str, object]) -> Settings:
-        """Apply a partial runtime update (validated like start-up), persist it."""
+        """Apply a partial runtime update (validated like start-up), persist it.
+
+        An empty update changes nothing and records nothing."""
+        if not partial:
+            return self.settings
         async with self._lock:
             self.leadership.require()
             new = self.settings.with_updates(partial)
-            overrides = {**self._overrides, **partial}
-            try:
-                await self.store.save_config(overrides, fence=self.leadership.fence)
-            except FencedOut as exc:
-                await self.leadership.refused(str(exc))
-                raise self.leadership.not_leader() from None
-            except StoreError as exc:
-                # Applied in memory; written back with the next successful write.
-                log.warning("config not persisted yet: %s", exc)
-                self.metrics.error("store")
+            # by canonical name, so two spellings of one setting are one override
+            overrides = {**self._overrides,
+                         **{canonical(str(k)) or str(k): v for k, v in partial.items()}}
+            if not await self._save_config(overrides):
+                raise self.leadership.not_leader()
             self._apply_settings(new)
             self._overrides = overrides
             await self._emit(Event("config", {
@@ -249,6 +269,26 @@ class Agent:
                 + ", ".join(f"{k}={v}" for k, v in partial.items()),
             }))
             return self.settings
+
+    async def _save_config(self, overrides: Mapping[str, object] | None = None) -> bool:
+        """The runtime config overrides to Redis, fenced: the config steers every
+        agent. A follower writes none (its leader does). False when Redis refused
+        the write (another agent leads; we step down); an outage is not a refusal:
+        the overrides are written back with the next successful tick write."""
+        fence = self.leadership.fence
+        if fence is None:
+            return True
+        try:
+            await self.store.save_config(
+                self._overrides if overrides is None else overrides, fence=fence)
+        except FencedOut as exc:
+            await self.leadership.refused(f"the runtime config was refused ({exc})")
+            return False
+        except StoreError as exc:
+            # Applied in memory; written back with the next successful write.
+            log.warning("config not persisted yet: %s", exc)
+            self.metrics.error("store")
+        return True
 
     async def request_scale(self, count: int) -> dict[str, Any]:
         """An operator's POST /scale: run exactly `count` containers."""
@@ -318,9 +358,16 @@ class Agent:
             log.debug("last events not stored: %s", exc)
 
     async def recover(self) -> None:
-        """Resume from Redis: desired count, policy state, SUNDOWN marks, config."""
+        """Resume from Redis: desired count, policy state, SUNDOWN marks, config.
+
+        What Redis holds is judged before it is used (`agent.core.recovery.vet`):
+        a value that does not decode or does not make sense is left out with a
+        warning, and the rest is kept.
+        """
         try:
             stored = await self.store.load()
+        except CorruptStateError as exc:
+            stored = exc.partial  # its `problems` become warnings below
         except StoreError as exc:
             log.warning("starting without stored state: %s", exc)
             self.metrics.error("store")
@@ -331,53 +378,46 @@ class Agent:
             # runtime config goes back now (the load told the store there is none).
             log.warning("taking over with no state in Redis: keeping the pool as last seen")
             if self._overrides:
-                try:
-                    await self.store.save_config(self._overrides, fence=self.leadership.fence)
-                except StoreError as exc:
-                    log.warning("runtime config not written back yet: %s", exc)
+                await self._save_config()
             return
-        if stored.config:
-            try:
-                self._apply_settings(self.settings.with_updates(stored.config))
-                self._overrides.update(stored.config)
-            except ConfigError as exc:
-                log.warning("ignoring stored runtime config: %s", exc)
-        state = self._pool.policy
-        if stored.policy:
-            try:
-                state = PolicyState.from_json(stored.policy)
-            except ValueError as exc:
-                log.warning("ignoring stored policy state: %s", exc)
-        if stored.desired is not None:
-            state = dataclasses.replace(state, desired=stored.desired)
-        pool = dataclasses.replace(
-            self._pool, sundown=dict(stored.sundown),
-            policy=dataclasses.replace(state, desired=clamp_desired(state.desired, self._policy)),
-        )
+        vetted = vet(stored, self.settings, self._pool.policy, self._wall())
+        for warning in vetted.warnings:
+            log.warning("stored state: %s", warning)
+        self._apply_settings(vetted.settings)
+        self._overrides = dict(vetted.overrides)
+        if vetted.config_changed:
+            await self._save_config()
+        pool = dataclasses.replace(self._pool, sundown=vetted.sundown, policy=vetted.policy)
         self._pool = pool
         await self._emit(Event("recovered", {
             "message": f"resumed from Redis: desired {pool.desired}, "
-            f"{len(stored.containers)} known container(s), {len(pool.sundown)} draining",
+            f"{len(vetted.known)} known container(s), {len(pool.sundown)} draining"
+            + (f"; {len(vetted.warnings)} stored value(s) left out or corrected"
+               if vetted.warnings else ""),
             "desired": pool.desired,
-            "sundown": sorted(pool.sundown),
-            "known_containers": sorted(stored.containers),
+            "sundown": sorted(pool.sundown)[:MAX_LISTED],
+            "known_containers": list(vetted.known[:MAX_LISTED]),
+            "warnings": list(vetted.warnings[:MAX_LISTED]),
         }))
 
     async def tick(self) -> None:
         """One pass of the pipeline (see the module docstring)."""
         started = trio.current_time()
+        outcome, error = None, None
         try:
             async with self._lock:
                 await self._tick_locked(started)
         except AgentError as exc:
-            log.warning("tick %d: %s", self._tick, exc)
+            outcome = failure(f"{type(exc).__name__}: {exc}")
             self.metrics.error(type(exc).__name__)
-        except Exception:  # a bug must not end the loop: report it, tick again
-            log.exception("tick %d failed", self._tick)
+        except Exception as exc:  # a bug must not end the loop: report it, tick again
+            outcome, error = failure(f"internal error: {type(exc).__name__}: {exc}"), exc
             self.metrics.error("internal")
         finally:
             self._last_tick_end = trio.current_time()
             self.metrics.observe_tick(self._last_tick_end - started)
+        # logged (with the traceback of a bug) when it starts or changes only
+        await self._note("tick_failed", outcome, started, exc_info=error)
 
     async def _tick_locked(self, started: float) -> None:
         """Each step returns the next pool; it is committed before the next step,
@@ -447,26 +487,33 @@ class Agent:
         """The pool's runtime config, as the leader last saved it."""
         if shared.skipped:
             log.warning("skipped %d unreadable tick view(s)", shared.skipped)
-        if shared.config == self._overrides:
+        if shared.config == self._seen_config:
             return
-        try:
-            self._apply_settings(self.settings.with_updates(shared.config))
-        except ConfigError as exc:
-            log.warning("ignoring the stored runtime config: %s", exc)
-        self._overrides = dict(shared.config)
+        self._seen_config = dict(shared.config)
+        # untrusted like any stored value: a bad key is dropped, the rest applies
+        settings, overrides, warnings = vet_config(self.settings, shared.config)
+        for warning in warnings:
+            log.warning("stored runtime config: %s", warning)
+        self._apply_settings(settings)
+        self._overrides = overrides
 
     # -- steps -----------------------------------------------------------------
 
     async def _list(self, pool: PoolState) -> PoolState:
+        clock = trio.current_time()
         try:
             listed = await self.engine.list_owned()
         except EngineError as exc:
             if pool.engine_ok:
                 await self._emit(engine_down_event(str(exc)))
             self.metrics.error("engine")
+            await self._note("engine_error", failure(str(exc), "unreachable"), clock)
             return pool.unlisted(str(exc))
+        down = self._failures.get("engine_error")
         if not pool.engine_ok:
-            await self._emit(engine_back_event())
+            await self._emit(engine_back_event(
+                None if down is None else self._wall() - down.since))
+        await self._note("engine_error", None, clock)
         return pool.listed(listed)
 
     def _sync_scorer(self, pool: PoolState) -> None:
@@ -538,6 +585,8 @@ class Agent:
         for removal in plan.removals:
             if not await self._may_act("remove " + removal.info.name):
                 return pool
+            if not self._failures.ready("remove_failed", trio.current_time()):
+                break  # backing off: the next plans ask again
             if await self._remove(removal):
                 pool = pool.without([removal.info.name])
                 await self._emit(removal.event)
@@ -545,12 +594,22 @@ class Agent:
             for _ in range(creation.count):
                 if not await self._may_act("create a worker"):
                     return pool
+                clock = trio.current_time()
+                if not self._failures.ready("create_failed", clock):
+                    return pool  # backing off: reconcile asks again
                 try:
                     info = await self.engine.create()
+                except EngineUnreachable as exc:  # the engine's outage, not a create's
+                    self.metrics.error("engine")
+                    await self._note("engine_error", failure(str(exc), "unreachable"), clock)
+                    break
                 except EngineError as exc:
                     self.metrics.error("engine")
-                    await self._emit(create_failed_event(str(exc), creation.reason))
+                    opened = create_failed_event(str(exc), creation.reason)
+                    await self._note("create_failed", failure(str(exc)), clock,
+                                     extra=dict(opened.data))
                     break
+                await self._note("create_failed", None, clock)
                 pool = pool.with_created(info)
                 await self._emit(created_event(info, creation.reason))
         return pool
@@ -577,14 +636,22 @@ class Agent:
     async def _remove(self, removal: Removal) -> bool:
         """Remove a container from the engine; False if the engine failed."""
         info = removal.info
+        clock = trio.current_time()
         try:
             await self.engine.remove(info.id)
         except ContainerNotFound:
             pass  # already gone: the goal is reached
+        except EngineUnreachable as exc:  # the engine's outage, not a removal's
+            self.metrics.error("engine")
+            await self._note("engine_error", failure(str(exc), "unreachable"), clock)
+            return False
         except EngineError as exc:
             self.metrics.error("engine")
-            log.warning("could not remove %s %s: %s", removal.reason, info.name, exc)
+            # one condition for every worker: a stopping engine fails them all
+            await self._note("remove_failed", failure(
+                f"could not remove {removal.reason} {info.name}: {exc}", "remove"), clock)
             return False
+        await self._note("remove_failed", None, clock)
         if info.name in self.scorer:
             self.scorer.remove(info.name)
         return True
@@ -621,6 +688,7 @@ class Agent:
         if fence is None:
             return  # not ours to write: the leader writes the state
         items = [(e.kind, self._tagged(e)) for e in events]
+        clock = trio.current_time()
         try:
             await self.store.write_tick(write, fence=fence, events=items)
         except FencedOut as exc:
@@ -633,6 +701,14 @@ class Agent:
             if strict:
                 raise
             log.debug("state not persisted this tick: %s", exc)
+            if not self.store.available:
+                await self._note("store_outage", failure(
+                    f"{self.store.last_error}", "unreachable"), clock)
+            else:  # it answers, and refuses: full disk, MISCONF, wrong type
+                await self._note("persist_failed", failure(str(exc)), clock)
+            return
+        await self._note("store_outage", None, clock)
+        await self._note("persist_failed", None, clock)
 
     def _publish(self, pool: PoolState, now: float) -> None:
         scores = tuple(pool.scores[n] for n in sorted(pool.scores))
@@ -669,6 +745,17 @@ class Agent:
     def _tagged(self, event: Event) -> dict[str, object]:
         """An event's data with the agent that recorded it (several share a ledger)."""
         return {**event.data, "agent": self.agent_id}
+
+    async def _note(
+        self, kind: str, outcome: Failure | None, clock: float, *,
+        extra: dict[str, object] | None = None, exc_info: BaseException | None = None,
+    ) -> None:
+        """One attempt's outcome (a `Failure` or None) for the failures of `kind`:
+        logged and recorded once per transition (`agent.service.failures`)."""
+        events = self._failures.observe(kind, outcome, now=self._wall(), clock=clock,
+                                        extra=extra, exc_info=exc_info)
+        for event in events:
+            await self._emit(event)
 
     async def _emit(self, event: Event) -> None:
         try:

@@ -41,6 +41,7 @@ def make_settings(**overrides: Any) -> Settings:
         target_port=8080,
         default_container=2,
         max_containers=6,
+        max_containers_limit=20,  # room for the tests that raise MAX_CONTAINERS at run time
         agent_api_token=TOKEN,
         bind_host="127.0.0.1",
         data_dir=Path("/nonexistent/deployment-agent-test"),

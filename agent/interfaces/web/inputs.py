@@ -23,6 +23,7 @@ from quart import request
 
 from agent.core.policy import scale_count_fault, scale_range
 from agent.core.settings import RUNTIME_MUTABLE, Settings
+from agent.core.settings_table import spec
 from .errors import ApiError, error_reply
 from .openapi import Named, Reply
 from .views import config_json, config_value_schema
@@ -37,6 +38,7 @@ __all__ = [
     "CONFIG_PATCH",
     "json_object",
     "writable_settings",
+    "runtime_range",
     "config_value_ok",
 ]
 
@@ -166,12 +168,32 @@ async def json_object() -> dict[str, Any]:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        value = json.loads(raw, parse_constant=_no_constants)
+        value = json.loads(raw, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ApiError(422, "invalid_body", f"the key {exc.key!r:.80} is given twice; give each "
+                       "key once", variable=exc.key[:80]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_body", f"the body must be a JSON object, got {json_type(value)}")
     return value
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: ``{"count": 1, "count": 9}`` is
+    refused, not read as its last value (which a proxy or a log may read as the
+    first)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def json_type(value: Any) -> str:
@@ -257,13 +279,39 @@ def config_value_ok(new: Any, current: Any) -> bool:
 
 def _patch_schema(settings: Settings) -> dict[str, Any]:
     current = config_json(settings)
+    writable = [k for k in current if k in writable_settings(current)]
     return {
         "type": "object",
-        "description": "Settings to change; validated like start-up configuration and "
+        "description": "Settings to change (at least one); validated like start-up "
+        "configuration, each number inside its run-time range (`x-runtime-ranges`), and "
         "applied from the next tick. Start-up-only settings are rejected.",
-        "properties": {k: config_value_schema(current[k]) for k in current if k in writable_settings(current)},
+        "properties": {k: config_value_schema(current[k]) for k in writable},
         "additionalProperties": False,
+        "minProperties": 1,
+        "x-runtime-ranges": {k: r for k in writable if (r := runtime_range(k, settings))},
     }
+
+
+def runtime_range(name: str, settings: Settings) -> dict[str, Any]:
+    """The range a run-time update of the number `name` must lie in (the settings
+    table's), as JSON-schema keywords; the pool's size is capped by the start-up
+    MAX_CONTAINERS_LIMIT. Empty for anything but a number."""
+    row = spec(name)
+    bounds = row.runtime_range
+    if row.kind not in ("int", "float") or bounds is None:
+        return {}
+    out: dict[str, Any] = {}  # OpenAPI 3.0 keywords: exclusive ends are flags
+    if bounds.lo is not None:
+        out["minimum"] = bounds.lo
+        if bounds.lo_open:
+            out["exclusiveMinimum"] = True
+    if name in ("DEFAULT_CONTAINER", "MAX_CONTAINERS"):
+        out["maximum"] = settings.max_containers_limit
+    elif bounds.hi is not None:
+        out["maximum"] = bounds.hi
+        if bounds.hi_open:
+            out["exclusiveMaximum"] = True
+    return out
 
 
 class ConfigPatch:
@@ -277,6 +325,8 @@ class ConfigPatch:
 
     async def read(self, settings: Settings) -> dict[str, Any]:
         body = await json_object()
+        if not body:
+            raise ApiError(422, "invalid_body", "no setting given: send at least one setting to change")
         known = config_json(settings)
         writable = writable_settings(known)
         for key, value in body.items():

@@ -15,6 +15,15 @@ Three things here are not plain ``hypercorn.trio.serve``:
   included; ``HOST_PORT_WS_DEPLOYMENT_AGENT``, when different, serves only the
   WebSocket feed (at any path, as the prototype's bare WebSocket server did) and
   answers 404 to plain HTTP.
+* **Bounded WebSocket input** (`agent.interfaces.web.ws_limits`): incoming
+  messages of at most 4 KiB, at most ``WS_MAX_CONNECTIONS`` WebSockets per port.
+* **Sized for its connection cap.** Each port accepts ``WS_MAX_CONNECTIONS``
+  WebSockets; a burst of that many connections must fit in the listen backlog,
+  or health probes arriving meanwhile wait for a SYN retry (1 s and more). The
+  backlog is the cap plus headroom (`listen_backlog`), the open-file limit is
+  raised to hold every connection (`ensure_file_limit`), and a kernel cap below
+  either (``net.core.somaxconn``, the hard ``RLIMIT_NOFILE``) is said at start.
+  So is a WebSocket port equal to the HTTP port (one server then serves both).
 * **Graceful, prompt shutdown.** When the surrounding scope is cancelled (or
   `shutdown_trigger` returns), the servers are shielded for a short grace period:
   listeners close, every WebSocket client gets close code 1001 *at once* (the
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import socket
 import stat
 import struct
@@ -47,6 +57,7 @@ from agent.core.errors import ConfigError
 from agent.service.facade import AgentFacade
 from .app import create_app
 from .feed import feed_of
+from .ws_limits import MAX_MESSAGE, ConnectionCap
 
 if TYPE_CHECKING:
     from hypercorn.typing import (
@@ -58,13 +69,57 @@ if TYPE_CHECKING:
         WebsocketScope,
     )
 
-__all__ = ["ServerInfo", "serve", "hypercorn_config", "settings_port", "abort_connections"]
+__all__ = [
+    "ServerInfo",
+    "serve",
+    "hypercorn_config",
+    "settings_port",
+    "abort_connections",
+    "listen_backlog",
+    "ensure_file_limit",
+]
 
 log = logging.getLogger("agent.interfaces.web.server")
 
 # Extra time, past Hypercorn's graceful timeout, after which the servers are
 # cancelled for good even if a connection is still busy.
 _HARD_MARGIN = 1.0
+
+# Room in the backlog and the file limit beyond the WebSocket cap: health probes,
+# API calls and the agent's own files and sockets arriving during a burst.
+HEADROOM = 256
+_SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def listen_backlog(connections: int, somaxconn_path: str = _SOMAXCONN) -> tuple[int, str | None]:
+    """The backlog for a port taking `connections` WebSockets, and a warning when
+    the kernel caps backlogs below it (Linux ``net.core.somaxconn``)."""
+    wanted = max(1024, connections + HEADROOM)
+    try:
+        with open(somaxconn_path) as f:
+            kernel = int(f.read().strip())
+    except (OSError, ValueError):
+        return wanted, None
+    if kernel >= wanted:
+        return wanted, None
+    return wanted, (f"the kernel caps listen backlogs at net.core.somaxconn = {kernel}, below "
+                    f"the {wanted} a burst of WS_MAX_CONNECTIONS ({connections}) needs: raise it "
+                    f"(sysctl -w net.core.somaxconn={wanted}) or lower WS_MAX_CONNECTIONS")
+
+
+def ensure_file_limit(needed: int) -> str | None:
+    """Raise this process's open-file limit to `needed` (up to the hard limit);
+    a warning when the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        return (f"the open-file limit ({target}) is below the {needed} the WebSocket cap needs: "
+                "raise it (ulimit -n) or lower WS_MAX_CONNECTIONS")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +235,7 @@ def hypercorn_config(
     config.accesslog = None
     config.errorlog = logging.getLogger("agent.interfaces.web.server")
     config.include_server_header = False
+    config.websocket_max_message_size = MAX_MESSAGE  # see agent.interfaces.web.ws_limits
     return config
 
 
@@ -254,7 +310,7 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     keep_alive_timeout: float = 5.0,
     graceful_timeout: float = 2.0,
-    backlog: int = 1024,
+    backlog: int | None = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `agent`'s web app until cancelled (or until `shutdown_trigger` returns).
@@ -264,19 +320,30 @@ async def serve(
     settings (tests pass 0: any free port). Use it as
     ``info = await nursery.start(serve, agent)``: `started` is signalled once
     both ports listen, with a `ServerInfo` holding the actual ports. A port
-    that cannot be bound is a `ConfigError` naming its variable.
+    that cannot be bound is a `ConfigError` naming its variable. `backlog`
+    defaults to `listen_backlog` of ``WS_MAX_CONNECTIONS``.
     """
     settings = agent.settings
     host = host if host is not None else str(settings.bind_host or "127.0.0.1")
     http_port = http_port if http_port is not None else settings_port(settings, "http")
     ws_port = ws_port if ws_port is not None else settings_port(settings, "ws")
+    cap = settings.ws_max_connections
+    if backlog is None:
+        backlog, problem = listen_backlog(cap)
+        if problem is not None:
+            log.warning("%s", problem)
+    ports = 1 if ws_port == http_port != 0 else 2
+    problem = ensure_file_limit(ports * (cap + HEADROOM))
+    if problem is not None:
+        log.warning("%s", problem)
     make_config = partial(
         hypercorn_config,
         keep_alive_timeout=keep_alive_timeout,
         graceful_timeout=graceful_timeout,
         backlog=backlog,
     )
-    servers = _Servers(app if app is not None else create_app(agent), host, graceful_timeout, make_config)
+    servers = _Servers(app if app is not None else create_app(agent), host, graceful_timeout, make_config,
+                       ws_cap=cap)
     try:
         await servers.run(http_port, ws_port, shutdown_trigger, task_status)
     except BaseException as exc:
@@ -290,9 +357,11 @@ class _Servers:
     """The Hypercorn servers of one app (one or two ports) and their graceful stop."""
 
     def __init__(
-        self, app: QuartTrio, host: str, graceful_timeout: float, make_config: Callable[[str, int], Config]
+        self, app: QuartTrio, host: str, graceful_timeout: float, make_config: Callable[[str, int], Config],
+        *, ws_cap: int,
     ) -> None:
         self.app = app
+        self.ws_cap = ws_cap
         self.host = host
         self.feed = feed_of(app)
         self.grace = graceful_timeout + _HARD_MARGIN
@@ -325,14 +394,24 @@ class _Servers:
 
     async def _listen(self, servers: trio.Nursery, http_port: int, ws_port: int) -> ServerInfo:
         self.binding = ("HOST_PORT_HTTP_DEPLOYMENT_AGENT", http_port)
-        bound_http = await self._start(servers, _ShieldedSend(self.app), http_port)
+        bound_http = await self._start(servers, self._capped(_ShieldedSend(self.app)), http_port)
         bound_ws = bound_http
+        if ws_port == http_port != 0:
+            log.warning(
+                "HOST_PORT_WS_DEPLOYMENT_AGENT is HOST_PORT_HTTP_DEPLOYMENT_AGENT (%d): one "
+                "server on that port serves the HTTP API and the queue feed at /ws", http_port)
         if ws_port != http_port or ws_port == 0:
             self.binding = ("HOST_PORT_WS_DEPLOYMENT_AGENT", ws_port)
-            bound_ws = await self._start(servers, _WebSocketPort(_ShieldedSend(self.app)), ws_port)
+            bound_ws = await self._start(
+                servers, self._capped(_WebSocketPort(_ShieldedSend(self.app))), ws_port)
         self.ports.update((bound_http, bound_ws))
         self.binding = None
         return ServerInfo(self.host, bound_http, bound_ws)
+
+    def _capped(self, app: ASGIFramework) -> ASGIFramework:
+        """`app` behind the WebSocket cap of the port being bound (one cap per port)."""
+        assert self.binding is not None
+        return ConnectionCap(app, self.ws_cap, self.binding[0])
 
     async def _start(self, servers: trio.Nursery, app: ASGIFramework, port: int) -> int:
         _check_bindable(self.host, port)
