@@ -448,10 +448,19 @@ class Agent:
         return self.leadership.may_act()
 
     async def _renew(self) -> bool:
-        """One lease attempt; False when it changed this agent's role or token."""
+        """One lease attempt; False when it changed this agent's role or token.
+
+        It is every agent's first Redis call of a tick, so it also tells when
+        Redis is lost and back (logged once each, `agent.service.failures`)."""
         note = await self.leadership.step(self.store)
         if note is not None and note.kind == "lease_acquired":
             self._takeover = True  # the state is read again before the next plan
+        clock = trio.current_time()
+        if self.leadership.view.error is None:
+            await self._note("store_outage", None, clock)
+        elif not self.store.available:
+            await self._note("store_outage", failure(f"{self.store.last_error}", "unreachable"),
+                             clock)
         return note is None
 
     async def _follow(self) -> None:
@@ -465,11 +474,10 @@ class Agent:
             self._views = shared.cursor
             self._follow_config(shared)
             # Our own views (written while we led) hold samples our scorer has seen.
-            views = [v for v in shared.views if v.leader != self.agent_id]
-            for view in views:
-                self._ingest(view)
-            if views:
-                self._publish(self._pool, views[-1].time)
+            for view in shared.views:
+                if view.leader != self.agent_id:
+                    self._ingest(view)
+        self._publish(self._pool, self._wall())  # every tick, as a leader does
         try:
             await self.store.flush_events()
         except StoreError as exc:
