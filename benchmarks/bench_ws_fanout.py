@@ -4,9 +4,11 @@
     python -m benchmarks.bench_ws_fanout --clients 200 --updates 20 --json out.json
 
 What runs:
-  * the *server* — the real web app (`agent.interfaces.web.serve`: Hypercorn's Trio worker,
-    Quart-Trio, `agent.service.hub.Hub`) over a synthetic agent (no engine, no Redis) —
-    in a child process, so its memory and CPU are measured alone;
+  * the *server* — the real web app (`agent.interfaces.web.serve`, `agent.service.hub.Hub`)
+    over a synthetic agent (no engine, no Redis) — in a child process, so its memory
+    and CPU are measured alone. `--port ws` (the default) measures the WebSocket
+    port's own server (`agent.interfaces.web.ws_port`: each snapshot framed once for
+    everyone); `--port http` the HTTP port's ``/ws`` (Hypercorn's Trio worker, ASGI);
   * the *subscribers* in this process: plain loopback TCP sockets speaking just
     enough WebSocket (handshake checked, frames parsed) to time deliveries
     without a heavy client library skewing the figures.

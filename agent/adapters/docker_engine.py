@@ -12,6 +12,14 @@ is bounded by the client's HTTP timeout, so an unreachable engine fails fast wit
 stats) may be abandoned by a cancelled caller; create and remove always run to
 their end, so a cancelled tick cannot leave a half-made container untracked.
 
+Listing is served from a cache while the engine's event stream is followed
+(`watch`, run by the agent in its nursery; `agent.adapters.engine_watch`): the
+view of the owned containers that the stream, the resyncs and our own create
+and remove calls keep current (`agent.adapters.engine_view`). Without a live
+stream — `watch` not running, the stream broken, the engine down — `list_owned`
+lists and inspects on the engine as it always did, and fails when the engine
+does.
+
 Ownership is the safety rule (SPEC §1): a container belongs to this agent only if
 it carries *both* ``io.deployment-agent.owner=deployment-agent`` and
 ``io.deployment-agent.app=<APP_IDENTIFIER>``. Listing filters on both labels on the
@@ -46,6 +54,8 @@ import requests.exceptions
 import trio
 import urllib3.exceptions
 
+from agent.adapters.engine_view import OwnedView
+from agent.adapters.engine_watch import EventWatch
 from agent.core.errors import ContainerNotFound, EngineError, EngineUnreachable, NotOwnedError
 from agent.core.ports import Engine, StatsSource
 from agent.core.redact import redact_url
@@ -96,6 +106,13 @@ class DockerEngine:
     `timeout` bounds each HTTP request to the engine (a stop adds `stop_timeout`).
     `limiter` bounds the threads this adapter uses at once; pass the runtime's
     shared limiter, or leave it to make a private one.
+
+    When the engine is local and a container's network gateway is an address of
+    this host, `ContainerInfo.direct` is the container's own address and
+    `target_port` on that network: the availability probe connects there rather
+    than through the published port, whose userland proxy (docker-proxy)
+    accepts every connection itself and so costs a proxy hop without telling
+    whether the worker answers (`agent.adapters.sampler`).
     """
 
     def __init__(
@@ -144,6 +161,9 @@ class DockerEngine:
             f"{APP_LABEL}={app_identifier}",
         ]
         self._name_prefix = container_name_prefix(app_identifier)
+        self.view = OwnedView(self.owns)
+        self.watcher = EventWatch(self)
+        self._routes: dict[str, bool] = {}  # gateway address -> a local address here
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
         self._closed = False
@@ -175,8 +195,22 @@ class DockerEngine:
 
     # -- Engine ----------------------------------------------------------------
 
+    @property
+    def label_filter(self) -> list[str]:
+        """The engine-side filter: both labels (the engine ANDs them)."""
+        return list(self._label_filter)
+
     async def list_owned(self) -> list[ContainerInfo]:
+        """The view while the event stream is followed (no engine call), else a
+        listing with an inspect of every running container."""
+        if self.view.live:
+            await trio.lowlevel.checkpoint()
+            return self.view.listing()
         return await self._run(self._list_owned_sync, "listing containers", abandon=True)
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow the event stream until cancelled (`agent.adapters.engine_watch`)."""
+        await self.watcher.run(task_status=task_status)
 
     async def create(self) -> ContainerInfo:
         return await self._run(self._create_sync, f"creating a {self.image} container")
@@ -243,6 +277,18 @@ class DockerEngine:
                 fn, limiter=self._limiter, abandon_on_cancel=abandon
             )
 
+    async def run_blocking(self, fn: Callable[[], _T], what: str) -> _T:
+        """A read-only blocking call in a worker thread, errors translated (the watcher's)."""
+        return await self._run(fn, what, abandon=True)
+
+    def translating(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """The error translation of this adapter, for a call made elsewhere."""
+        return _translate(what, self.base_url)
+
+    def api(self) -> docker.APIClient:
+        """The docker-py client (blocking; for `EventWatch`)."""
+        return self._api()
+
     def _api(self) -> docker.APIClient:
         """The client, made on first use (it asks the engine for its API version)."""
         with self._client_lock:
@@ -252,29 +298,71 @@ class DockerEngine:
                 self._client = open_api_client(
                     self.base_url,
                     timeout=self.timeout,
-                    max_pool_size=max(10, int(self._limiter.total_tokens)),
+                    # every limiter slot, the event stream and a resync at once
+                    max_pool_size=max(10, int(self._limiter.total_tokens) + 2),
                 )
             return self._client
 
     # -- blocking bodies (run in worker threads) -----------------------------------
 
+    def list_rows_sync(self) -> list[dict[str, Any]]:
+        """The engine's listing rows of our containers, all states (filtered by
+        both labels on the engine's side; callers check `owns` again)."""
+        rows: list[dict[str, Any]] = self._api().containers(
+            all=True, filters={"label": self._label_filter}
+        )
+        return rows
+
     def _list_owned_sync(self) -> list[ContainerInfo]:
         api = self._api()
-        rows = api.containers(all=True, filters={"label": self._label_filter})
         result: list[ContainerInfo] = []
-        for row in rows:
+        for row in self.list_rows_sync():
             if not self.owns(row.get("Labels")):  # belt and braces over the filter
                 continue
             if row.get("State") == "running":
                 # The listing has no pid; inspect gives it (and the exact port).
                 try:
-                    result.append(_info_from_inspect(api.inspect_container(row["Id"])))
+                    result.append(self._info(api.inspect_container(row["Id"])))
                 except docker.errors.NotFound:
                     continue  # vanished between the two calls
             else:
                 result.append(_info_from_listing(row))
         result.sort(key=lambda info: (info.created, info.name))
         return result
+
+    def refresh_sync(self, container_id: str) -> None:
+        """Inspect one container into the view (dropped if it is gone)."""
+        ticket = self.view.ticket()
+        try:
+            data = self._api().inspect_container(container_id)
+        except docker.errors.NotFound:
+            self.view.drop(container_id)
+            return
+        self.view.put(self._info(data), ticket)
+
+    def info_from_listing(self, row: Mapping[str, Any]) -> ContainerInfo:
+        return _info_from_listing(row)
+
+    def _info(self, data: Mapping[str, Any]) -> ContainerInfo:
+        """`ContainerInfo` of an inspect document, with the direct probe address."""
+        return _info_from_inspect(
+            data, direct_port=self.target_port if self.is_local else None, routes=self._routes_here
+        )
+
+    def _routes_here(self, gateway: str) -> bool:
+        """Whether `gateway` is an address of this host's network namespace, i.e.
+        the container's bridge is attached here and its address is reachable."""
+        known = self._routes.get(gateway)
+        if known is None:
+            family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+            try:
+                with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                    probe.bind((gateway, 0))
+                known = True
+            except OSError:
+                known = False
+            self._routes[gateway] = known
+        return known
 
     def _create_sync(self) -> ContainerInfo:
         api = self._api()
@@ -303,7 +391,10 @@ class DockerEngine:
         container_id = created["Id"]
         try:
             api.start(container_id)
-            return _info_from_inspect(api.inspect_container(container_id))
+            ticket = self.view.ticket()  # after the start: newer than any "created" seen
+            info = self._info(api.inspect_container(container_id))
+            self.view.put(info, ticket)
+            return info
         except BaseException:
             # Never leave a created-but-not-started worker behind.
             with contextlib.suppress(Exception):
@@ -312,7 +403,7 @@ class DockerEngine:
 
     def _inspect_owned_sync(self, name_or_id: str) -> ContainerInfo:
         data = self._api().inspect_container(name_or_id)
-        info = _info_from_inspect(data)
+        info = self._info(data)
         if not self.owns(info.labels):
             raise NotOwnedError(
                 f"container {info.name} ({info.id[:12]}) lacks the labels "
@@ -332,12 +423,12 @@ class DockerEngine:
                 api.stop(info.id, timeout=self.stop_timeout)
             api.remove_container(info.id, v=True, force=True)
         except docker.errors.NotFound:
-            return
+            pass
         except docker.errors.APIError as exc:
             # 409 "removal of container ... is already in progress"
-            if exc.status_code == 409 and "already in progress" in str(exc.explanation):
-                return
-            raise
+            if not (exc.status_code == 409 and "already in progress" in str(exc.explanation)):
+                raise
+        self.view.drop(info.id)
 
 
 # -- the docker-py client ------------------------------------------------------------
@@ -401,15 +492,27 @@ class _ClosingUnixConnectionPool(docker.transport.unixconn.UnixHTTPConnectionPoo
 
 
 class _ClosingUnixHTTPAdapter(docker.transport.unixconn.UnixHTTPAdapter):
+    """One connection pool for the socket.
+
+    Upstream keys its pools by the request's whole URL, path included, and keeps
+    25 of them: with more containers than that, every inspect (or stats call)
+    of a container missed, opened a new connection to the engine and closed
+    another pool's — a connect, an accept and a close per request, on both
+    sides. The pool's URL plays no part in the request (the adapter sends the
+    path over the socket), so one pool serves them all.
+    """
+
+    _POOL_KEY = "unix-socket"
+
     def get_connection(self, url: Any, proxies: Any = None) -> Any:
         with self.pools.lock:
-            pool = self.pools.get(url)
+            pool = self.pools.get(self._POOL_KEY)
             if pool:
                 return pool
             pool = _ClosingUnixConnectionPool(
                 url, self.socket_path, self.timeout, maxsize=self.max_pool_size
             )
-            self.pools[url] = pool
+            self.pools[self._POOL_KEY] = pool
         return pool
 
 
@@ -484,7 +587,14 @@ def _info_from_listing(row: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
-def _info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
+def _info_from_inspect(
+    data: Mapping[str, Any],
+    *,
+    direct_port: int | None = None,
+    routes: Callable[[str], bool] | None = None,
+) -> ContainerInfo:
+    """`direct` is set when `direct_port` is given and the container has an
+    address on a network whose gateway `routes` says is local."""
     state = data.get("State") or {}
     config = data.get("Config") or {}
     host_port, address = None, "127.0.0.1"
@@ -498,6 +608,16 @@ def _info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         if host_port is not None:
             break
     pid = state.get("Pid") or None
+    running = bool(state.get("Running"))
+    direct = None
+    if direct_port is not None and routes is not None and running:
+        networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        for net_name in sorted(networks):
+            net = networks[net_name] or {}
+            ip, gateway = net.get("IPAddress"), net.get("Gateway")
+            if ip and gateway and routes(gateway):
+                direct = (str(ip), direct_port)
+                break
     return ContainerInfo(
         name=str(data.get("Name", "")).lstrip("/"),
         id=data["Id"],
@@ -506,8 +626,9 @@ def _info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         created=parse_engine_time(str(data.get("Created", ""))),
         host_port=host_port,
         address=address,
-        pid=int(pid) if pid and state.get("Running") else None,
+        pid=int(pid) if pid and running else None,
         labels=dict(config.get("Labels") or {}),
+        direct=direct,
     )
 
 

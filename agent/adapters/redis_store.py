@@ -9,6 +9,18 @@ read in `load()`, or fetched with HKEYS before its first write, or wrote since.
 After any failure that knowledge is dropped and fetched again, because a failed
 EXEC may or may not have been applied and a restarted Redis may have lost writes.
 
+Delta writes. ``write_tick(state, only_changes=True)`` sends only the fields
+whose value differs from what the store last wrote (and no round trip at all
+when nothing differs and no event waits): `agent.core.store_delta`. Applied in
+one MULTI/EXEC to the state the store knows Redis holds, it leaves Redis as the
+full write would. The store knows that state only while its connection is the
+one it wrote through and no write failed; otherwise a delta write is a full one.
+Fenced, it also knows it only for the lease tenure (fencing token) it wrote
+under: an agent that takes the lease over, or back, writes the full state
+first, since another leader may have written meanwhile; and a fenced write is
+never skipped for having nothing new, since Redis's refusal of it is what
+tells a deposed leader.
+
 Outages. redis-py is synchronous: every call runs in a Trio worker thread under a
 `CapacityLimiter`, with short socket timeouts and redis-py's own retries turned
 off, so a tick is never held for long. Connection errors mark the store
@@ -44,9 +56,11 @@ is the Redis adapter of the `agent.core.ports.Store` seam.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
@@ -62,6 +76,8 @@ from agent.core.errors import CorruptStateError, FencedOut, StoreError
 from agent.core.lease import Holder
 from agent.core.ports import Store
 from agent.core.redact import redact_url
+from agent.core.store_delta import TickDelta, Written, diff_tick
+from agent.core.tick_view import encode_view
 from agent.core.store_codec import (
     TICK_HASHES,
     VIEW_STREAM_LEN,
@@ -187,8 +203,13 @@ class RedisStore:
         self._retry_at = 0.0  # clock() before which calls fail fast
         self._down_since: float | None = None  # wall clock of the first failure
 
-        # Fields known to be in each tick hash; None = unknown, fetch before writing.
-        self._known: dict[str, set[str]] | None = None
+        # What each tick hash holds (field -> value, encoding); None = unknown:
+        # fetch the field names before a full write, and no delta writes.
+        self._written: Written | None = None
+        # The lease tenure of the write `_written` comes from (None: unfenced,
+        # or read by `load()`): under another, another leader may have written.
+        self._written_under: Holder | None = None
+        self.delta_writes = 0  # write_tick calls that sent a delta (for tests, reports)
         # The config overrides last read or saved; rewritten by the first tick
         # write after an outage, since Redis may have come back without them,
         # and by the next tick write when `save_config` failed (`_config_dirty`).
@@ -256,12 +277,10 @@ class RedisStore:
             state = decode_state(desired, containers, sundown, config, summary, policy)
             self._config_fields = dict(config)
             self._known_connects = connects
-            self._known = {
-                "containers": set(containers),
-                "sundown": set(sundown),
-                "summary": set(summary),
-                "policy": set(policy),
-            }
+            self._written = Written.from_redis(desired, {
+                "containers": containers, "sundown": sundown, "summary": summary, "policy": policy,
+            })
+            self._written_under = None  # a fenced write after it is a full one
             if state.problems:
                 problems = "; ".join(state.problems)
                 self._last_error = f"corrupt state under {k.prefix}*: {problems}"
@@ -270,7 +289,8 @@ class RedisStore:
             return state
 
     async def write_tick(
-        self, state: TickWrite, *, fence: Holder | None = None, events: Sequence[EventItem] = ()
+        self, state: TickWrite, *, fence: Holder | None = None,
+        events: Sequence[EventItem] = (), only_changes: bool = False,
     ) -> None:
         """Replace the stored state with `state`, flush pending events and add
         `events`, in one MULTI/EXEC pipeline (one round trip; three when fenced).
@@ -279,11 +299,29 @@ class RedisStore:
         `FencedOut` otherwise, nothing applied, and `events` dropped. Raises
         StoreError (fast while backing off); the pending events, and `events`,
         then wait for the next write.
+
+        With `only_changes`, a *delta write* (`agent.core.store_delta`): only
+        the fields whose value differs from what this store last wrote are
+        sent, and — unfenced — nothing at all, not even a round trip, when
+        nothing changed and no event waits (a fenced write always goes, since
+        its refusal is what tells a deposed leader). It falls back to a full
+        write whenever the store cannot trust what it knows of Redis: before
+        its first write or `load()`, after any failure, when its connection
+        was re-opened, and under another lease tenure (`fence`) than the write
+        it knows from, since another leader may have written in between.
         """
-        encoded = encode_tick(state)  # caller bugs raise here, before any I/O
-        given = [encode_event(kind, data, self._wall_clock()) for kind, data in events]
         k = self.keys
+        given = [encode_event(kind, data, self._wall_clock()) for kind, data in events]
         async with self._write_lock:
+            known = self._written if self._written_under == fence else None
+            known_connects = self._known_connects
+            delta, after, encoded = None, None, None
+            if only_changes and known is not None:
+                delta, after = diff_tick(state, known)  # caller bugs raise here...
+            else:
+                encoded = encode_tick(state)  # ...or here, before any I/O
+            view = encoded.get("view") if encoded is not None \
+                else None if state.view is None else encode_view(state.view)
             self._check_open()
             try:
                 self._fail_fast("write_tick")
@@ -291,30 +329,44 @@ class RedisStore:
                 self._enqueue_all(given)
                 raise
             batch, dropped, entries, reconnecting = self._event_batch(given)
-            known, known_connects = self._known, self._known_connects
             config_fields, config_dirty = self._config_fields, self._config_dirty
+            if (fence is None and view is None and delta is not None and delta.empty
+                    and not entries and not config_dirty):
+                return  # Redis already holds this state
 
-            def write(client: redis.Redis) -> tuple[int, dict[str, set[str]]]:
+            def write(client: redis.Redis) -> tuple[int, Written]:
                 connects = self._settle_connection(client)
                 trusted = known is not None and connects == known_connects
-                current = known if trusted and known is not None else _fetch_fields(client, k)
+                queue_state: Callable[[redis.client.Pipeline], None]
+                if delta is not None and after is not None and trusted:
+                    queue_state, result = partial(_queue_delta, k=k, delta=delta), after
+                else:
+                    current = known.field_names() if trusted and known is not None \
+                        else _fetch_fields(client, k)
+                    full = encoded if encoded is not None else encode_tick(state)
+                    queue_state = partial(_queue_full, k=k, encoded=full, current=current)
+                    result = Written.from_tick(state, full)
                 config = config_fields if config_dirty or not trusted else None
                 self._transaction(client, fence, lambda pipe: self._tick_commands(
-                    pipe, encoded, current, config, entries))
-                return connects, {name: set(encoded[name]) for name in TICK_HASHES}
+                    pipe, queue_state, config, entries, view))
+                return connects, result
 
             try:
-                self._known_connects, self._known = await self._call(
+                self._known_connects, self._written = await self._call(
                     "write_tick", write, report_recovery=not reconnecting
                 )
+                self._written_under = fence
             except FencedOut:
-                raise  # nothing applied: what the store knows still holds
+                self._written = None  # another leads: it writes the state now
+                raise  # and `events` are dropped: they were not ours to record
             except BaseException:
-                self._known = None  # the EXEC may or may not have been applied
+                self._written = None  # the EXEC may or may not have been applied
                 self._enqueue_all(given)
                 raise
+            if delta is not None and self._written is after:
+                self.delta_writes += 1
             self._config_dirty = False
-            self._written(batch, dropped)
+            self._delivered(batch, dropped)
 
     async def flush_events(self) -> None:
         """Write the pending events, alone (a follower's ledger entries: it writes
@@ -334,7 +386,7 @@ class RedisStore:
                 pipe.execute()
 
             await self._call("flush_events", write, report_recovery=not reconnecting)
-            self._written(batch, dropped)
+            self._delivered(batch, dropped)
 
     async def read_shared(self, cursor: str | None) -> SharedState:
         """A follower's read, one round trip: the leader's views after `cursor`
@@ -537,7 +589,7 @@ class RedisStore:
             entries.append(self._outage_notice())
         return batch, dropped, entries, reconnecting
 
-    def _written(self, batch: list[_Pending], dropped: int) -> None:
+    def _delivered(self, batch: list[_Pending], dropped: int) -> None:
         """`batch` (and the notice of `dropped`) reached the ledger."""
         self._dropped -= dropped
         if batch:
@@ -546,28 +598,22 @@ class RedisStore:
                 self._pending.popleft()
 
     def _tick_commands(
-        self, pipe: redis.client.Pipeline, encoded: Mapping[str, Any],
-        current: Mapping[str, set[str]], config: Mapping[str, str] | None,
-        entries: Sequence[Mapping[str, str]],
+        self, pipe: redis.client.Pipeline, queue_state: Callable[[redis.client.Pipeline], None],
+        config: Mapping[str, str] | None, entries: Sequence[Mapping[str, str]],
+        view: str | None,
     ) -> None:
-        """The commands of one tick write (see `write_tick`)."""
+        """The commands of one tick write (see `write_tick`): the state (in full
+        or a delta), the config when it is rewritten, the events, the view."""
         k = self.keys
-        pipe.set(k.desired, encoded["desired"])
-        for name in TICK_HASHES:
-            key = getattr(k, name)
-            hset, hdel = plan_hash_replace(encoded[name], current[name])
-            if hdel:
-                pipe.hdel(key, *hdel)
-            if hset:
-                pipe.hset(key, mapping=cast(Any, hset))
+        queue_state(pipe)
         if config is not None:
             pipe.delete(k.config)
             if config:
                 pipe.hset(k.config, mapping=cast(Any, config))
         for fields in entries:
             pipe.xadd(k.events, cast(Any, fields), maxlen=self._ledger_max_len, approximate=True)
-        if "view" in encoded:
-            pipe.xadd(k.views, {"v": encoded["view"]}, maxlen=VIEW_STREAM_LEN, approximate=False)
+        if view is not None:
+            pipe.xadd(k.views, {"v": view}, maxlen=VIEW_STREAM_LEN, approximate=False)
 
     def _transaction(
         self, client: redis.Redis, fence: Holder | None,
@@ -617,7 +663,7 @@ class RedisStore:
                 f"next reconnect attempt in {delay:.1f} s"
             ) from exc
         except redis.exceptions.RedisError as exc:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = _describe(exc)
             raise StoreError(f"Redis at {self.server} failed during {op}: {self._last_error}") from exc
         self._answered(report_recovery=report_recovery)
         return result
@@ -634,7 +680,7 @@ class RedisStore:
         if self._available:
             self._available = False
             self._down_since = self._wall_clock()
-            self._known = None  # a restarted Redis may have lost or kept anything
+            self._written = None  # a restarted Redis may have lost or kept anything
         self._failures += 1
         delay = min(self._backoff_max, self._backoff_initial * 2.0 ** (self._failures - 1))
         self._retry_at = self._clock() + delay
@@ -663,6 +709,30 @@ class RedisStore:
         self._down_since = None
 
 
+def _queue_full(pipe: Any, k: Keys, encoded: Mapping[str, Any], current: Mapping[str, set[str]]) -> None:
+    """Every field of the tick (HSET), and HDEL of the `current` ones not in it."""
+    pipe.set(k.desired, encoded["desired"])
+    for name in TICK_HASHES:
+        key = getattr(k, name)
+        hset, hdel = plan_hash_replace(encoded[name], current[name])
+        if hdel:
+            pipe.hdel(key, *hdel)
+        if hset:
+            pipe.hset(key, mapping=cast(Any, hset))
+
+
+def _queue_delta(pipe: Any, k: Keys, delta: TickDelta) -> None:
+    """Only what changed: same order as a full write."""
+    if delta.desired is not None:
+        pipe.set(k.desired, delta.desired)
+    for name in TICK_HASHES:
+        key = getattr(k, name)
+        if delta.hdel[name]:
+            pipe.hdel(key, *delta.hdel[name])
+        if delta.hset[name]:
+            pipe.hset(key, mapping=cast(Any, dict(delta.hset[name])))
+
+
 def _fetch_fields(client: redis.Redis, k: Keys) -> dict[str, set[str]]:
     """The fields now present in each tick hash (one pipelined round trip)."""
     pipe = client.pipeline(transaction=False)
@@ -675,3 +745,15 @@ if TYPE_CHECKING:  # mypy holds the adapter to its port
 
     def _implements(store: RedisStore) -> Store:
         return store
+
+
+# redis-py names the pipeline's failing command, arguments and all: which one
+# fails first depends on what the tick wrote (a delta), and its arguments are
+# our data. The reason that follows is what the operator needs, and it is the
+# same for every command of the pipeline.
+_PIPELINE_PREFIX = re.compile(r"^Command # \d+ \(.*\) of pipeline caused error: ", re.S)
+
+
+def _describe(exc: BaseException) -> str:
+    """A Redis error as told in logs and conditions: its type and its reason."""
+    return f"{type(exc).__name__}: {_PIPELINE_PREFIX.sub('', str(exc))}"

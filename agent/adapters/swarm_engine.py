@@ -161,6 +161,10 @@ class SwarmEngine:
         """The manager answers and can schedule (EngineError otherwise)."""
         await self._run(self._ping_sync, "ping", abandon=True)
 
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """No change notifications here (yet): every `list_owned` asks the manager."""
+        task_status.started()
+
     async def aclose(self) -> None:
         self.close()
         await trio.lowlevel.checkpoint()

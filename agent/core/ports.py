@@ -63,6 +63,13 @@ class Engine(Protocol):
         """Return when the engine answers; raise `EngineError` otherwise."""
         ...
 
+    async def watch(self, *, task_status: Any = ...) -> None:
+        """Keep `list_owned` current from the engine's change notifications until
+        cancelled (the runtime runs it with ``nursery.start``: `task_status` is
+        Trio's); ``started`` once it is, or once the first attempt failed. An
+        adapter without notifications calls ``started`` and returns."""
+        ...
+
     async def aclose(self) -> None:
         """Release the connection pool. Idempotent."""
         ...
@@ -91,8 +98,13 @@ class Store(Protocol):
 
     async def write_tick(
         self, state: TickWrite, *, fence: Holder | None = None,
-        events: Sequence[tuple[str, Mapping[str, object]]] = (),
-    ) -> None: ...
+        events: Sequence[tuple[str, Mapping[str, object]]] = (), only_changes: bool = False,
+    ) -> None:
+        """Replace the stored state with `state` (and add `events`); with `fence`,
+        refused (`FencedOut`) unless that holder still holds the lease; with
+        `only_changes`, the store may send only what differs from what it knows
+        it wrote under that same fence (a delta write)."""
+        ...
 
     async def flush_events(self) -> None: ...
 

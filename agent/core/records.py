@@ -52,6 +52,9 @@ class ContainerInfo:
     address: str = "127.0.0.1"
     pid: int | None = None  # host pid of the container's init, when local
     labels: dict[str, str] = field(default_factory=dict)
+    # (container address, TARGET_PORT) when this host routes to the container's
+    # network: where the availability probe connects instead of the published port.
+    direct: tuple[str, int] | None = None
 
     @property
     def running(self) -> bool:

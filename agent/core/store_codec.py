@@ -60,8 +60,11 @@ __all__ = [
     "decode_json",
     "encode_desired",
     "decode_desired",
+    "encode_json_field",
     "encode_json_hash",
     "decode_json_hash",
+    "encode_record_field",
+    "encode_sundown_field",
     "encode_containers",
     "decode_containers",
     "encode_sundown",
@@ -244,33 +247,38 @@ def decode_desired(text: str | None) -> int | None:
     return value
 
 
+def encode_json_field(name: str, value: object, *, what: str) -> str:
+    """One field of a hash holding one JSON value per field."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what}: field names must be non-empty strings, got {name!r}")
+    return encode_json(value, what=f"{what}[{name}]")
+
+
 def encode_json_hash(mapping: Mapping[str, object], *, what: str) -> dict[str, str]:
     """Hash fields holding one JSON value each."""
-    out: dict[str, str] = {}
-    for name, value in mapping.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what}: field names must be non-empty strings, got {name!r}")
-        out[name] = encode_json(value, what=f"{what}[{name}]")
-    return out
+    return {name: encode_json_field(name, value, what=what) for name, value in mapping.items()}
 
 
 def decode_json_hash(raw: Mapping[str, str], *, what: str) -> dict[str, object]:
     return {name: decode_json(text, what=f"{what}[{name}]") for name, text in raw.items()}
 
 
+def encode_record_field(name: str, record: Mapping[str, object], *, what: str) -> str:
+    """One record of a records hash (``containers``, ``summary``): its JSON,
+    with the name it is stored under."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what}: names must be non-empty strings, got {name!r}")
+    if not isinstance(record, Mapping):
+        raise TypeError(f"{what}[{name}]: a record must be a mapping, got {type(record).__name__}")
+    if record.get("name", name) != name:
+        raise ValueError(f"{what}[{name}]: record is named {record['name']!r}")
+    return encode_json({"name": name, **record}, what=f"{what}[{name}]")
+
+
 def _encode_records(
     records: Mapping[str, Mapping[str, object]], *, what: str
 ) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, record in records.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{what}: names must be non-empty strings, got {name!r}")
-        if not isinstance(record, Mapping):
-            raise TypeError(f"{what}[{name}]: a record must be a mapping, got {type(record).__name__}")
-        if record.get("name", name) != name:
-            raise ValueError(f"{what}[{name}]: record is named {record['name']!r}")
-        out[name] = encode_json({"name": name, **record}, what=f"{what}[{name}]")
-    return out
+    return {name: encode_record_field(name, record, what=what) for name, record in records.items()}
 
 
 def _decode_records(raw: Mapping[str, str], *, what: str) -> dict[str, dict[str, Any]]:
@@ -292,16 +300,18 @@ def decode_containers(raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return _decode_records(raw, what="containers")
 
 
+def encode_sundown_field(name: str, when: float) -> str:
+    """One `sundown` field: epoch seconds (a finite number)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"sundown: names must be non-empty strings, got {name!r}")
+    if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+        raise ValueError(f"sundown[{name}]: must be a finite epoch time, got {when!r}")
+    return repr(float(when))
+
+
 def encode_sundown(marks: Mapping[str, float]) -> dict[str, str]:
     """`sundown` hash fields: name -> epoch seconds (a finite number)."""
-    out: dict[str, str] = {}
-    for name, when in marks.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"sundown: names must be non-empty strings, got {name!r}")
-        if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-            raise ValueError(f"sundown[{name}]: must be a finite epoch time, got {when!r}")
-        out[name] = repr(float(when))
-    return out
+    return {name: encode_sundown_field(name, when) for name, when in marks.items()}
 
 
 def decode_sundown(raw: Mapping[str, str]) -> dict[str, float]:

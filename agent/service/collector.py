@@ -227,12 +227,16 @@ async def run_collector(
                     nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
                 port = await nursery.start(serve_health, settings.bind_host,
                                            settings.http_port, collector.health)
+                # The node's containers from the engine's event stream, not a
+                # listing and an inspect of each every tick (agent.adapters.engine_watch).
+                await nursery.start(engine.watch)
                 await nursery.start(collector.run)
                 task_status.started((collector, port))
     finally:
         with trio.CancelScope(shield=True):
             await engine.aclose()
             await board.aclose()
+            sampler.close()
 
 
 async def _cancel_on_signal(signals: Any, scope: trio.CancelScope) -> None:

@@ -20,6 +20,14 @@ count, the policy state or the SUNDOWN marks are written to Redis *before* they
 are acted on (write-ahead), so a `kill -9` between the two is repaired by the
 next agent's reconcile step instead of leaving duplicates.
 
+Persisting is cheap when little changes: each write sends only the fields that
+changed since the store last wrote them (`agent.core.store_delta`), the scores
+are written every SCORES_PERSIST_PERIOD rather than every tick, and the whole
+state every FULL_WRITE_PERIOD and at shutdown; the store itself writes
+everything again whenever it cannot trust what it knows of Redis (first write,
+after a failure, a new connection, a lease taken over). The write-ahead is one of these writes, so
+what it records is in Redis before the engine is touched.
+
 Failures of the engine or of Redis never end the loop: the tick records them
 (metrics, ledger, snapshot flags) and the next tick tries again. Redis is the
 store's concern (it buffers events and backs off); while the engine does not
@@ -98,7 +106,7 @@ from agent.core.conditions import Failure, failure
 from agent.service.failures import Failures
 from agent.service.hub import Hub
 from agent.service.metrics import Metrics
-from agent.core.records import ContainerScore, Snapshot
+from agent.core.records import Category, ContainerInfo, ContainerScore, Snapshot
 from agent.core.plan import (
     Event,
     Plan,
@@ -133,6 +141,11 @@ MAX_LISTED = 100  # names listed in one ledger event at most
 #: agent take over: with the default TTL an engine call has over 5 s (a create
 #: takes well under one here, a few under heavy load).
 ACTION_SHARE = 1 / 2
+# Seconds between two complete writes of the state to Redis (every tick writes
+# what changed; a complete write repairs anything changed behind our back).
+FULL_WRITE_PERIOD = 60.0
+# Seconds between two writes of the scores (records' `score`, the summaries).
+SCORES_PERSIST_PERIOD = 5.0
 
 
 class Agent:
@@ -172,6 +185,12 @@ class Agent:
         self._views: str | None = None  # a follower's place in the leader's tick views
         self._takeover = False  # the lease was (re)acquired: recover before planning
         self._seen_config: dict[str, object] | None = None  # as a follower last read it
+        # What `_persist` last wrote of the scores (overall, summary) and the
+        # records built from them; when the last full and score writes were.
+        self._persisted: dict[str, tuple[float, dict[str, object]]] = {}
+        self._records: dict[str, tuple[ContainerInfo, Category, float | None, dict[str, object]]] = {}
+        self._full_written_at: float | None = None
+        self._scores_written_at: float | None = None
 
     # -- the facade ------------------------------------------------------------
 
@@ -314,10 +333,13 @@ class Agent:
             return dict(plan.reply or {})
 
     async def aclose(self) -> None:
-        """Close the engine and store clients (idempotent; shielded)."""
+        """Close the engine and store clients and the sampler's files (idempotent; shielded)."""
         with trio.CancelScope(shield=True):
             await self.engine.aclose()
             await self.store.aclose()
+            close = getattr(self.sampler, "close", None)  # the local Sampler's open files
+            if close is not None:
+                close()
 
     # -- running ---------------------------------------------------------------
 
@@ -332,13 +354,17 @@ class Agent:
         """
         await self.leadership.step(self.store)
         await self.recover()
-        self._started = True
-        task_status.started()
         try:
-            while True:
-                start = trio.current_time()
-                await self.tick()
-                await trio.sleep_until(start + self.settings.tick_interval)
+            async with trio.open_nursery() as nursery:
+                # The engine's change notifications keep `list_owned` current
+                # (no listing per tick); ready once the pool has been read.
+                await nursery.start(self.engine.watch)
+                self._started = True
+                task_status.started()
+                while True:
+                    start = trio.current_time()
+                    await self.tick()
+                    await trio.sleep_until(start + self.settings.tick_interval)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
@@ -350,7 +376,7 @@ class Agent:
     async def _stop(self) -> None:
         """A leader's last state, then the lease handed over; a follower's events."""
         if self.leadership.may_act():
-            await self._persist(self._pool)
+            await self._persist(self._pool, full=True)
             await self.leadership.release(self.store)
         try:
             await self.store.flush_events()
@@ -666,39 +692,45 @@ class Agent:
 
     async def _persist(
         self, pool: PoolState, *, view: TickView | None = None,
-        events: tuple[Event, ...] = (), strict: bool = False,
+        events: tuple[Event, ...] = (), strict: bool = False, full: bool = False,
     ) -> None:
-        """The complete state, fenced by our lease, with `events` in the same write.
+        """The pool's state, fenced by our lease, with `events` in the same write:
+        what changed since the last write, every tick (and as the write-ahead);
+        everything every FULL_WRITE_PERIOD, and when `full` (the store writes
+        it in full too when the lease tenure changed). The scores in the
+        records and the summaries are refreshed every SCORES_PERSIST_PERIOD:
+        they move a little every tick, and a restarted agent needs the marks,
+        counts and identities, not this second's score.
 
         Not strict (the tick's persist): an outage is absorbed (the state is
         complete again after the next write), a refusal steps us down. Strict
         (the write-ahead): either is raised to the caller.
         """
-        records = {}
-        summaries = {}
-        for name, info in pool.containers.items():
-            score = pool.scores.get(name)
-            records[name] = container_record(
-                info, category=pool.category(name),
-                score=None if score is None else score.overall_score,
-            )
-            if score is not None:
-                summaries[name] = _summary(score)
+        fence = self.leadership.fence
+        if fence is None:
+            return  # not ours to write: the leader writes the state
+        now = trio.current_time()
+        full = full or _due(self._full_written_at, FULL_WRITE_PERIOD, now)
+        if full or _due(self._scores_written_at, SCORES_PERSIST_PERIOD, now):
+            self._scores_written_at = now
+            self._persisted = {name: (s.overall_score, _summary(s)) for name, s in pool.scores.items()}
+            self._records = {n: r for n, r in self._records.items() if n in pool.containers}
+        records = {name: self._record(info, pool.category(name))
+                   for name, info in pool.containers.items()}
         write = TickWrite(
             desired=pool.desired,
             containers=records,
             sundown=dict(pool.sundown),
-            summaries=summaries,
+            summaries={n: p[1] for n, p in self._persisted.items() if n in pool.containers},
             policy=pool.policy.to_json(),
             view=view,
         )
-        fence = self.leadership.fence
-        if fence is None:
-            return  # not ours to write: the leader writes the state
         items = [(e.kind, self._tagged(e)) for e in events]
         clock = trio.current_time()
         try:
-            await self.store.write_tick(write, fence=fence, events=items)
+            await self.store.write_tick(write, fence=fence, events=items, only_changes=not full)
+            if full:
+                self._full_written_at = now
         except FencedOut as exc:
             self.metrics.error("store")
             if strict:
@@ -717,6 +749,18 @@ class Agent:
             return
         await self._note("store_outage", None, clock)
         await self._note("persist_failed", None, clock)
+
+    def _record(self, info: ContainerInfo, category: Category) -> dict[str, object]:
+        """A container's stored record, the same object while nothing in it changed."""
+        persisted = self._persisted.get(info.name)
+        score = None if persisted is None else persisted[0]
+        cached = self._records.get(info.name)
+        if cached is not None and (cached[0] is info or cached[0] == info) \
+                and cached[1] == category and cached[2] is score:
+            return cached[3]
+        record = container_record(info, category=category, score=score)
+        self._records[info.name] = (info, category, score, record)
+        return record
 
     def _publish(self, pool: PoolState, now: float) -> None:
         scores = tuple(pool.scores[n] for n in sorted(pool.scores))
@@ -770,6 +814,10 @@ class Agent:
             await self.store.append_event(event.kind, self._tagged(event))
         except StoreError as exc:
             log.debug("event %s not stored: %s", event.kind, exc)
+
+
+def _due(last: float | None, period: float, now: float) -> bool:
+    return last is None or now - last >= period
 
 
 def _summary(score: ContainerScore) -> dict[str, object]:

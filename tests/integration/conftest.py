@@ -16,3 +16,4 @@ def _close_agents() -> Iterator[None]:
         agent = agent_harness.CREATED.pop()
         agent.engine.close()
         agent.store.close()
+        agent.sampler.close()

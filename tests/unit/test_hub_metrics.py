@@ -73,3 +73,27 @@ def test_registries_are_private() -> None:
     a.error("x")
     assert b"errors_total{" not in b.render()
     assert a.registry is not b.registry
+
+
+def test_tick_buckets_resolve_the_latency_targets() -> None:
+    """The p99 targets (100 ms at N=100, 250 ms at N=300) fall on bucket bounds,
+    with bounds close enough around them to read a percentile from."""
+    m = Metrics()
+    m.observe_tick(0.09)
+    bounds = {le for (name, labels), _ in samples(m).items()
+              if name == "deployment_agent_tick_duration_seconds_bucket"
+              for key, le in labels if key == "le"}
+    for ms in (10, 20, 30, 50, 75, 100, 150, 200, 250, 300, 500):
+        assert str(ms / 1000) in bounds or f"{ms / 1000:.3f}".rstrip("0") in bounds, ms
+
+
+def test_series_follow_the_newest_snapshot_only() -> None:
+    m = Metrics()
+    first = snapshot(("a", 80.0, Category.LU))
+    m.record_snapshot(first)
+    m.record_snapshot(snapshot(("a", 40.0, Category.MU), ("c", 90.0, Category.LU)))
+    s = samples(m)
+    assert s[("deployment_agent_container_score", (("container", "a"), ("kind", "overall")))] == 40.0
+    assert s[("deployment_agent_container_category", (("category", "MU"), ("container", "a")))] == 1.0
+    assert s[("deployment_agent_container_category", (("category", "LU"), ("container", "a")))] == 0.0
+    assert s[("deployment_agent_container_weight", (("container", "c"),))] == 0.5

@@ -349,3 +349,26 @@ def test_no_import_cycle() -> None:
 def test_the_cycle_check_finds_a_circle() -> None:
     graph = {"a": ["b"], "b": ["c", "d"], "c": ["a"], "d": []}
     assert _circle(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
+
+
+def test_adapters_never_import_the_shell_or_the_faces() -> None:
+    """Adapters are driven by the service through the seams; an adapter that
+    reached back into `agent.service` or `agent.interfaces` would be a layer
+    upside down (and a cycle waiting to happen)."""
+    upward = {
+        name: sorted(e for e in agent_edges(name)
+                     if e.startswith(("agent.service", "agent.interfaces")))
+        for name in modules() if name.startswith("agent.adapters")
+    }
+    assert {n: e for n, e in upward.items() if e} == {}
+    assert len(upward) >= 10  # the adapters were found
+
+
+def test_the_web_layer_types_the_agent_by_the_facade_only() -> None:
+    """The web layer may use the hub and the metrics' content type, never the
+    runtime itself: what it may ask of the agent is `agent.service.facade`."""
+    web = [name for name in modules() if name.startswith("agent.interfaces.web")]
+    assert web
+    reaching = {name: e for name in web for e in agent_edges(name)
+                if e in ("agent.service.runtime", "agent.service.wiring")}
+    assert reaching == {}

@@ -1,6 +1,7 @@
 """Availability probes against local Trio servers: times on success, NaN otherwise."""
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import time
@@ -11,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from agent.adapters.probe import probe_http, probe_tcp
+from agent.adapters.probe import is_ip_literal, probe_http, probe_tcp, probe_tcp_many
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -151,3 +152,44 @@ async def test_probe_timeouts_follow_trios_clock(
     real_start = time.monotonic()
     assert math.isnan(await probe_tcp("127.0.0.1", unanswered_port, 30.0))
     assert time.monotonic() - real_start < 5.0
+
+
+# -- the whole tick's TCP probes at once --------------------------------------------
+
+
+async def _reset_tolerant(stream: trio.SocketStream) -> None:
+    """Accept and close: the batch probe resets its connections (RST)."""
+    with contextlib.suppress(trio.BrokenResourceError):
+        await stream.aclose()
+
+
+async def test_tcp_probe_many_times_refuses_and_times_out(
+    nursery: trio.Nursery, closed_port: int, unanswered_port: int
+) -> None:
+    port = await _serve(nursery, _reset_tolerant)
+    targets = [("127.0.0.1", port), ("127.0.0.1", closed_port), ("127.0.0.1", unanswered_port),
+               ("localhost", port)]
+    start = time.monotonic()
+    results = await trio.to_thread.run_sync(probe_tcp_many, targets, 0.3, 5.0)
+    assert time.monotonic() - start < 2.0  # the unanswered one ends at its timeout
+    ok, refused, unanswered, named = results
+    assert ok is not None and 0 <= ok < 0.3
+    assert refused is not None and math.isnan(refused)
+    assert unanswered is not None and math.isnan(unanswered)
+    assert named is not None and math.isnan(named)  # names are not resolved here
+    assert is_ip_literal("127.0.0.1") and is_ip_literal("::1") and not is_ip_literal("localhost")
+
+
+async def test_tcp_probe_many_stops_at_the_deadline_and_fills_in_place(
+    nursery: trio.Nursery, unanswered_port: int
+) -> None:
+    port = await _serve(nursery, _reset_tolerant)
+    targets = [("127.0.0.1", unanswered_port), ("127.0.0.1", port)]
+    answers: list[float | None] = [None, None]
+    start = time.monotonic()
+    returned = await trio.to_thread.run_sync(probe_tcp_many, targets, 5.0, 0.2, answers)
+    assert 0.15 <= time.monotonic() - start < 1.5
+    assert returned is answers
+    assert answers[0] is None  # still waiting when the deadline came: not an answer
+    assert answers[1] is not None and math.isfinite(answers[1])
+    assert probe_tcp_many(targets, 5.0, 0.0) == [None, None]  # deadline already past

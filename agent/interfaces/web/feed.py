@@ -1,11 +1,13 @@
 """The compat WebSocket feed (``/ws``): the queue on connect and after every rebuild.
 
-The feed is the hot path (every tick × every subscriber), so it speaks ASGI
-directly instead of going through Quart's WebSocket machinery (a memory channel,
-a nursery and two signals per connection, a signal per message): that is a
-quarter of the server's CPU per message at 1,000 subscribers. `FeedMiddleware`
-sits in front of the Quart app and takes the WebSocket requests for ``/ws``;
-everything else goes to Quart.
+The feed is the hot path (every tick × every subscriber). On the WebSocket
+port it has a server of its own (`agent.interfaces.web.ws_port`), which frames
+each snapshot once and writes the same bytes to every subscriber. On the HTTP
+port, ``/ws`` is served here, through Hypercorn, speaking ASGI directly instead
+of going through Quart's WebSocket machinery (a memory channel, a nursery and
+two signals per connection, a signal per message): `FeedMiddleware` sits in
+front of the Quart app and takes the WebSocket requests for ``/ws``; everything
+else goes to Quart. Both send the message encoded once per snapshot (`Frames`).
 
 At shutdown `Feed.stop` wakes every handler, which closes with code 1001
 (server going away) at once, without waiting for the next snapshot.
@@ -19,7 +21,7 @@ from quart import Quart
 
 from agent.core.records import Snapshot
 from agent.service.hub import Hub, Subscription
-from .views import dumps, queue_json
+from .ws_port import Frames, WebSocketPort
 
 if TYPE_CHECKING:
     from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
@@ -29,37 +31,24 @@ __all__ = ["Feed", "FeedMiddleware", "feed_of"]
 EXTENSION = "deployment_agent.feed"
 
 
-class _QueueText:
-    """The message encoded once per snapshot, not once per subscriber."""
-
-    __slots__ = ("snapshot", "text")
-
-    def __init__(self) -> None:
-        self.snapshot: Snapshot | None = None
-        self.text = "[]"
-
-    def get(self, snapshot: Snapshot) -> str:
-        if snapshot is not self.snapshot:
-            self.text = dumps(queue_json(snapshot))
-            self.snapshot = snapshot
-        return self.text
-
-
 class Feed:
     """The subscribers of one hub: how many there are, and the shutdown switch."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.stopping = False
-        self.clients = 0
+        self.clients = 0  # both ports
+        self.frames = Frames()  # the message of a snapshot, encoded once for both ports
+        self.ports: list[WebSocketPort] = []  # the WebSocket port's server, when it runs
         self._waiters: set[trio.CancelScope] = set()
-        self._text = _QueueText()
 
     def stop(self) -> None:
         """Tell every handler to close with 1001 (server going away)."""
         self.stopping = True
         for scope in list(self._waiters):
             scope.cancel()
+        for port in self.ports:
+            port.stop()
 
     async def serve(self, receive: ASGIReceiveCallable, send: Any) -> None:
         """One subscriber, from the handshake to the close.
@@ -84,7 +73,7 @@ class Feed:
                     if snapshot is None:
                         break  # hub closed or server stopping
                     # Never cancelled by `stop()`: a frame is not cut in half.
-                    await send({"type": "websocket.send", "text": self._text.get(snapshot)})
+                    await send({"type": "websocket.send", "text": self.frames.text(snapshot)})
                 await send({"type": "websocket.close", "code": 1001, "reason": "server shutting down"})
                 nursery.cancel_scope.cancel()
         finally:

@@ -12,11 +12,14 @@ Three things here are not plain ``hypercorn.trio.serve``:
   completes it. (WebSocket sends are left alone: our handler never cancels a
   send, and shielding them would make a stalled peer unkillable.)
 * **Two ports.** ``HOST_PORT_HTTP_DEPLOYMENT_AGENT`` serves everything, ``/ws``
-  included; ``HOST_PORT_WS_DEPLOYMENT_AGENT``, when different, serves only the
-  WebSocket feed (at any path, as the prototype's bare WebSocket server did) and
-  answers 404 to plain HTTP.
+  included (Hypercorn); ``HOST_PORT_WS_DEPLOYMENT_AGENT``, when different, serves
+  only the WebSocket feed (at any path, as the prototype's bare WebSocket server
+  did) and answers 404 to plain HTTP — with a server of its own that frames each
+  snapshot once for all subscribers (`agent.interfaces.web.ws_port`).
 * **Bounded WebSocket input** (`agent.interfaces.web.ws_limits`): incoming
-  messages of at most 4 KiB, at most ``WS_MAX_CONNECTIONS`` WebSockets per port.
+  messages of at most 4 KiB on the HTTP port's ``/ws`` (the WebSocket port reads
+  and drops client messages as they arrive), at most ``WS_MAX_CONNECTIONS``
+  WebSockets per port (close code 1013 beyond).
 * **Sized for its connection cap.** Each port accepts ``WS_MAX_CONNECTIONS``
   WebSockets; a burst of that many connections must fit in the listen backlog,
   or health probes arriving meanwhile wait for a SYN retry (1 s and more). The
@@ -30,9 +33,10 @@ Three things here are not plain ``hypercorn.trio.serve``:
   handlers wait on cancellable scopes that `Feed.stop` cancels, rather than
   Hypercorn's graceful timeout), idle keep-alive connections are closed, then the
   cancellation carries on. A connection still stuck after the grace period (a
-  peer that stopped reading, its socket buffer full: Hypercorn's send is shielded
-  and no cancellation reaches it) is reset by `abort_connections`, so shutdown
-  always completes. Ports may be 0 (tests): the bound ports are reported through
+  peer that stopped reading, its socket buffer full: Hypercorn's send is
+  shielded, and the WebSocket port never cuts a frame either, so no
+  cancellation reaches it) is reset by `abort_connections`, so shutdown always
+  completes. Ports may be 0 (tests): the bound ports are reported through
   ``task_status.started(ServerInfo(...))``.
 """
 from __future__ import annotations
@@ -58,6 +62,7 @@ from agent.service.facade import AgentFacade
 from .app import create_app
 from .feed import feed_of
 from .ws_limits import MAX_MESSAGE, ConnectionCap
+from .ws_port import WebSocketPort
 
 if TYPE_CHECKING:
     from hypercorn.typing import (
@@ -66,7 +71,6 @@ if TYPE_CHECKING:
         ASGISendCallable,
         ASGISendEvent,
         Scope,
-        WebsocketScope,
     )
 
 __all__ = [
@@ -257,49 +261,6 @@ class _ShieldedSend:
         await self.app(scope, receive, shielded_send)
 
 
-_WS_PORT_404 = (
-    b'{"error":"not_found","detail":"this port serves only the WebSocket queue feed (/ws)"}'
-)
-
-
-class _WebSocketPort:
-    """ASGI wrapper for the WebSocket port: the feed at any path, 404 for HTTP.
-
-    It answers the lifespan protocol itself, so the app's start-up and shutdown
-    hooks run once (on the HTTP port's server), not once per port.
-    """
-
-    def __init__(self, app: ASGIFramework) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        elif scope["type"] == "websocket":
-            feed: WebsocketScope = {**scope, "path": "/ws", "raw_path": b"/ws"}
-            await self.app(feed, receive, send)
-        else:
-            with trio.CancelScope(shield=True):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 404,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(_WS_PORT_404)).encode()),
-                        ],
-                    }
-                )
-                # (the ASGI default, spelt out: hypercorn's TypedDict requires it)
-                await send({"type": "http.response.body", "body": _WS_PORT_404, "more_body": False})
-
-
 async def serve(
     agent: AgentFacade,
     *,
@@ -343,7 +304,7 @@ async def serve(
         backlog=backlog,
     )
     servers = _Servers(app if app is not None else create_app(agent), host, graceful_timeout, make_config,
-                       ws_cap=cap)
+                       ws_cap=cap, backlog=backlog)
     try:
         await servers.run(http_port, ws_port, shutdown_trigger, task_status)
     except BaseException as exc:
@@ -358,10 +319,11 @@ class _Servers:
 
     def __init__(
         self, app: QuartTrio, host: str, graceful_timeout: float, make_config: Callable[[str, int], Config],
-        *, ws_cap: int,
+        *, ws_cap: int, backlog: int = 1024,
     ) -> None:
         self.app = app
         self.ws_cap = ws_cap
+        self.backlog = backlog
         self.host = host
         self.feed = feed_of(app)
         self.grace = graceful_timeout + _HARD_MARGIN
@@ -402,8 +364,10 @@ class _Servers:
                 "server on that port serves the HTTP API and the queue feed at /ws", http_port)
         if ws_port != http_port or ws_port == 0:
             self.binding = ("HOST_PORT_WS_DEPLOYMENT_AGENT", ws_port)
-            bound_ws = await self._start(
-                servers, self._capped(_WebSocketPort(_ShieldedSend(self.app))), ws_port)
+            _check_bindable(self.host, ws_port)
+            port = WebSocketPort(self.feed, backlog=self.backlog, max_connections=self.ws_cap)
+            self.feed.ports.append(port)
+            bound_ws = await servers.start(port.serve, self.host, ws_port)
         self.ports.update((bound_http, bound_ws))
         self.binding = None
         return ServerInfo(self.host, bound_http, bound_ws)
