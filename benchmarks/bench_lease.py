@@ -7,13 +7,17 @@ Against a redis-server started for this run (the agent's embedded one, loopback,
 password), through the project's own `RedisStore` (worker threads, error
 translation), it times in turn, `--rounds` times each:
 
-* the tick write as a lone agent made it (``write_tick``, unfenced, no view);
-* a leader's tick: the lease renewal (one EVAL) and the fenced tick write
-  (WATCH, GET, MULTI/EXEC) carrying the followers' tick view;
+* the tick write of a lone agent (``write_tick``, unfenced, no view): in full,
+  and as the delta write it makes every tick (the pool unchanged: no round trip);
+* a leader's tick: the lease renewal (one EVAL) and the fenced delta write
+  (WATCH, GET, MULTI/EXEC) carrying the followers' tick view — a fenced write
+  always goes to Redis, whose refusal is what tells a deposed leader;
 * a follower's tick: ``read_shared`` of the one view written since its last read.
 
-It prints medians and p95s, the leader's tick against the lone agent's as a
-ratio (same run, same load), and the size of one tick view. The figures are a
+The lone and the leading agent write through two stores under two pool names
+(a fenced delta is trusted only under its own lease tenure). It prints medians
+and p95s, the leader's tick against the lone agent's full write as a ratio
+(same run, same load), and the size of one tick view. The figures are a
 report; the exit status is 0.
 """
 from __future__ import annotations
@@ -67,38 +71,45 @@ async def run(n: int, rounds: int) -> dict[str, object]:
         server = EmbeddedRedis(Path(tmp) / "redis")
         url = await server.start()
         try:
-            store = RedisStore(url, "bench-lease")
+            lone_store, store = RedisStore(url, "bench-lone"), RedisStore(url, "bench-lease")
             plain, shared = _pool(n)
             holder = await store.acquire_lease("bench:1:000000", 10.0, "http://127.0.0.1:1")
             assert holder is not None
+            await lone_store.write_tick(plain)
+            await store.write_tick(shared, fence=holder)  # a new tenure: in full once
             cursor = (await store.read_shared(None)).cursor
 
             async def leader_tick() -> None:
                 await store.acquire_lease("bench:1:000000", 10.0, "http://127.0.0.1:1")
-                await store.write_tick(shared, fence=holder)
+                await store.write_tick(shared, fence=holder, only_changes=True)
 
-            lone, renew, fenced, lead, follow = [], [], [], [], []
+            lone, delta, renew, fenced, lead, follow = [], [], [], [], [], []
             for _ in range(rounds):  # interleaved, so that load hits every kind alike
-                lone += await _timed(1, lambda: store.write_tick(plain))
+                lone += await _timed(1, lambda: lone_store.write_tick(plain))
+                delta += await _timed(1, lambda: lone_store.write_tick(plain, only_changes=True))
                 renew += await _timed(1, lambda: store.acquire_lease(
                     "bench:1:000000", 10.0, "http://127.0.0.1:1"))
-                fenced += await _timed(1, lambda: store.write_tick(shared, fence=holder))
+                fenced += await _timed(1, lambda: store.write_tick(
+                    shared, fence=holder, only_changes=True))
                 lead += await _timed(1, leader_tick)
                 t0 = time.perf_counter()
                 state = await store.read_shared(cursor)
                 follow.append(time.perf_counter() - t0)
                 cursor = state.cursor
+            assert store.delta_writes >= 2 * rounds, store.delta_writes  # not full writes
+            await lone_store.aclose()
             await store.aclose()
         finally:
             await server.stop()
-    rows = [_row("lone agent: write_tick (before)", lone),
+    rows = [_row("lone agent: full write_tick", lone),
+            _row("lone agent: delta write_tick, unchanged", delta),
             _row("lease renewal (EVAL)", renew),
-            _row("fenced write_tick + tick view", fenced),
+            _row("fenced delta write_tick + tick view", fenced),
             _row("leader tick: renewal + fenced write", lead),
             _row("follower tick: read_shared (new views)", follow)]
     return {
         "containers": n, "rounds": rounds, "rows": rows,
-        "leader_vs_lone_median": statistics.median(lead) / statistics.median(lone),
+        "leader_vs_lone_full_median": statistics.median(lead) / statistics.median(lone),
         "view_bytes": len(encode_view(shared.view)) if shared.view else 0,
         "loadavg": os.getloadavg(),
     }
@@ -114,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.n} containers, {args.rounds} rounds, load {result['loadavg'][0]:.1f}")
     for row in result["rows"]:  # type: ignore[attr-defined]
         print(f"  {row['what']:<42} median {row['median_ms']:7.3f} ms   p95 {row['p95_ms']:7.3f} ms")
-    print(f"  leader tick / lone agent tick write (medians): {result['leader_vs_lone_median']:.2f}×")
+    print(f"  leader tick / lone agent's full tick write (medians): "
+          f"{result['leader_vs_lone_full_median']:.2f}×")
     print(f"  one tick view: {result['view_bytes']} bytes")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
