@@ -34,6 +34,7 @@ __all__ = [
     "after_failure",
     "after_refusal",
     "after_release",
+    "resumes",
 ]
 
 Role = Literal["leader", "follower"]
@@ -166,3 +167,16 @@ def after_release(view: LeaseView) -> tuple[LeaseView, Transition | None]:
         "lease_released",
         f"released the lease (fencing token {view.holder.token}) on a clean stop",
     )
+
+
+def resumes(previous_token: int | None, holder: Holder) -> bool:
+    """Whether our taking the lease under `holder` resumes our own last tenure,
+    which had `previous_token`, with no other agent leading in between.
+
+    Every acquisition takes the next value of a counter that only grows, so the
+    same token (our record was still there) or the very next one means nobody
+    else took the lease meanwhile: nothing in Redis is newer than what we hold
+    (our writes may have failed, a full disk, an outage). Any larger token means
+    another agent led, and what it wrote is the state. (A Redis that came back
+    empty restarts the counter: also not a resumption.)"""
+    return previous_token is not None and previous_token <= holder.token <= previous_token + 1

@@ -36,6 +36,7 @@ from agent.core.lease import (
     after_failure,
     after_refusal,
     after_release,
+    resumes,
 )
 from agent.core.plan import Event
 from agent.core.ports import Store
@@ -77,6 +78,10 @@ class Leadership:
         self._wall = wall_clock
         self._attempts = 0
         self._followed: Holder | None = None  # the leader last named in our log
+        self._last_token: int | None = None  # of our latest tenure
+        #: The latest acquisition resumed our own tenure, nobody else leading in
+        #: between (`agent.core.lease.resumes`): our memory is the newest state.
+        self.resumed = False
         metrics.record_role(self.view.role)
 
     # -- reading -----------------------------------------------------------------
@@ -159,6 +164,10 @@ class Leadership:
         previous = old.holder
         self.view = view
         self._metrics.record_role(view.role)
+        if view.role == "leader" and view.holder is not None:
+            if note is not None and note.kind == "lease_acquired":
+                self.resumed = resumes(self._last_token, view.holder)
+            self._last_token = view.holder.token
         if note is None:
             return
         self._metrics.lease_transition(note.kind)

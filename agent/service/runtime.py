@@ -470,7 +470,15 @@ class Agent:
         await self._renew()
         if self._takeover:
             self._takeover = False
-            await self.recover()
+            if self.leadership.resumed:
+                # Nobody led since our own lease lapsed: Redis holds nothing newer
+                # than our memory (our writes may have failed meanwhile, e.g. a full
+                # disk); reloading would undo what we did. This tick writes it all.
+                log.info("leading again with no other leader in between: keeping the "
+                         "state in memory, written back in full")
+                self._full_written_at = None
+            else:
+                await self.recover()
         return self.leadership.may_act()
 
     async def _renew(self) -> bool:
@@ -490,24 +498,34 @@ class Agent:
         return note is None
 
     async def _follow(self) -> None:
-        """A follower's tick: the leader's new views into our scorer, then publish."""
-        try:
-            shared = await self.store.read_shared(self._views)
-        except StoreError as exc:
-            self.metrics.error("store")
-            log.debug("tick %d: shared state not read: %s", self._tick, exc)
-        else:
-            self._views = shared.cursor
-            self._follow_config(shared)
-            # Our own views (written while we led) hold samples our scorer has seen.
-            for view in shared.views:
-                if view.leader != self.agent_id:
-                    self._ingest(view)
+        """A follower's tick: the leader's new views into our scorer, then publish.
+
+        Only while another agent is known to lead: when our own lease lapsed and
+        nobody has taken it yet, what Redis holds is ours or older than our
+        memory (the config we could not save, say), and is not read."""
+        holder = self.lease.holder
+        if holder is not None and holder.agent_id != self.agent_id:
+            await self._read_leader()
         self._publish(self._pool, self._wall())  # every tick, as a leader does
         try:
             await self.store.flush_events()
         except StoreError as exc:
             log.debug("tick %d: events not stored: %s", self._tick, exc)
+
+    async def _read_leader(self) -> None:
+        """The leader's views since our cursor and its runtime config."""
+        try:
+            shared = await self.store.read_shared(self._views)
+        except StoreError as exc:
+            self.metrics.error("store")
+            log.debug("tick %d: shared state not read: %s", self._tick, exc)
+            return
+        self._views = shared.cursor
+        self._follow_config(shared)
+        # Our own views (written while we led) hold samples our scorer has seen.
+        for view in shared.views:
+            if view.leader != self.agent_id:
+                self._ingest(view)
 
     def _ingest(self, view: TickView) -> None:
         """One leader tick: its listing and marks, its samples through our scorer."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from agent.core.lease import Holder, LeaseView, after_attempt, after_refusal, after_release
+from agent.core.lease import Holder, LeaseView, after_attempt, after_refusal, after_release, resumes
 
 
 def _leader() -> LeaseView:
@@ -30,3 +30,12 @@ def test_release_hands_over_and_is_said_once() -> None:
     assert note is not None and note.kind == "lease_released" and "token 4" in note.message
     again, second = after_release(view)
     assert again == view and second is None
+
+
+def test_only_the_same_or_the_next_token_resumes_our_own_tenure() -> None:
+    # token 4 was ours; the counter only grows, one step per acquisition
+    assert resumes(4, Holder("me", 4))        # our record outlived our local deadline
+    assert resumes(4, Holder("me", 5))        # nobody took the lease in between
+    assert not resumes(4, Holder("me", 6))    # another agent led under token 5
+    assert not resumes(4, Holder("me", 1))    # Redis came back empty: counter restarted
+    assert not resumes(None, Holder("me", 1))  # never led before
