@@ -29,7 +29,7 @@ from .harness import AgentRun, Pool, losses, poll, settle
 
 SEED = int(os.environ.get("FAULT_SEED", "20261201"))
 ROUNDS = int(os.environ.get("FAULT_TWO_AGENT_ROUNDS", "6"))
-MAX = 4
+MAX = 5
 TTL = 4.0  # LEADER_LEASE_TTL of the suite (harness.FAST)
 TICK = 0.5
 ACTING = {"created", "replaced", "removed", "scale_check", "manual_scale", "drain", "reconcile"}
@@ -77,6 +77,12 @@ def scale_in_background(agent: AgentRun, count: int) -> threading.Event:
     return done
 
 
+def first_action(pool: Pool, store: Any, app: str, before: set[str], up: bool) -> bool:
+    if up:
+        return bool(pool.read().running - before)
+    return bool(store.hlen(f"da:{app}:sundown"))
+
+
 def test_two_agents_one_pool_leader_killed_mid_scale(
     redis_url, redis_client, docker_app, docker_client, agents
 ):
@@ -100,17 +106,21 @@ def test_two_agents_one_pool_leader_killed_mid_scale(
     takeovers, settles, half_made, in_flight, finished, successor = [], [], 0, 0, 0, 0
     ops: dict[str, int] = {}
     for round_ in range(ROUNDS):
-        up = desired < MAX and (desired == 1 or rng.random() < 0.5)
-        target = rng.randint(desired + 1, MAX) if up else rng.randint(1, desired - 1)
+        # at least two creations, so that a kill after the first leaves work undone
+        up = desired + 2 <= MAX and (desired == 1 or rng.random() < 0.5)
+        target = rng.randint(desired + 2, MAX) if up else rng.randint(1, desired - 1)
         op = "scale_up" if up else "scale_down"
         ops[op] = ops.get(op, 0) + 1
         before = set(pool.read().states)
         old_id, new_id = (a.api("/healthz").json()["agent_id"] for a in (leader, follower))
         mark, start = last_id(redis_client, app), time.time()
         done = scale_in_background(leader, target)
-        # where the kill lands: among the creations (a few tenths of a second each),
-        # or in the drain that precedes a removal
-        time.sleep(rng.uniform(0.05, 0.6 if up else 3.0))
+        # The kill lands in the middle: after the first container of a scale-up has
+        # started, or the first worker of a scale-down is marked SUNDOWN (drained, it
+        # is removed a tick later), plus a random part of a tick.
+        poll(lambda: first_action(pool, redis_client, app, before, up), timeout=20,
+             interval=0.02, message=f"round {round_}: the leader acting\n{leader.tail()}")
+        time.sleep(rng.uniform(0, TICK / 2))
         in_flight += not done.is_set()
         leader.kill9()
         killed = time.time()
@@ -167,6 +177,7 @@ def test_two_agents_one_pool_leader_killed_mid_scale(
              message=f"round {round_}: the follower's queue\n{follower.tail()}")
         desired = stored
 
+    assert successor, "no round left the successor anything to do: the kills missed"
     lost = losses(pool, leader, desired=desired, store=redis_client)
     lost += [f"follower: {p}" for p in losses(pool, follower, desired=desired)]
     rss_last = (leader.rss(), follower.rss())
