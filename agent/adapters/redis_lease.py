@@ -29,7 +29,7 @@ import redis
 import redis.client
 import redis.exceptions
 
-from agent.core.errors import StoreError
+from agent.core.errors import FencedOut
 from agent.core.lease import Holder
 
 __all__ = [
@@ -71,10 +71,6 @@ if ok and type(record) == 'table' and record['id'] == ARGV[1]
 end
 return 0
 """
-
-
-class FencedOut(StoreError):
-    """A write that acts was refused: this agent no longer holds the lease."""
 
 
 class LeaseKeys:

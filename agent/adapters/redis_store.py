@@ -15,6 +15,11 @@ when nothing differs and no event waits): `agent.core.store_delta`. Applied in
 one MULTI/EXEC to the state the store knows Redis holds, it leaves Redis as the
 full write would. The store knows that state only while its connection is the
 one it wrote through and no write failed; otherwise a delta write is a full one.
+Fenced, it also knows it only for the lease tenure (fencing token) it wrote
+under: an agent that takes the lease over, or back, writes the full state
+first, since another leader may have written meanwhile; and a fenced write is
+never skipped for having nothing new, since Redis's refusal of it is what
+tells a deposed leader.
 
 Outages. redis-py is synchronous: every call runs in a Trio worker thread under a
 `CapacityLimiter`, with short socket timeouts and redis-py's own retries turned
@@ -32,6 +37,18 @@ message naming the operation and the server. Bad *data* passed in by the caller
 (not JSON-encodable, a record under the wrong name) is a bug in the caller and
 raises `ValueError`/`TypeError` before anything is sent.
 
+Several agents, one pool. The leader lease (`acquire_lease`, `release_lease`;
+the Lua scripts are in `agent.adapters.redis_lease`) goes through the same worker
+threads, error translation and backoff as every other call: one round trip per
+attempt. A write that acts — `write_tick` and `save_config` with ``fence=`` the
+holder record the caller believes in — runs as WATCH on the lease key, a check
+that it still holds exactly that record, then the usual MULTI/EXEC; Redis
+refuses it (`FencedOut`, nothing applied) when the lease is another's. The
+events given to a refused write are dropped (the caller records why); events
+given to a write that failed for an outage wait in the buffer like any other.
+Followers write no state: they `read_shared` the leader's tick views and the
+runtime config, and `flush_events` their own ledger entries.
+
 The key layout (`Keys`) and the encoding between Python values and Redis fields
 are pure and live in `agent.core.store_codec`, tested without a server; this module
 is the Redis adapter of the `agent.core.ports.Store` seam.
@@ -41,29 +58,38 @@ from __future__ import annotations
 import collections
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
+import redis.client
 import redis.connection
 import redis.exceptions
 import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from agent.core.errors import CorruptStateError, StoreError
+from agent.adapters.redis_lease import LeaseKeys, acquire_or_renew, fenced_pipeline, release
+from agent.core.errors import CorruptStateError, FencedOut, StoreError
+from agent.core.lease import Holder
 from agent.core.ports import Store
 from agent.core.redact import redact_url
 from agent.core.store_delta import TickDelta, Written, diff_tick
+from agent.core.tick_view import encode_view
 from agent.core.store_codec import (
     TICK_HASHES,
+    VIEW_STREAM_LEN,
     Keys,
+    SharedState,
     StoredState,
     TickWrite,
     container_record,
     decode_event,
+    decode_json_hash,
     decode_state,
+    decode_views,
     encode_event,
     encode_json_hash,
     encode_tick,
@@ -80,6 +106,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# A ledger event handed to a write: (kind, JSON-ready data).
+EventItem = tuple[str, Mapping[str, object]]
 
 # `events(kind=...)` scans past non-matching entries, but never more than this.
 FILTER_SCAN_MAX = 20_000
@@ -132,6 +161,7 @@ class RedisStore:
         if max_pending_events < 1:
             raise ValueError(f"max_pending_events must be >= 1, got {max_pending_events}")
         self.keys = Keys.for_app(app_identifier)
+        self.lease_keys = LeaseKeys(self.keys.prefix)
         self.app_identifier = app_identifier
         # Connections opened so far (counted from worker threads). A new one may
         # talk to a restarted server that lost or replayed writes, so what the
@@ -158,6 +188,9 @@ class RedisStore:
         # What each tick hash holds (field -> value, encoding); None = unknown:
         # fetch the field names before a full write, and no delta writes.
         self._written: Written | None = None
+        # The lease tenure of the write `_written` comes from (None: unfenced,
+        # or read by `load()`): under another, another leader may have written.
+        self._written_under: Holder | None = None
         self.delta_writes = 0  # write_tick calls that sent a delta (for tests, reports)
         # The config overrides last read or saved; rewritten by the first tick
         # write after an outage, since Redis may have come back without them,
@@ -229,6 +262,7 @@ class RedisStore:
             self._written = Written.from_redis(desired, {
                 "containers": containers, "sundown": sundown, "summary": summary, "policy": policy,
             })
+            self._written_under = None  # a fenced write after it is a full one
             if state.problems:
                 problems = "; ".join(state.problems)
                 self._last_error = f"corrupt state under {k.prefix}*: {problems}"
@@ -236,80 +270,150 @@ class RedisStore:
                     f"corrupt state in Redis ({self.server}) under {k.prefix}*: {problems}", state)
             return state
 
-    async def write_tick(self, state: TickWrite, *, only_changes: bool = False) -> None:
-        """Replace the stored state with `state` and flush pending events, in one
-        MULTI/EXEC pipeline. Raises StoreError (fast while backing off); the
-        events stay pending for the next call.
+    async def write_tick(
+        self, state: TickWrite, *, fence: Holder | None = None,
+        events: Sequence[EventItem] = (), only_changes: bool = False,
+    ) -> None:
+        """Replace the stored state with `state`, flush pending events and add
+        `events`, in one MULTI/EXEC pipeline (one round trip; three when fenced).
+
+        With `fence`, Redis applies it only while `fence` holds the leader lease:
+        `FencedOut` otherwise, nothing applied, and `events` dropped. Raises
+        StoreError (fast while backing off); the pending events, and `events`,
+        then wait for the next write.
 
         With `only_changes`, a *delta write* (`agent.core.store_delta`): only
         the fields whose value differs from what this store last wrote are
-        sent, and nothing at all — not even a round trip — when nothing
-        changed and no event waits. It falls back to a full write whenever the
-        store cannot trust what it knows of Redis: before its first write or
-        `load()`, after any failure, and when its connection was re-opened.
+        sent, and — unfenced — nothing at all, not even a round trip, when
+        nothing changed and no event waits (a fenced write always goes, since
+        its refusal is what tells a deposed leader). It falls back to a full
+        write whenever the store cannot trust what it knows of Redis: before
+        its first write or `load()`, after any failure, when its connection
+        was re-opened, and under another lease tenure (`fence`) than the write
+        it knows from, since another leader may have written in between.
         """
         k = self.keys
+        given = [encode_event(kind, data, self._wall_clock()) for kind, data in events]
         async with self._write_lock:
-            known, known_connects = self._written, self._known_connects
+            known = self._written if self._written_under == fence else None
+            known_connects = self._known_connects
             delta, after, encoded = None, None, None
             if only_changes and known is not None:
                 delta, after = diff_tick(state, known)  # caller bugs raise here...
             else:
                 encoded = encode_tick(state)  # ...or here, before any I/O
+            view = encoded.get("view") if encoded is not None \
+                else None if state.view is None else encode_view(state.view)
             self._check_open()
-            self._fail_fast("write_tick")
-            batch = list(self._pending)
-            dropped = self._dropped
-            entries = [p.fields for p in batch]
-            if dropped:  # the oldest were dropped, so the notice goes first
-                notice = encode_event("events_dropped", {"count": dropped}, self._wall_clock())
-                entries.insert(0, notice)
-            reconnecting = not self._available
-            if reconnecting:  # if this write succeeds, the outage notice goes with it
-                entries.append(self._outage_notice())
+            try:
+                self._fail_fast("write_tick")
+            except StoreError:
+                self._enqueue_all(given)
+                raise
+            batch, dropped, entries, reconnecting = self._event_batch(given)
             config_fields, config_dirty = self._config_fields, self._config_dirty
-            maxlen = self._ledger_max_len
-            if delta is not None and delta.empty and not entries and not config_dirty:
+            if (fence is None and view is None and delta is not None and delta.empty
+                    and not entries and not config_dirty):
                 return  # Redis already holds this state
 
             def write(client: redis.Redis) -> tuple[int, Written]:
                 connects = self._settle_connection(client)
                 trusted = known is not None and connects == known_connects
-                pipe = client.pipeline(transaction=True)
+                queue_state: Callable[[redis.client.Pipeline], None]
                 if delta is not None and after is not None and trusted:
-                    _queue_delta(pipe, k, delta)
-                    result = after
+                    queue_state, result = partial(_queue_delta, k=k, delta=delta), after
                 else:
                     current = known.field_names() if trusted and known is not None \
                         else _fetch_fields(client, k)
                     full = encoded if encoded is not None else encode_tick(state)
-                    _queue_full(pipe, k, full, current)
+                    queue_state = partial(_queue_full, k=k, encoded=full, current=current)
                     result = Written.from_tick(state, full)
                 config = config_fields if config_dirty or not trusted else None
-                if config is not None:
-                    pipe.delete(k.config)
-                    if config:
-                        pipe.hset(k.config, mapping=cast(Any, config))
-                for fields in entries:
-                    pipe.xadd(k.events, cast(Any, fields), maxlen=maxlen, approximate=True)
-                pipe.execute()
+                self._transaction(client, fence, lambda pipe: self._tick_commands(
+                    pipe, queue_state, config, entries, view))
                 return connects, result
 
             try:
                 self._known_connects, self._written = await self._call(
                     "write_tick", write, report_recovery=not reconnecting
                 )
+                self._written_under = fence
+            except FencedOut:
+                self._written = None  # another leads: it writes the state now
+                raise  # and `events` are dropped: they were not ours to record
             except BaseException:
                 self._written = None  # the EXEC may or may not have been applied
+                self._enqueue_all(given)
                 raise
             if delta is not None and self._written is after:
                 self.delta_writes += 1
             self._config_dirty = False
-            self._dropped -= dropped
-            if batch:
-                last = batch[-1].seq
-                while self._pending and self._pending[0].seq <= last:
-                    self._pending.popleft()
+            self._delivered(batch, dropped)
+
+    async def flush_events(self) -> None:
+        """Write the pending events, alone (a follower's ledger entries: it writes
+        no state). Nothing to do when none wait. Raises StoreError; they stay."""
+        if not self._pending and not self._dropped:
+            return
+        key, maxlen = self.keys.events, self._ledger_max_len
+        async with self._write_lock:
+            self._check_open()
+            self._fail_fast("flush_events")
+            batch, dropped, entries, reconnecting = self._event_batch([])
+
+            def write(client: redis.Redis) -> None:
+                pipe = client.pipeline(transaction=True)
+                for fields in entries:
+                    pipe.xadd(key, cast(Any, fields), maxlen=maxlen, approximate=True)
+                pipe.execute()
+
+            await self._call("flush_events", write, report_recovery=not reconnecting)
+            self._delivered(batch, dropped)
+
+    async def read_shared(self, cursor: str | None) -> SharedState:
+        """A follower's read, one round trip: the leader's views after `cursor`
+        (all kept ones when None), oldest first, and the runtime config."""
+        k = self.keys
+        low = "-" if cursor is None else "(" + validate_stream_id(cursor)
+
+        def read(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.xrange(k.views, min=low, max="+")
+            pipe.hgetall(k.config)
+            return pipe.execute()
+
+        entries, config = await self._call("read_shared", read)
+        new_cursor, views, skipped = decode_views(entries, cursor)
+        try:
+            overrides = decode_json_hash(config, what="config")
+        except ValueError as exc:
+            raise StoreError(f"corrupt runtime config in Redis ({self.server}): {exc}") from exc
+        return SharedState(new_cursor, views, overrides, skipped)
+
+    async def acquire_lease(self, agent_id: str, ttl: float, url: str | None) -> Holder | None:
+        """One acquire-or-renew of the leader lease: the holder afterwards (us
+        when we lead). StoreError when Redis does not answer or the record there
+        is not one of ours."""
+
+        def attempt(client: redis.Redis) -> Holder | None | ValueError:
+            try:
+                return acquire_or_renew(client, self.lease_keys, agent_id, ttl, url)
+            except ValueError as exc:  # answered, with a foreign value
+                return exc
+
+        async with self._write_lock:  # our own renewal must never abort our WATCH
+            result = await self._call("lease", attempt)
+        if isinstance(result, ValueError):
+            raise StoreError(f"the leader lease {self.lease_keys.leader} holds a value that "
+                             f"is not a lease record: {result}")
+        return result
+
+    async def release_lease(self, holder: Holder) -> bool:
+        """Give the lease up if `holder` still holds it; True when it did."""
+        async with self._write_lock:
+            return await self._call(
+                "release_lease", lambda client: release(client, self.lease_keys, holder)
+            )
 
     async def append_event(self, kind: str, data: Mapping[str, object]) -> None:
         """Buffer a ledger event for the next `write_tick`; never touches Redis.
@@ -363,26 +467,33 @@ class RedisStore:
         except ValueError as exc:
             raise StoreError(f"corrupt ledger entry in {key}: {exc}") from exc
 
-    async def save_config(self, overrides: Mapping[str, object]) -> None:
+    async def save_config(
+        self, overrides: Mapping[str, object], *, fence: Holder | None = None
+    ) -> None:
         """Replace the stored runtime configuration overrides with `overrides`
-        (the complete set; an absent name is no longer overridden).
+        (the complete set; an absent name is no longer overridden), fenced like
+        `write_tick` when `fence` is given.
 
         On StoreError the overrides are kept and written by the next successful
-        `write_tick`, so a change made during an outage is not lost.
+        `write_tick`, so a change made during an outage is not lost; on
+        `FencedOut` they are forgotten (they were never ours to write).
         """
         fields = encode_json_hash(overrides, what="config")
         key = self.keys.config
 
-        def write(client: redis.Redis) -> None:
-            pipe = client.pipeline(transaction=True)
+        def build(pipe: redis.client.Pipeline) -> None:
             pipe.delete(key)
             if fields:
                 pipe.hset(key, mapping=cast(Any, fields))
-            pipe.execute()
 
         async with self._write_lock:  # never interleaved with a tick's config rewrite
+            before = self._config_fields, self._config_dirty
             self._config_fields, self._config_dirty = fields, True
-            await self._call("save_config", write)
+            try:
+                await self._call("save_config", lambda c: self._transaction(c, fence, build))
+            except FencedOut:
+                self._config_fields, self._config_dirty = before
+                raise
             self._config_dirty = False
 
     async def ping(self) -> float:
@@ -440,6 +551,64 @@ class RedisStore:
         self._seq += 1
         self._pending.append(_Pending(self._seq, fields))
 
+    def _enqueue_all(self, entries: Sequence[dict[str, str]]) -> None:
+        for fields in entries:
+            self._enqueue(fields)
+
+    def _event_batch(
+        self, given: list[dict[str, str]]
+    ) -> tuple[list[_Pending], int, list[dict[str, str]], bool]:
+        """What the next write adds to the ledger: the pending events (after a
+        notice of those dropped, the oldest), `given`, and, when Redis was down,
+        the outage notice that goes with the first write that succeeds."""
+        batch = list(self._pending)
+        dropped = self._dropped
+        entries = [p.fields for p in batch] + given
+        if dropped:  # the oldest were dropped, so the notice goes first
+            entries.insert(0, encode_event("events_dropped", {"count": dropped}, self._wall_clock()))
+        reconnecting = not self._available
+        if reconnecting:
+            entries.append(self._outage_notice())
+        return batch, dropped, entries, reconnecting
+
+    def _delivered(self, batch: list[_Pending], dropped: int) -> None:
+        """`batch` (and the notice of `dropped`) reached the ledger."""
+        self._dropped -= dropped
+        if batch:
+            last = batch[-1].seq
+            while self._pending and self._pending[0].seq <= last:
+                self._pending.popleft()
+
+    def _tick_commands(
+        self, pipe: redis.client.Pipeline, queue_state: Callable[[redis.client.Pipeline], None],
+        config: Mapping[str, str] | None, entries: Sequence[Mapping[str, str]],
+        view: str | None,
+    ) -> None:
+        """The commands of one tick write (see `write_tick`): the state (in full
+        or a delta), the config when it is rewritten, the events, the view."""
+        k = self.keys
+        queue_state(pipe)
+        if config is not None:
+            pipe.delete(k.config)
+            if config:
+                pipe.hset(k.config, mapping=cast(Any, config))
+        for fields in entries:
+            pipe.xadd(k.events, cast(Any, fields), maxlen=self._ledger_max_len, approximate=True)
+        if view is not None:
+            pipe.xadd(k.views, {"v": view}, maxlen=VIEW_STREAM_LEN, approximate=False)
+
+    def _transaction(
+        self, client: redis.Redis, fence: Holder | None,
+        build: Callable[[redis.client.Pipeline], None],
+    ) -> None:
+        """`build`'s commands in one MULTI/EXEC; fenced by the lease when `fence`."""
+        if fence is not None:
+            fenced_pipeline(client, self.lease_keys, fence, build)
+            return
+        pipe = client.pipeline(transaction=True)
+        build(pipe)
+        pipe.execute()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the Redis store is closed")
@@ -466,6 +635,9 @@ class RedisStore:
         self._fail_fast(op)
         try:
             result = await trio.to_thread.run_sync(fn, self._client, limiter=self._limiter)
+        except FencedOut:
+            self._answered(report_recovery=True)  # the refused write carried no notice
+            raise
         except _OUTAGE_ERRORS as exc:
             delay = self._mark_down(exc)
             raise StoreError(
@@ -475,11 +647,15 @@ class RedisStore:
         except redis.exceptions.RedisError as exc:
             self._last_error = _describe(exc)
             raise StoreError(f"Redis at {self.server} failed during {op}: {self._last_error}") from exc
+        self._answered(report_recovery=report_recovery)
+        return result
+
+    def _answered(self, *, report_recovery: bool) -> None:
+        """Redis answered: an outage, if there was one, is over."""
         if not self._available:
             if report_recovery:
                 self._enqueue(self._outage_notice())
             self._mark_up()
-        return result
 
     def _mark_down(self, exc: BaseException) -> float:
         self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

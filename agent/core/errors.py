@@ -9,7 +9,9 @@ the adapter boundary, so the runtime only ever handles our own types::
     │   ├── EngineUnreachable  no answer at all (connection refused, reset, timed out)
     │   └── ContainerNotFound
     ├── StoreError           Redis failed or is unreachable
+    │   ├── FencedOut        Redis refused a write that acts: the lease is another's
     │   └── CorruptStateError  some stored values do not decode (the rest is kept)
+    ├── NotLeader            refused: another agent leads the pool (HTTP 409)
     ├── BalancerError        the load balancer failed, is unreachable or refused
     └── NotOwnedError        refused: the container lacks the agent's labels
 """
@@ -27,6 +29,8 @@ __all__ = [
     "EngineUnreachable",
     "ContainerNotFound",
     "StoreError",
+    "FencedOut",
+    "NotLeader",
     "CorruptStateError",
     "BalancerError",
     "NotOwnedError",
@@ -61,6 +65,25 @@ class ContainerNotFound(EngineError):
 
 class StoreError(AgentError):
     """The state store (Redis) failed or could not be reached."""
+
+
+class FencedOut(StoreError):
+    """A write that acts was refused by Redis: this agent's fencing token is stale
+    (another agent holds the leader lease, or nobody does). Nothing of it applied."""
+
+
+class NotLeader(AgentError):
+    """This agent does not lead the pool, so it does not act: ask the leader.
+
+    `leader_id` and `leader_url` name the leader as this agent last saw it (None
+    when no agent holds the lease, e.g. while Redis is unreachable).
+    """
+
+    def __init__(self, message: str, *, leader_id: str | None = None,
+                 leader_url: str | None = None) -> None:
+        super().__init__(message)
+        self.leader_id = leader_id
+        self.leader_url = leader_url
 
 
 class CorruptStateError(StoreError):

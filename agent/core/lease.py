@@ -32,6 +32,9 @@ __all__ = [
     "Transition",
     "after_attempt",
     "after_failure",
+    "after_refusal",
+    "after_release",
+    "resumes",
 ]
 
 Role = Literal["leader", "follower"]
@@ -98,7 +101,7 @@ class LeaseView:
 class Transition:
     """A change of role worth one ledger event and one log line."""
 
-    kind: Literal["lease_acquired", "lease_lost", "lease_expired"]
+    kind: Literal["lease_acquired", "lease_lost", "lease_expired", "lease_released"]
     message: str
 
 
@@ -135,9 +138,45 @@ def after_attempt(
 def after_failure(view: LeaseView, error: str, *, now: float) -> tuple[LeaseView, Transition | None]:
     """No answer from Redis: keep leading until the deadline we already had."""
     if view.role == "leader" and now >= view.valid_until:
-        new = replace(view, role="follower", valid_until=-math.inf, error=error)
+        # Our lease has lapsed in Redis by now: who holds it is unknown.
+        new = replace(view, role="follower", holder=None, valid_until=-math.inf, error=error)
         return new, Transition(
             "lease_expired",
             f"stopped acting: the lease could not be renewed before it expired ({error})",
         )
     return replace(view, error=error), None
+
+
+def after_refusal(view: LeaseView, reason: str) -> tuple[LeaseView, Transition | None]:
+    """Redis refused a fenced write (`FencedOut`): whatever we believed, we do not lead.
+
+    The holder is unknown until the next attempt reads it.
+    """
+    new = replace(view, role="follower", holder=None, valid_until=-math.inf)
+    if view.role != "leader":
+        return new, None
+    return new, Transition("lease_lost", f"stepped down: {reason}")
+
+
+def after_release(view: LeaseView) -> tuple[LeaseView, Transition | None]:
+    """We gave the lease up (clean stop): a follower may take it at its next tick."""
+    if view.role != "leader" or view.holder is None:
+        return view, None
+    new = replace(view, role="follower", holder=None, valid_until=-math.inf)
+    return new, Transition(
+        "lease_released",
+        f"released the lease (fencing token {view.holder.token}) on a clean stop",
+    )
+
+
+def resumes(previous_token: int | None, holder: Holder) -> bool:
+    """Whether our taking the lease under `holder` resumes our own last tenure,
+    which had `previous_token`, with no other agent leading in between.
+
+    Every acquisition takes the next value of a counter that only grows, so the
+    same token (our record was still there) or the very next one means nobody
+    else took the lease meanwhile: nothing in Redis is newer than what we hold
+    (our writes may have failed, a full disk, an outage). Any larger token means
+    another agent led, and what it wrote is the state. (A Redis that came back
+    empty restarts the counter: also not a resumption.)"""
+    return previous_token is not None and previous_token <= holder.token <= previous_token + 1

@@ -24,11 +24,12 @@ real adapter is one; that checks method names only, the signatures are mypy's jo
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from agent.core.lease import Holder
 from agent.core.records import ContainerInfo, Sample, Snapshot
-from agent.core.store_codec import StoredState, TickWrite
+from agent.core.store_codec import SharedState, StoredState, TickWrite
 
 __all__ = ["Engine", "Store", "StatsSource", "SampleSource", "Probe", "Publisher"]
 
@@ -76,10 +77,13 @@ class Engine(Protocol):
 
 @runtime_checkable
 class Store(Protocol):
-    """Where the agent persists its state (SPEC §6).
+    """Where the agent persists its state (SPEC §6), and where agents sharing a
+    pool elect their leader (SPEC §9).
 
     Failures raise `StoreError`; `available` and `last_error` say whether the last
-    attempt reached the store, for health reports.
+    attempt reached the store, for health reports. A write given ``fence`` (the
+    lease holder record the caller believes in) is applied only while that record
+    holds the leader lease, and raises `FencedOut` (nothing applied) otherwise.
     """
 
     @property
@@ -92,10 +96,25 @@ class Store(Protocol):
 
     async def load(self) -> StoredState: ...
 
-    async def write_tick(self, state: TickWrite, *, only_changes: bool = False) -> None:
-        """Replace the stored state with `state`; with `only_changes`, the store may
-        send only what differs from what it knows it wrote (a delta write)."""
+    async def write_tick(
+        self, state: TickWrite, *, fence: Holder | None = None,
+        events: Sequence[tuple[str, Mapping[str, object]]] = (), only_changes: bool = False,
+    ) -> None:
+        """Replace the stored state with `state` (and add `events`); with `fence`,
+        refused (`FencedOut`) unless that holder still holds the lease; with
+        `only_changes`, the store may send only what differs from what it knows
+        it wrote under that same fence (a delta write)."""
         ...
+
+    async def flush_events(self) -> None: ...
+
+    async def read_shared(self, cursor: str | None) -> SharedState: ...
+
+    async def acquire_lease(self, agent_id: str, ttl: float, url: str | None) -> Holder | None:
+        """One acquire-or-renew attempt; the holder afterwards (None: nobody)."""
+        ...
+
+    async def release_lease(self, holder: Holder) -> bool: ...
 
     async def append_event(self, kind: str, data: Mapping[str, object]) -> None: ...
 
@@ -103,7 +122,9 @@ class Store(Protocol):
         self, limit: int = 50, before: str | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]: ...
 
-    async def save_config(self, overrides: Mapping[str, object]) -> None: ...
+    async def save_config(
+        self, overrides: Mapping[str, object], *, fence: Holder | None = None
+    ) -> None: ...
 
     async def ping(self) -> float: ...
 

@@ -178,6 +178,8 @@ class Settings:
     category_hysteresis: float = TABLE
     slow_start_window: float = TABLE
     bind_host: str = TABLE
+    advertise_url: str | None = TABLE
+    leader_lease_ttl: float = TABLE
     data_dir: Path = TABLE
     agent_api_token: str | None = TABLE
     cors_allow_origins: tuple[str, ...] = TABLE

@@ -257,6 +257,21 @@ def haproxy_backend(raw: object) -> str:
         raise Invalid("must be the name of an HAProxy backend (letters, digits, '_', '.', "
                       f"':', '-'), {got(raw)}")
     return value
+def http_url(raw: object) -> str:
+    """An http:// or https:// URL with a host (a trailing slash is dropped)."""
+    value = to_str(raw)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+            or parts.query or parts.fragment or any(c.isspace() for c in value)):
+        raise Invalid(
+            f"must be an http:// or https:// URL such as http://agent-1.example:2550, "
+            f"{got(mask_userinfo(value))}"
+        )
+    return value.rstrip("/")
 
 
 def health_path(raw: object) -> str:

@@ -10,8 +10,9 @@ flag per row; ``check-config``, ``GET /config`` and ``.env.example`` list them.
 
 The rules *between* settings (``DEFAULT_CONTAINER ≤ MAX_CONTAINERS ≤
 MAX_CONTAINERS_LIMIT``, ``CRITICAL < HIGH < LOW``, a weight > 0, ``TICK_DEADLINE ≤
-TICK_INTERVAL``) are `RELATIONS`, checked after every value has parsed, in this
-order; `Ascending.broken` is the one check `PolicyConfig` uses too.
+TICK_INTERVAL``, ``LEADER_LEASE_TTL ≥ 2 × TICK_INTERVAL``) are `RELATIONS`, checked
+after every value has parsed, in this order; `Ascending.broken` is the one check
+`PolicyConfig` uses too.
 
 Limits a token cannot lift (``PUT /config`` needs only the API token, so what it
 may set must stay sane whoever holds it):
@@ -53,6 +54,7 @@ __all__ = [
     "Derived",
     "Ascending",
     "AllZero",
+    "AtLeastTimes",
     "DEFAULTS",
     "RELATIONS",
     "RUNTIME_MUTABLE",
@@ -362,6 +364,14 @@ _ROWS: tuple[SettingSpec, ...] = (
          bounds=_NON_NEGATIVE, runtime=_DELAY, mutable=True),
     _row("BIND_HOST", "str", "127.0.0.1", "address the HTTP and WebSocket servers bind to",
          p.hostname),
+    _row("ADVERTISE_URL", "str", None,
+         "this agent's API as other agents name it to clients (their 409 answers while it "
+         "leads); unset = http://BIND_HOST:<HTTP port>, the host name when BIND_HOST is "
+         "0.0.0.0 or ::", p.http_url),
+    _row("LEADER_LEASE_TTL", "float", 10.0,
+         "seconds the leader lease lasts unless renewed (every tick): a follower takes over "
+         "within it once the leader is gone, a cut-off leader stops acting within it "
+         "(≥ 2 × TICK_INTERVAL)", bounds=Bounds(1, 300)),
     _row("DATA_DIR", "path", None, "directory for the embedded Redis and other state",
          default_text="$XDG_DATA_HOME/deployment-agent or ~/.local/share/deployment-agent",
          derived=Derived(lambda _, context: data_dir_from(context), source="default")),
@@ -565,6 +575,16 @@ def balancer_mode(values: Mapping[str, Any]) -> str:
     if values["BALANCER"] != "haproxy":
         return "none"
     return "external" if values["HAPROXY_SOCKET"] is not None else "embedded"
+@dataclass(frozen=True, slots=True)
+class AtLeastTimes:
+    """``names[1] ≥ factor × names[0]``."""
+
+    names: tuple[str, str]
+    factor: float
+
+    def broken(self, values: Mapping[str, float]) -> tuple[str, str] | None:
+        small, big = self.names
+        return self.names if values[big] < self.factor * values[small] else None
 
 
 CONTAINER_RANGE = Ascending(("DEFAULT_CONTAINER", "MAX_CONTAINERS"), strict=False)
@@ -580,6 +600,8 @@ BALANCER_PORTS = Distinct(
     ("BALANCER_PORT", "HOST_PORT_HTTP_DEPLOYMENT_AGENT", "HOST_PORT_WS_DEPLOYMENT_AGENT"),
     applies=lambda values: balancer_mode(values) == "embedded",
 )
+# The leader renews its lease once per tick: at least two tries before it lapses.
+LEASE_RENEWALS = AtLeastTimes(("TICK_INTERVAL", "LEADER_LEASE_TTL"), 2.0)
 
 
 def _container_range(pair: tuple[str, ...], view: View) -> ConfigError:
@@ -648,7 +670,19 @@ def _balancer_ports(pair: tuple[str, ...], view: View) -> ConfigError:
         f"agent cannot listen on one port, {p.got(view.shown(blamed))}"))
 
 
-Rule = Ascending | AllZero | Distinct | Together | Needs
+def _lease_renewals(pair: tuple[str, ...], view: View) -> ConfigError:
+    v = view.values
+    why = "so that the leader renews its lease at least twice before it lapses"
+    if view.later(*pair) == "TICK_INTERVAL":
+        return ConfigError(view.label("TICK_INTERVAL"), (
+            f"must be a number > 0 and ≤ LEADER_LEASE_TTL / 2 "
+            f"({v['LEADER_LEASE_TTL'] / 2:g}), {why}, {p.got(view.shown('TICK_INTERVAL'))}"))
+    return ConfigError(view.label("LEADER_LEASE_TTL"), (
+        f"must be {spec('LEADER_LEASE_TTL').expect} and ≥ 2 × TICK_INTERVAL "
+        f"({2 * v['TICK_INTERVAL']:g}), {why}, {p.got(view.shown('LEADER_LEASE_TTL'))}"))
+
+
+Rule = Ascending | AllZero | Distinct | Together | Needs | AtLeastTimes
 Relation = tuple[Rule, Callable[[tuple[str, ...], View], ConfigError]]
 
 #: The relations, in the order they are checked, each with the error that names a
@@ -662,4 +696,5 @@ RELATIONS: tuple[Relation, ...] = (
     (HAPROXY_TARGET, _haproxy_target),
     (HAPROXY_ENABLED, _haproxy_enabled),
     (BALANCER_PORTS, _balancer_ports),
+    (LEASE_RENEWALS, _lease_renewals),
 )

@@ -17,6 +17,10 @@ Keys, all under the prefix ``da:<APP_IDENTIFIER>:``::
                         stabilization recommendations, ...)
     events      stream  decision ledger, fields kind / ts / data (JSON),
                         capped with XADD MAXLEN ~
+    views       stream  the leader's last `VIEW_STREAM_LEN` ticks for its followers
+                        (`agent.core.tick_view`), field v
+    leader      string  the leader lease (`agent.adapters.redis_lease`)
+    fence       string  the last fencing token handed out
     samples:<node>  string  ENGINE=swarm: a node collector's latest report
                         (`agent.core.sample_codec`; written by the collectors)
 
@@ -42,10 +46,13 @@ from typing import Any
 
 from agent.core.jsonsafe import strict_json
 from agent.core.records import Category, ContainerInfo
+from agent.core.tick_view import TickView, decode_view, encode_view
 
 __all__ = [
     "StoredState",
     "TickWrite",
+    "SharedState",
+    "VIEW_STREAM_LEN",
     "Keys",
     "TICK_HASHES",
     "container_record",
@@ -65,6 +72,7 @@ __all__ = [
     "encode_event",
     "decode_event",
     "encode_tick",
+    "decode_views",
     "decode_state",
     "MAX_DESIRED_TEXT",
     "plan_hash_replace",
@@ -73,6 +81,10 @@ __all__ = [
 
 # The hashes `write_tick` replaces as a whole, by their `Keys` attribute name.
 TICK_HASHES: tuple[str, ...] = ("containers", "sundown", "summary", "policy")
+
+# Tick views kept for followers: 32 ticks, so a follower that misses a few of its
+# own ticks still feeds its scorer every sample in order.
+VIEW_STREAM_LEN = 32
 
 
 # --------------------------------------------------------------------------- records
@@ -90,6 +102,7 @@ class Keys:
     summary: str
     policy: str
     events: str
+    views: str
 
     @classmethod
     def for_app(cls, app_identifier: str) -> Keys:
@@ -105,6 +118,7 @@ class Keys:
             summary=p + "summary",
             policy=p + "policy",
             events=p + "events",
+            views=p + "views",
         )
 
 
@@ -143,6 +157,33 @@ class TickWrite:
     sundown: Mapping[str, float] = field(default_factory=dict)
     summaries: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     policy: Mapping[str, object] = field(default_factory=dict)
+    view: TickView | None = None  # appended to the followers' stream when set
+
+
+@dataclass(frozen=True, slots=True)
+class SharedState:
+    """What a follower reads each tick: the leader's views it has not seen yet
+    (oldest first), where to continue from, and the runtime config overrides."""
+
+    cursor: str | None
+    views: tuple[TickView, ...] = ()
+    config: dict[str, object] = field(default_factory=dict)
+    skipped: int = 0  # views that did not decode (untrusted data), left out
+
+
+def decode_views(
+    entries: list[tuple[str, Mapping[str, str]]], cursor: str | None
+) -> tuple[str | None, tuple[TickView, ...], int]:
+    """(new cursor, decoded views, how many were skipped) from XRANGE entries."""
+    views: list[TickView] = []
+    skipped = 0
+    for entry_id, fields in entries:
+        cursor = entry_id
+        try:
+            views.append(decode_view(fields["v"]))
+        except (KeyError, ValueError):
+            skipped += 1
+    return cursor, tuple(views), skipped
 
 
 def container_record(
@@ -353,15 +394,18 @@ def validate_stream_id(value: str) -> str:
 
 
 def encode_tick(state: TickWrite) -> dict[str, Any]:
-    """All fields one `write_tick` sends: ``desired`` (str) and, for each name in
-    `TICK_HASHES`, the complete set of hash fields."""
-    return {
+    """All fields one `write_tick` sends: ``desired`` (str), for each name in
+    `TICK_HASHES` the complete set of hash fields, and the encoded ``view`` when given."""
+    out: dict[str, Any] = {
         "desired": encode_desired(state.desired),
         "containers": encode_containers(state.containers),
         "sundown": encode_sundown(state.sundown),
         "summary": _encode_records(state.summaries, what="summaries"),
         "policy": encode_json_hash(state.policy, what="policy"),
     }
+    if state.view is not None:
+        out["view"] = encode_view(state.view)
+    return out
 
 
 def plan_hash_replace(

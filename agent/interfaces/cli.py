@@ -180,6 +180,7 @@ def _run(args: argparse.Namespace) -> int:
                 + (f"in {running.token_file}" if running.token_file else "AGENT_API_TOKEN")
                 + f"\n  redis      {redact_url(running.redis_url)}\n"
                 + _balancer_lines(settings, running.application)
+                + f"  role       {_role_line(running)}\n"
                 + "  Ctrl-C stops it.",
                 file=sys.stderr,
                 flush=True,
@@ -201,6 +202,20 @@ def _balancer_lines(settings: Settings, application: str | None) -> str:
         return (f"  balancer   backend {settings.haproxy_backend} of the HAProxy at "
                 f"{settings.haproxy_socket}\n")
     return ""
+
+
+def _role_line(running: Any) -> str:
+    """Leader, or — loudly — a follower naming who leads (issue 10: a second agent
+    on a pool must never start silently)."""
+    lease = running.agent.lease
+    holder = lease.holder
+    if lease.role == "leader" and holder is not None:
+        return f"leader (agent {lease.me}, fencing token {holder.token})"
+    if holder is not None:
+        return (f"FOLLOWER: agent {holder.agent_id} at {holder.url or '(no URL)'} leads "
+                f"this pool; this agent serves reads, answers changes with 409 and takes "
+                f"over if the leader stops")
+    return f"FOLLOWER: no leader lease could be read ({lease.error}); taking it once Redis answers"
 
 
 def _collector(args: argparse.Namespace) -> int:

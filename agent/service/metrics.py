@@ -21,6 +21,10 @@ name                            type      labels
 ``scale_events_total``          counter   ``action``, ``reason``
 ``errors_total``                counter   ``kind``
 ``websocket_clients``           gauge     —
+``leader``                      gauge     — (1 while this agent leads the pool, 0 as
+                                          a follower)
+``lease_transitions_total``     counter   ``kind`` (lease_acquired, lease_lost,
+                                          lease_expired, lease_released)
 =============================== ========= ==========================================
 
 The per-container series are not gauges set every tick: a collector builds
@@ -146,6 +150,14 @@ class Metrics:
         )
         # the balancer's series (agent.service.traffic_metrics), in this registry
         self.traffic = TrafficMetrics(r, namespace)
+        self.leader = Gauge(
+            "leader", "1 while this agent holds the leader lease of the pool, 0 as a follower.",
+            namespace=namespace, registry=r,
+        )
+        self.lease_transitions = Counter(
+            "lease_transitions", "Changes of this agent's role, by kind.",
+            ["kind"], namespace=namespace, registry=r,
+        )
         # record_snapshot may run from the tick task and from a /metrics scrape;
         # both are on the Trio thread today, the lock keeps it safe if not.
         self._lock = threading.Lock()
@@ -157,6 +169,13 @@ class Metrics:
     def scale_event(self, action: str, reason: str) -> None:
         """Count one scaling action (``up``, ``down``, ``remove``...) with its reason code."""
         self.scale_events.labels(action=action, reason=reason).inc()
+
+    def record_role(self, role: str) -> None:
+        """Set the leader gauge from the role (``leader`` or ``follower``)."""
+        self.leader.set(1.0 if role == "leader" else 0.0)
+
+    def lease_transition(self, kind: str) -> None:
+        self.lease_transitions.labels(kind=kind).inc()
 
     def error(self, kind: str) -> None:
         """Count one survived error of `kind` (``engine``, ``store``, ``probe``...)."""

@@ -32,7 +32,7 @@ changed since the store last wrote them (`agent.core.store_delta`), the scores
 are written every SCORES_PERSIST_PERIOD rather than every tick, and the whole
 state every FULL_WRITE_PERIOD and at shutdown; the store itself writes
 everything again whenever it cannot trust what it knows of Redis (first write,
-after a failure, a new connection). The write-ahead is one of these writes, so
+after a failure, a new connection, a lease taken over). The write-ahead is one of these writes, so
 what it records is in Redis before the engine is touched.
 
 Failures of the engine or of Redis never end the loop: the tick records them
@@ -45,6 +45,43 @@ starts and once when it ends, with its duration and count
 (`agent.service.failures`); creations and removals that keep failing are retried
 with an exponential, capped backoff, and `readiness` says why. Ticks and API
 requests are serialised by one lock.
+
+Several agents, one pool (SPEC §9). Every tick starts with one lease attempt
+(`agent.service.leadership`). Only the leader lists, samples, plans and acts;
+a follower reads the leader's tick views and feeds their samples to its own
+scorer (`agent.core.tick_view`), publishes the pool from them, and answers
+changes with `NotLeader` (409, naming the leader). Taking the lease over reloads
+the state from Redis (`recover`) before the first plan. What is fenced — refused
+by Redis unless this agent still holds exactly the lease record it believes in:
+
+* the write-ahead of every plan that acts (removals, creations, SUNDOWN marks,
+  a new desired count or policy state), together with the plan's decision
+  events: refused ⇒ this agent steps down and the plan is not executed, and no
+  decision it did not carry out reaches the ledger;
+* the tick's persist (state, summaries, the followers' tick view): a deposed
+  leader must not overwrite its successor's state nor feed the followers;
+* ``save_config`` (``PUT /config``): the runtime config steers every agent.
+
+Not fenced: ledger events outside a write-ahead (each records what this agent
+saw or did — a deposed leader's ``lease_lost`` is a true fact) and a follower's
+reads. On top of Redis's refusal, every engine action is preceded by a check
+of the lease's validity on the local monotonic clock, since the engine knows no
+fencing token: a leader paused past its TTL never starts an action on waking.
+
+Redis unreachable for the leader: it may keep acting until its lease validity
+(send time of its last renewal + TTL × 0.95) ends, and no longer — by then the
+lease has lapsed in Redis and a follower may take it; engine actions start only
+in the first half of that validity (below). Meanwhile it does what a lone agent
+did during an outage: its write-aheads fail (the plan is executed
+all the same, the lease guaranteeing that nobody else acts), it replaces dead
+workers, removes drained ones and follows its scaling rules, its events wait in
+the store's buffer. Once the deadline passes it stops (``lease_expired``):
+nothing is planned or executed, and a plan in progress stops before its next
+engine action. No engine action starts in the second half of the validity
+(`ACTION_SHARE`), so one that started ends before another agent can take over
+— unless it lasts longer than that half (an engine answering very slowly), or
+the process is paused between the check and the call: the window left, since
+the engine itself knows no fencing token.
 """
 from __future__ import annotations
 
@@ -66,9 +103,11 @@ from agent.core.errors import (
     CorruptStateError,
     EngineError,
     EngineUnreachable,
+    FencedOut,
     StoreError,
 )
-from agent.core.recovery import vet
+from agent.core.lease import LeaseView
+from agent.core.recovery import vet, vet_config
 from agent.core.settings_table import canonical
 from agent.core.conditions import Failure, failure
 from agent.service.failures import Failures
@@ -94,9 +133,12 @@ from agent.core.steady_weights import steady_weights
 from agent.core.traffic import ServerTraffic
 from agent.service.balancing import Balancing, disabled_state
 from agent.core.queue import build_queue
+from agent.core.store_codec import SharedState
+from agent.core.tick_view import TickView, pool_from_view, view_of
 from agent.scoring import Scorer
 from agent.adapters.redis_store import TickWrite, container_record
 from agent.core.ports import Engine, SampleSource, Store
+from agent.service.leadership import Leadership, new_agent_id
 
 __all__ = ["Agent"]
 
@@ -105,6 +147,11 @@ log = logging.getLogger("deployment_agent.runtime")
 HISTORY_POINTS = 3600
 MAX_LISTED = 100  # names listed in one ledger event at most
 
+#: No engine action starts in this last share of the lease's validity, so that an
+#: action started before it ends before the lease can lapse in Redis and another
+#: agent take over: with the default TTL an engine call has over 5 s (a create
+#: takes well under one here, a few under heavy load).
+ACTION_SHARE = 1 / 2
 # Seconds between two complete writes of the state to Redis (every tick writes
 # what changed; a complete write repairs anything changed behind our back).
 FULL_WRITE_PERIOD = 60.0
@@ -125,6 +172,7 @@ class Agent:
         scorer: Scorer | None = None,
         balancer: Balancer | None = None,
         wall_clock: Callable[[], float] = time.time,
+        agent_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -148,6 +196,13 @@ class Agent:
         self._tick = 0
         self._last_tick_end: float | None = None
         self._started = False
+        self.leadership = Leadership(
+            agent_id or new_agent_id(), settings.leader_lease_ttl,
+            pool=settings.app_identifier, metrics=self.metrics, emit=self._emit,
+        )
+        self._views: str | None = None  # a follower's place in the leader's tick views
+        self._takeover = False  # the lease was (re)acquired: recover before planning
+        self._seen_config: dict[str, object] | None = None  # as a follower last read it
         # What `_persist` last wrote of the scores (overall, summary) and the
         # records built from them; when the last full and score writes were.
         self._persisted: dict[str, tuple[float, dict[str, object]]] = {}
@@ -169,6 +224,20 @@ class Agent:
     @property
     def desired(self) -> int:
         return self._pool.desired
+
+    @property
+    def agent_id(self) -> str:
+        return self.leadership.agent_id
+
+    @property
+    def lease(self) -> LeaseView:
+        """Who leads the pool, as this agent last learned it."""
+        return self.leadership.view
+
+    def advertise(self, url: str) -> None:
+        """The URL of this agent's API, written into its lease record while it leads
+        (followers name it in their 409 answers)."""
+        self.leadership.url = url
 
     def health(self) -> dict[str, Any]:
         """Liveness: the loop has ticked recently (three intervals of slack)."""
@@ -231,31 +300,49 @@ class Agent:
         if not partial:
             return self.settings
         async with self._lock:
+            self.leadership.require()
             new = self.settings.with_updates(partial)
-            self._apply_settings(new)
             # by canonical name, so two spellings of one setting are one override
-            self._overrides.update({canonical(str(k)) or str(k): v for k, v in partial.items()})
+            overrides = {**self._overrides,
+                         **{canonical(str(k)) or str(k): v for k, v in partial.items()}}
+            if not await self._save_config(overrides):
+                raise self.leadership.not_leader()
+            self._apply_settings(new)
+            self._overrides = overrides
             await self._emit(Event("config", {
                 "changed": dict(partial),
                 "message": "runtime configuration changed: "
                 + ", ".join(f"{k}={v}" for k, v in partial.items()),
             }))
-            await self._save_config()
             return self.settings
 
-    async def _save_config(self) -> None:
+    async def _save_config(self, overrides: Mapping[str, object] | None = None) -> bool:
+        """The runtime config overrides to Redis, fenced: the config steers every
+        agent. A follower writes none (its leader does). False when Redis refused
+        the write (another agent leads; we step down); an outage is not a refusal:
+        the overrides are written back with the next successful tick write."""
+        fence = self.leadership.fence
+        if fence is None:
+            return True
         try:
-            await self.store.save_config(self._overrides)
+            await self.store.save_config(
+                self._overrides if overrides is None else overrides, fence=fence)
+        except FencedOut as exc:
+            await self.leadership.refused(f"the runtime config was refused ({exc})")
+            return False
         except StoreError as exc:
             # Applied in memory; written back with the next successful write.
             log.warning("config not persisted yet: %s", exc)
             self.metrics.error("store")
+        return True
 
     async def request_scale(self, count: int) -> dict[str, Any]:
         """An operator's POST /scale: run exactly `count` containers."""
         async with self._lock:
+            self.leadership.require()
             plan = plan_manual_scale(self._pool, count, self._policy, self._wall())
-            await self._carry_out(plan)
+            if not await self._carry_out(plan):
+                raise self.leadership.not_leader()
             return dict(plan.reply or {})
 
     async def request_sundown(self, name: str) -> dict[str, Any]:
@@ -266,8 +353,10 @@ class Agent:
         (`agent.core.plan.plan_manual_drain`). Raises `ContainerNotFound`.
         """
         async with self._lock:
+            self.leadership.require()
             plan = plan_manual_drain(self._pool, name, self._policy, self._wall())
-            await self._carry_out(plan)
+            if not await self._carry_out(plan):
+                raise self.leadership.not_leader()
             return dict(plan.reply or {})
 
     async def aclose(self) -> None:
@@ -282,12 +371,16 @@ class Agent:
     # -- running ---------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover, then tick every TICK_INTERVAL until cancelled.
+        """Try the lease, recover, then tick every TICK_INTERVAL until cancelled.
 
-        On cancellation the last state is written under a shielded scope and
-        subscribers are closed, so WebSocket clients see a prompt 1001.
+        Started means the role is known (`lease`): leader, or follower naming the
+        leader. On cancellation a leader writes its last state and releases the
+        lease (so a follower takes over at its next tick, not after the TTL),
+        under a shielded scope; subscribers are closed, so WebSocket clients see
+        a prompt 1001.
         """
         await self.start_balancer()
+        await self.leadership.step(self.store)
         await self.recover()
         try:
             async with trio.open_nursery() as nursery:
@@ -303,7 +396,7 @@ class Agent:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
-                    await self._persist(self._pool, full=True)
+                    await self._stop()
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.exception("final persist failed")
             self.hub.close()
@@ -314,6 +407,16 @@ class Agent:
         if self.balancing is not None:
             for event in await self.balancing.start():
                 await self._emit(event)
+
+    async def _stop(self) -> None:
+        """A leader's last state, then the lease handed over; a follower's events."""
+        if self.leadership.may_act():
+            await self._persist(self._pool, full=True)
+            await self.leadership.release(self.store)
+        try:
+            await self.store.flush_events()
+        except StoreError as exc:
+            log.debug("last events not stored: %s", exc)
 
     async def recover(self) -> None:
         """Resume from Redis: desired count, policy state, SUNDOWN marks, config.
@@ -329,6 +432,14 @@ class Agent:
         except StoreError as exc:
             log.warning("starting without stored state: %s", exc)
             self.metrics.error("store")
+            return
+        if stored.empty and self._started:
+            # Taking over from a Redis that lost everything: what this agent saw
+            # is the best state there is; the first persist restores it, and the
+            # runtime config goes back now (the load told the store there is none).
+            log.warning("taking over with no state in Redis: keeping the pool as last seen")
+            if self._overrides:
+                await self._save_config()
             return
         vetted = vet(stored, self.settings, self._pool.policy, self._wall())
         for warning in vetted.warnings:
@@ -374,14 +485,104 @@ class Agent:
         so a step that fails leaves the pool as the previous one made it."""
         self._tick += 1
         now = self._wall()
+        if not await self._lead():
+            await self._follow()
+            return
         self._pool = pool = await self._list(self._pool)
         self._sync_scorer(pool)
         self._pool = pool = await self._observe(pool, started, now)
         plan = plan_tick(pool, self._policy, now=now, started=started,
                          check_period=self.settings.scale_check_period)
-        await self._carry_out(plan)
-        await self._persist(self._pool)
+        if await self._carry_out(plan):
+            await self._persist(self._pool, view=view_of(
+                self._pool, leader=self.agent_id, tick=self._tick, time=now))
         self._publish(self._pool, now)
+
+    # -- leading and following ---------------------------------------------------
+
+    async def _lead(self) -> bool:
+        """The lease step; on taking over, the state from Redis. True: act this tick."""
+        await self._renew()
+        if self._takeover:
+            self._takeover = False
+            if self.leadership.resumed:
+                # Nobody led since our own lease lapsed: Redis holds nothing newer
+                # than our memory (our writes may have failed meanwhile, e.g. a full
+                # disk); reloading would undo what we did. This tick writes it all.
+                log.info("leading again with no other leader in between: keeping the "
+                         "state in memory, written back in full")
+                self._full_written_at = None
+            else:
+                await self.recover()
+        return self.leadership.may_act()
+
+    async def _renew(self) -> bool:
+        """One lease attempt; False when it changed this agent's role or token.
+
+        It is every agent's first Redis call of a tick, so it also tells when
+        Redis is lost and back (logged once each, `agent.service.failures`)."""
+        note = await self.leadership.step(self.store)
+        if note is not None and note.kind == "lease_acquired":
+            self._takeover = True  # the state is read again before the next plan
+        clock = trio.current_time()
+        if self.leadership.view.error is None:
+            await self._note("store_outage", None, clock)
+        elif not self.store.available:
+            await self._note("store_outage", failure(f"{self.store.last_error}", "unreachable"),
+                             clock)
+        return note is None
+
+    async def _follow(self) -> None:
+        """A follower's tick: the leader's new views into our scorer, then publish.
+
+        Only while another agent is known to lead: when our own lease lapsed and
+        nobody has taken it yet, what Redis holds is ours or older than our
+        memory (the config we could not save, say), and is not read."""
+        holder = self.lease.holder
+        if holder is not None and holder.agent_id != self.agent_id:
+            await self._read_leader()
+        self._publish(self._pool, self._wall())  # every tick, as a leader does
+        try:
+            await self.store.flush_events()
+        except StoreError as exc:
+            log.debug("tick %d: events not stored: %s", self._tick, exc)
+
+    async def _read_leader(self) -> None:
+        """The leader's views since our cursor and its runtime config."""
+        try:
+            shared = await self.store.read_shared(self._views)
+        except StoreError as exc:
+            self.metrics.error("store")
+            log.debug("tick %d: shared state not read: %s", self._tick, exc)
+            return
+        self._views = shared.cursor
+        self._follow_config(shared)
+        # Our own views (written while we led) hold samples our scorer has seen.
+        for view in shared.views:
+            if view.leader != self.agent_id:
+                self._ingest(view)
+
+    def _ingest(self, view: TickView) -> None:
+        """One leader tick: its listing and marks, its samples through our scorer."""
+        pool = pool_from_view(self._pool, view)
+        self._sync_scorer(pool)
+        samples = {n: s for n, s in view.samples.items() if n in self.scorer}
+        scores = self.scorer.update(samples, view.time)
+        self._pool = pool.observed(samples, scores, drained_names(samples))
+
+    def _follow_config(self, shared: SharedState) -> None:
+        """The pool's runtime config, as the leader last saved it."""
+        if shared.skipped:
+            log.warning("skipped %d unreadable tick view(s)", shared.skipped)
+        if shared.config == self._seen_config:
+            return
+        self._seen_config = dict(shared.config)
+        # untrusted like any stored value: a bad key is dropped, the rest applies
+        settings, overrides, warnings = vet_config(self.settings, shared.config)
+        for warning in warnings:
+            log.warning("stored runtime config: %s", warning)
+        self._apply_settings(settings)
+        self._overrides = overrides
 
     # -- steps -----------------------------------------------------------------
 
@@ -453,22 +654,41 @@ class Agent:
             )
         return samples, (seen[0] if seen else None)
 
-    async def _carry_out(self, plan: Plan) -> None:
-        """Write a plan ahead, then execute it; the pool is committed after each."""
-        await self._write_ahead(plan)
+    async def _carry_out(self, plan: Plan) -> bool:
+        """Write a plan ahead, then execute it; the pool is committed after each.
+        False when the write-ahead was refused: the plan is not executed."""
+        if not await self._write_ahead(plan):
+            return False
         self._pool = plan.state
         self._pool = await self._execute(plan)
+        return True
 
-    async def _write_ahead(self, plan: Plan) -> None:
+    async def _write_ahead(self, plan: Plan) -> bool:
         """The one place a plan's intent is recorded before the engine is touched:
-        its decisions' ledger entries, then (when it changes desired, SUNDOWN or
-        the policy state) the state it leads to."""
+        its decisions' ledger entries and, when it acts or changes desired,
+        SUNDOWN or the policy state, the state it leads to — one fenced write.
+
+        False (do not execute) when this agent may not act, or Redis refused the
+        write (`FencedOut`: another agent leads; we step down). Redis unreachable
+        is no refusal: within the lease the plan goes ahead (module docstring).
+        """
+        if not self.leadership.may_act():
+            return False  # not even its decisions are recorded: they are not ours
+        acts = bool(plan.removals or plan.creations or plan.marks)
+        if acts or plan.write_ahead:
+            try:
+                await self._persist(plan.state, events=plan.events, strict=True)
+            except FencedOut as exc:
+                await self.leadership.refused(f"the write-ahead of a plan was refused ({exc})")
+                return False
+            except StoreError as exc:
+                log.debug("plan written ahead only in memory: %s", exc)
+        else:
+            for event in plan.events:
+                await self._emit(event)
         if plan.decision is not None:
             self.metrics.scale_event(plan.decision.action, plan.decision.reason)
-        for event in plan.events:
-            await self._emit(event)
-        if plan.write_ahead:
-            await self._persist(plan.state)
+        return True
 
     async def _execute(self, plan: Plan) -> PoolState:
         """The one place a plan acts on the engine (and the balancer): removals,
@@ -490,6 +710,8 @@ class Agent:
 
     async def _remove_all(self, pool: PoolState, removals: list[Removal]) -> PoolState:
         for removal in removals:
+            if not await self._may_act("remove " + removal.info.name):
+                return pool
             if not self._failures.ready("remove_failed", trio.current_time()):
                 break  # backing off: the next plans ask again
             if await self._remove(removal):
@@ -500,6 +722,8 @@ class Agent:
     async def _create_all(self, pool: PoolState, plan: Plan) -> PoolState:
         for creation in plan.creations:
             for _ in range(creation.count):
+                if not await self._may_act("create a worker"):
+                    return pool
                 clock = trio.current_time()
                 if not self._failures.ready("create_failed", clock):
                     return pool  # backing off: reconcile asks again
@@ -519,6 +743,25 @@ class Agent:
                 pool = pool.with_created(info)
                 await self._emit(created_event(info, creation.reason))
         return pool
+
+    async def _may_act(self, action: str) -> bool:
+        """The lease's validity on the local clock, checked before each engine
+        action (the engine knows no fencing token).
+
+        A long execution (many creations) renews the lease once half of it is
+        used, so it never lapses under a working leader; a renewal that changes
+        anything ends the plan. No action starts in the last `ACTION_SHARE` of
+        the lease: one started earlier ends before another agent can take over.
+        """
+        leadership = self.leadership
+        if leadership.may_act() and leadership.remaining() < leadership.ttl / 2:
+            if not await self._renew():
+                log.warning("not acting (%s): the lease changed during the plan", action)
+                return False
+        if leadership.may_act() and leadership.remaining() >= leadership.ttl * ACTION_SHARE:
+            return True
+        log.info("not acting (%s): the lease could not be renewed and is about to end", action)
+        return False
 
     async def _remove(self, removal: Removal) -> bool:
         """Remove a container from the engine; False if the engine failed."""
@@ -543,12 +786,25 @@ class Agent:
             self.scorer.remove(info.name)
         return True
 
-    async def _persist(self, pool: PoolState, *, full: bool = False) -> None:
-        """Write the pool's state: what changed since the last write, every tick
-        (and as the write-ahead); everything every FULL_WRITE_PERIOD, and when
-        `full`. The scores in the records and the summaries are refreshed every
-        SCORES_PERSIST_PERIOD: they move a little every tick, and a restarted
-        agent needs the marks, counts and identities, not this second's score."""
+    async def _persist(
+        self, pool: PoolState, *, view: TickView | None = None,
+        events: tuple[Event, ...] = (), strict: bool = False, full: bool = False,
+    ) -> None:
+        """The pool's state, fenced by our lease, with `events` in the same write:
+        what changed since the last write, every tick (and as the write-ahead);
+        everything every FULL_WRITE_PERIOD, and when `full` (the store writes
+        it in full too when the lease tenure changed). The scores in the
+        records and the summaries are refreshed every SCORES_PERSIST_PERIOD:
+        they move a little every tick, and a restarted agent needs the marks,
+        counts and identities, not this second's score.
+
+        Not strict (the tick's persist): an outage is absorbed (the state is
+        complete again after the next write), a refusal steps us down. Strict
+        (the write-ahead): either is raised to the caller.
+        """
+        fence = self.leadership.fence
+        if fence is None:
+            return  # not ours to write: the leader writes the state
         now = trio.current_time()
         full = full or _due(self._full_written_at, FULL_WRITE_PERIOD, now)
         if full or _due(self._scores_written_at, SCORES_PERSIST_PERIOD, now):
@@ -563,14 +819,23 @@ class Agent:
             sundown=dict(pool.sundown),
             summaries={n: p[1] for n, p in self._persisted.items() if n in pool.containers},
             policy=pool.policy.to_json(),
+            view=view,
         )
+        items = [(e.kind, self._tagged(e)) for e in events]
         clock = trio.current_time()
         try:
-            await self.store.write_tick(write, only_changes=not full)
+            await self.store.write_tick(write, fence=fence, events=items, only_changes=not full)
             if full:
                 self._full_written_at = now
+        except FencedOut as exc:
+            self.metrics.error("store")
+            if strict:
+                raise
+            await self.leadership.refused(f"the tick's state was refused ({exc})")
         except StoreError as exc:
             self.metrics.error("store")
+            if strict:
+                raise
             log.debug("state not persisted this tick: %s", exc)
             if not self.store.available:
                 await self._note("store_outage", failure(
@@ -626,6 +891,10 @@ class Agent:
         self.settings = new
         self._pool = self._pool.with_desired(clamp_desired(self._pool.desired, self._policy))
 
+    def _tagged(self, event: Event) -> dict[str, object]:
+        """An event's data with the agent that recorded it (several share a ledger)."""
+        return {**event.data, "agent": self.agent_id}
+
     async def _note(
         self, kind: str, outcome: Failure | None, clock: float, *,
         extra: dict[str, object] | None = None, exc_info: BaseException | None = None,
@@ -639,7 +908,7 @@ class Agent:
 
     async def _emit(self, event: Event) -> None:
         try:
-            await self.store.append_event(event.kind, dict(event.data))
+            await self.store.append_event(event.kind, self._tagged(event))
         except StoreError as exc:
             log.debug("event %s not stored: %s", event.kind, exc)
 

@@ -4,8 +4,9 @@ haproxy, or a backend of the user's with HAPROXY_SOCKET), the tick loop and the
 web server, in one root nursery.
 
 SIGINT/SIGTERM cancel that nursery: the tick in flight is abandoned or finished,
-the state is written under a shielded scope, WebSocket clients get 1001, the
-embedded redis-server is stopped, and `run_service` returns normally (exit 0). The
+the state is written under a shielded scope, a leader releases its lease (a
+follower takes over at its next tick), WebSocket clients get 1001, the embedded
+redis-server is stopped, and `run_service` returns normally (exit 0). The
 embedded haproxy is *not* stopped: like the workers, the data plane keeps serving
 while the agent is away, and the next agent adopts it (see docs/balancer.md).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,8 +38,8 @@ from agent.service.runtime import Agent
 from agent.adapters.sampler import Sampler
 from agent.adapters.redis_store import RedisStore
 
-__all__ = ["HAPROXY_DIR", "ensure_token", "make_balancer", "open_agent", "run_service",
-           "Running"]
+__all__ = ["HAPROXY_DIR", "Running", "advertised_url", "ensure_token", "make_balancer",
+           "open_agent", "run_service", "store_timing"]
 
 log = logging.getLogger("deployment_agent.service")
 
@@ -65,6 +67,27 @@ class Running:
     application: str | None = None  # where the embedded balancer serves the app
 
 
+def advertised_url(settings: Settings, http_port: int) -> str:
+    """This agent's API as the others name it: ADVERTISE_URL, else the bound
+    address (the host name for a wildcard bind, which no client can dial)."""
+    if settings.advertise_url:
+        return settings.advertise_url
+    host = settings.bind_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{http_port}"
+
+
+def store_timing(settings: Settings) -> tuple[float, float, float]:
+    """Store timeouts that fit the lease: a renewal never blocks for a third of the
+    TTL, and after an outage the store retries at least four times per TTL, so a
+    short outage does not cost the leader its lease."""
+    ttl = settings.leader_lease_ttl
+    # (socket_timeout, backoff_initial, backoff_max) of `RedisStore`
+    return min(2.0, ttl / 3), min(0.25, ttl / 8), min(10.0, ttl / 4)
+
+
 @asynccontextmanager
 async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
     """An `Agent` over the real engine and Redis; the embedded redis-server (when
@@ -73,10 +96,12 @@ async def open_agent(settings: Settings) -> AsyncIterator[tuple[Agent, str]]:
         raise ConfigError("ENGINE", "swarm needs a Redis the collectors share: set "
                           "REDIS_URL (or REDIS_HOST); the embedded one is local")
     limiter = trio.CapacityLimiter(16)
+    timeout, backoff_initial, backoff_max = store_timing(settings)
     async with _redis(settings) as redis_url:
         store = RedisStore(
             redis_url, settings.app_identifier, limiter=limiter,
-            ledger_max_len=settings.ledger_max_len,
+            ledger_max_len=settings.ledger_max_len, socket_timeout=timeout,
+            backoff_initial=backoff_initial, backoff_max=backoff_max,
         )
         engine, sampler, close_sampler = _engine_and_sampler(settings, limiter, redis_url)
         agent = Agent(settings, engine=engine, store=store, sampler=sampler,
@@ -189,6 +214,7 @@ async def run_service(
             # Listen first: a port in use must fail before any container is made.
             facade: AgentFacade = agent  # mypy: the real agent offers the whole facade
             info: Any = await nursery.start(serve, facade)
+            agent.advertise(advertised_url(settings, info.http_port))
             await nursery.start(agent.run)
             task_status.started(Running(
                 agent=agent,

@@ -42,6 +42,9 @@ FAST = {
     "DRAIN_TIMEOUT": "6",
     "PROBE_TIMEOUT": "0.4",
     "LOG_LEVEL": "INFO",
+    # A restarted agent follows until its killed predecessor's lease lapses
+    # (docs/leadership.md): 4 s, not the default 10 s.
+    "LEADER_LEASE_TTL": "4",
 }
 
 

@@ -152,6 +152,9 @@ def test_kill_9_at_random_points(redis_url, redis_client, docker_app, docker_cli
             _, marks, _ = stored(redis_client, app)
             agent.start()
             restarts.append(agent.wait_ready())
+            # It acts once it leads: its predecessor's lease lapses first (≤ LEADER_LEASE_TTL).
+            poll(lambda: agent.api("/healthz", timeout=2).json().get("role") == "leader",
+                 timeout=30, message=f"round {round_}: the restarted agent leading\n{agent.tail()}")
             ready = time.time()
             # SUNDOWN kept, with its time (the drain timer): unchanged in Redis
             _, after, _ = stored(redis_client, app)

@@ -113,19 +113,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A short lease for agents in subprocesses: a killed agent's successor (a restart,
+# or another agent of the pool) takes over within 4 s instead of the default 10 s.
+# Not shorter: an engine call must end within half of it (docs/leadership.md),
+# and a create takes over a second here when the machine is loaded.
+PROCESS_LEASE_TTL = 4.0
+
+
 class AgentProcess:
-    """`deployment-agent run` in a subprocess (for SIGTERM and kill -9 tests)."""
+    """`deployment-agent run` in a subprocess (for SIGTERM, kill -9, SIGSTOP and
+    several-agent tests)."""
 
     def __init__(self, app: Any, redis_url: str, data_dir: Path, *, own_group: bool = False,
                  **extra: object) -> None:
         self.own_group = own_group  # its own process group, for a kill -9 of all of it
+        self.http_port = free_port()
         self.env = {
             **os.environ,
             **app.env(),
             **FAST,
+            "LEADER_LEASE_TTL": str(PROCESS_LEASE_TTL),
             "REDIS_URL": redis_url,
             "DATA_DIR": str(data_dir),
-            "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(free_port()),
+            "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(self.http_port),
             "HOST_PORT_WS_DEPLOYMENT_AGENT": str(free_port()),
             "AGENT_API_TOKEN": "test-token",
         }
@@ -142,6 +152,15 @@ class AgentProcess:
             start_new_session=self.own_group,
         )
         out.close()
+
+    @property
+    def url(self) -> str:
+        """The agent's API, as it advertises it (BIND_HOST is 127.0.0.1)."""
+        return f"http://127.0.0.1:{self.env['HOST_PORT_HTTP_DEPLOYMENT_AGENT']}"
+
+    @property
+    def token(self) -> str:
+        return self.env["AGENT_API_TOKEN"]
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
@@ -164,6 +183,7 @@ class AgentProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process dies only once resumed
             self.proc.wait(10)
 
     def tail(self) -> str:

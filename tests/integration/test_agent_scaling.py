@@ -94,7 +94,10 @@ async def test_killed_worker_is_replaced_and_foreign_containers_survive(
 async def test_redis_outage_loop_keeps_running_and_state_is_written_back(
     docker_app, redis_url, redis_server, redis_client, tmp_path
 ):
-    agent = make_agent(docker_app, redis_url, tmp_path, DEFAULT_CONTAINER=2, MAX_CONTAINERS=3)
+    # A leader acts through an outage only while its lease lasts (docs/leadership.md):
+    # a long one, so that this machine's load cannot end it before the replacement.
+    agent = make_agent(docker_app, redis_url, tmp_path, DEFAULT_CONTAINER=2, MAX_CONTAINERS=3,
+                       LEADER_LEASE_TTL=120)
     key = f"da:{docker_app.app_identifier}:containers"
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)

@@ -34,6 +34,8 @@ async def test_one_bad_key_costs_only_itself(docker_app, redis_url, redis_client
 
     agent = make_agent(docker_app, redis_url, tmp_path, DEFAULT_CONTAINER=1, MAX_CONTAINERS=3)
     with caplog.at_level(logging.WARNING, logger="deployment_agent.runtime"):
+        await agent.leadership.step(agent.store)  # as `run` does: only a leader writes back
+        assert agent.lease.role == "leader"
         await agent.recover()
 
     assert agent.settings.cooldown_period == 7.0                    # the good key is kept

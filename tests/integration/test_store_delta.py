@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from agent.adapters.redis_store import RedisStore, TickWrite
-from agent.core.errors import StoreError
+from agent.core.errors import FencedOut, StoreError
 from tests.fixtures.redis import RedisTestServer
 
 from .test_store import expected_state, make_store, record, tick
@@ -155,3 +155,51 @@ async def test_a_delta_write_validates_what_changed(make_store: Callable[..., Re
     with pytest.raises(ValueError, match="record is named"):
         await store.write_tick(bad, only_changes=True)
     assert (await make_store().load()).containers["w1"] == record("w1")
+
+
+async def test_fenced_delta_writes_hold_to_one_lease_tenure(
+    make_store: Callable[..., RedisStore], redis_server: RedisTestServer, redis_app: str
+) -> None:
+    """Two agents' stores on one Redis. A follower's knowledge (its start-up
+    load) is stale once the leader has written: taking over, it writes the
+    full state, not a delta against what it never wrote; and a deposed
+    leader's delta write, even one with nothing new in it, is refused."""
+    leader, follower = make_store(), make_store()
+    await leader.load()
+    await follower.load()  # knows Redis as it was at its start
+    token = await leader.acquire_lease("agent-a", 10.0, None)
+    assert token is not None and token.agent_id == "agent-a"
+    first = tick(2, ["w1", "w2"])
+    await leader.write_tick(first, fence=token, only_changes=True)  # a new tenure: in full
+    deltas = leader.delta_writes
+    grown = tick(3, ["w1", "w2", "w3"], sundown={"w3": 4.0})
+    await leader.write_tick(grown, fence=token, only_changes=True)
+    assert leader.delta_writes == deltas + 1  # the same tenure: a delta
+    assert await make_store().load() == expected_state(grown)
+
+    assert await leader.release_lease(token)
+    successor = await follower.acquire_lease("agent-b", 10.0, None)
+    assert successor is not None and successor.token > token.token
+    # What it last knew was {w1, w2}: a delta would leave w3 and its mark behind.
+    await follower.write_tick(first, fence=successor, only_changes=True)
+    assert follower.delta_writes == 0
+    assert await make_store().load() == expected_state(first)
+
+    sent = await _commands_of(redis_server, redis_app, lambda: _refused(
+        leader.write_tick(grown, fence=token, only_changes=True)))
+    assert "EXEC" not in _verbs(sent) and "MULTI" not in _verbs(sent)
+    assert await make_store().load() == expected_state(first)
+    assert await leader.acquire_lease("agent-a", 10.0, None) == successor  # it follows
+    # Leading again later, under a new token: in full again.
+    assert await follower.release_lease(successor)
+    again = await leader.acquire_lease("agent-a", 10.0, None)
+    assert again is not None and again.token > successor.token
+    deltas = leader.delta_writes
+    await leader.write_tick(grown, fence=again, only_changes=True)
+    assert leader.delta_writes == deltas
+    assert await make_store().load() == expected_state(grown)
+
+
+async def _refused(write: Awaitable[None]) -> None:
+    with pytest.raises(FencedOut, match="stale"):
+        await write

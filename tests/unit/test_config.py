@@ -78,6 +78,8 @@ SPEC_DEFAULTS = {
     "CATEGORY_HYSTERESIS": 0.0,
     "SLOW_START_WINDOW": 30.0,
     "BIND_HOST": "127.0.0.1",
+    "ADVERTISE_URL": None,
+    "LEADER_LEASE_TTL": 10.0,
     "AGENT_API_TOKEN": None,
     "CORS_ALLOW_ORIGINS": "*",
     "CORS_ALLOW_WRITE_ORIGINS": "",
@@ -138,7 +140,7 @@ def test_a_settings_class_apart_from_the_table_is_refused() -> None:
         target_port: int
         app_identifier: str = TABLE
 
-    with pytest.raises(TypeError, match=r"only in the table \['agent_api_token', "):
+    with pytest.raises(TypeError, match=r"only in the table \['advertise_url', 'agent_api_token', "):
         _defaults_from_table(Partial)
 
     names = {f.name: f for f in dataclasses.fields(Settings)}
@@ -365,6 +367,20 @@ INVALID = [
      "COOLDOWN_PERIOD: must be a number ≥ 0, got '-1'"),
     ("tick_deadline_above_interval", {"TICK_DEADLINE": "2"},
      "TICK_DEADLINE: must be a number > 0 and ≤ TICK_INTERVAL (1), got '2'"),
+    ("lease_ttl_below_two_ticks", {"LEADER_LEASE_TTL": "1.5"},
+     "LEADER_LEASE_TTL: must be a number in [1, 300] and ≥ 2 × TICK_INTERVAL (2), so that "
+     "the leader renews its lease at least twice before it lapses, got '1.5'"),
+    ("tick_interval_above_half_the_lease", {"TICK_INTERVAL": "6"},
+     "TICK_INTERVAL: must be a number > 0 and ≤ LEADER_LEASE_TTL / 2 (5), so that the "
+     "leader renews its lease at least twice before it lapses, got '6'"),
+    ("lease_ttl_blamed_when_both_set", {"LEADER_LEASE_TTL": "4", "TICK_INTERVAL": "3"},
+     "LEADER_LEASE_TTL: must be a number in [1, 300] and ≥ 2 × TICK_INTERVAL (6), so that "
+     "the leader renews its lease at least twice before it lapses, got '4'"),
+    ("lease_ttl_out_of_range", {"LEADER_LEASE_TTL": "0.5"},
+     "LEADER_LEASE_TTL: must be a number in [1, 300], got '0.5'"),
+    ("advertise_url_scheme", {"ADVERTISE_URL": "agent-1:2550"},
+     "ADVERTISE_URL: must be an http:// or https:// URL such as http://agent-1.example:2550, "
+     "got 'agent-1:2550'"),
     ("probe_timeout_word", {"PROBE_TIMEOUT": "5s"},
      "PROBE_TIMEOUT: must be a number > 0, got '5s'"),
     ("bool_word", {"FLAP_GUARD": "maybe"},

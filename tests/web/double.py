@@ -7,8 +7,9 @@ is in mypy's `files`; see the check at the bottom) — over the real `Settings`,
 scale and drain are the core's plans (`agent.core.plan`) over the published
 snapshot, as in the real runtime. Tests drive it through the same facade
 (``agent.hub.publish(...)``) so they also run against the real runtime; the few
-knobs only the double has (`alive`, `ready`, `fail_with`) are used by tests
-that check `is_double(agent)` first.
+knobs only the double has (`alive`, `ready`, `fail_with`, `follow`) are used by
+tests that check `is_double(agent)` first. It leads by default; after
+``follow(...)`` it refuses the three changes with `NotLeader`, as a follower does.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.core.errors import NotLeader
+from agent.core.lease import Holder, LeaseView
 from agent.core.settings import Settings
 from agent.core.plan import Plan, plan_manual_drain, plan_manual_scale
 from agent.core.policy import PolicyState
@@ -30,6 +33,7 @@ from agent.service.metrics import Metrics
 from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
 
 TOKEN = "test-token-0123456789"
+AGENT_ID = "test-host:4242:abc123"
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -145,6 +149,8 @@ class FakeAgent:
         self.sundown_requests: list[str] = []
         self.config_updates: list[dict[str, Any]] = []
         self.balancer: dict[str, Any] = disabled_state()
+        self.lease = LeaseView(me=AGENT_ID, role="leader", holder=Holder(AGENT_ID, 1, None),
+                               valid_until=math.inf)
         self.publish(snapshot if snapshot is not None else make_snapshot(DEFAULT_CONTAINERS))
         self.record("scale_check", {"action": "none", "reason": "within_band", "message": "start-up"})
 
@@ -155,17 +161,20 @@ class FakeAgent:
         return self.hub.latest
 
     async def update_config(self, partial: Mapping[str, object]) -> Settings:
+        self._require_leader()
         self.settings = self.settings.with_updates(partial)
         self.config_updates.append(dict(partial))
         self.record("config", {"changed": dict(partial), "message": "configuration updated"})
         return self.settings
 
     async def request_scale(self, count: int) -> dict[str, Any]:
+        self._require_leader()
         plan = plan_manual_scale(self._pool(), count, self.settings.policy_config(), time.time())
         self.scale_requests.append(count)
         return self._apply(plan)
 
     async def request_sundown(self, name: str) -> dict[str, Any]:
+        self._require_leader()
         plan = plan_manual_drain(self._pool(), name, self.settings.policy_config(), time.time())
         self.sundown_requests.append(name)
         return self._apply(plan)
@@ -222,7 +231,20 @@ class FakeAgent:
     async def aclose(self) -> None:
         """Nothing to release: no engine, no Redis."""
 
+    def _require_leader(self) -> None:
+        holder = self.lease.holder
+        if self.lease.role == "leader":
+            return
+        if holder is None:
+            raise NotLeader("no agent leads the pool right now")
+        raise NotLeader(f"this agent follows; {holder.agent_id} at {holder.url} leads",
+                        leader_id=holder.agent_id, leader_url=holder.url)
+
     # -- test helpers -------------------------------------------------------
+
+    def follow(self, leader_id: str, url: str | None, token: int = 2) -> None:
+        """Become a follower of `leader_id` (its API at `url`)."""
+        self.lease = LeaseView(me=AGENT_ID, role="follower", holder=Holder(leader_id, token, url))
 
     def publish(self, snapshot: Snapshot) -> None:
         self.hub.publish(snapshot)

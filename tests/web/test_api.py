@@ -357,6 +357,42 @@ async def test_healthz(server: ServerInfo, agent_under_test: Any) -> None:
     assert body["alive"] is False
 
 
+async def test_healthz_names_the_role_and_the_leader(server: ServerInfo, agent_under_test: Any) -> None:
+    body = (await request(server.http_url + "/healthz")).json()
+    lease = agent_under_test.lease
+    assert body["role"] == lease.role and body["agent_id"] == lease.me
+    assert body["leader"] == (None if lease.holder is None else {
+        "id": lease.holder.agent_id, "url": lease.holder.url, "token": lease.holder.token})
+    if not is_double(agent_under_test):
+        return
+    assert body["role"] == "leader"
+    agent_under_test.follow("agent-2", "http://10.0.0.2:2550", token=5)
+    body = (await request(server.http_url + "/healthz")).json()
+    assert body["role"] == "follower" and body["alive"] is True
+    assert body["leader"] == {"id": "agent-2", "url": "http://10.0.0.2:2550", "token": 5}
+
+
+async def test_a_follower_answers_changes_with_409_naming_the_leader(
+    server: ServerInfo, agent_under_test: Any, token: str
+) -> None:
+    if not is_double(agent_under_test):
+        return
+    agent_under_test.follow("agent-2", "http://10.0.0.2:2550")
+    name = agent_under_test.snapshot.scores[0].name
+    for method, path, payload in (("POST", "/scale", {"count": 3}),
+                                  ("PUT", "/config", {"COOLDOWN_PERIOD": 9}),
+                                  ("POST", f"/containers/{name}/sundown", None)):
+        reply = await request(server.http_url + path, method, json=payload, token=token)
+        body = assert_error(reply, 409, "not_leader")
+        assert body["leader"] == "http://10.0.0.2:2550" and body["leader_id"] == "agent-2"
+        assert "agent-2" in body["detail"]
+        # The token is still checked first: a follower tells nobody anything more.
+        assert_error(await request(server.http_url + path, method, json=payload), 401)
+    assert not agent_under_test.scale_requests and not agent_under_test.sundown_requests
+    assert not agent_under_test.config_updates
+    assert agent_under_test.settings.cooldown_period != 9
+
+
 async def test_readyz(server: ServerInfo, agent_under_test: Any) -> None:
     reply = await request(server.http_url + "/readyz")
     assert reply.status == 200, reply.body
@@ -379,10 +415,16 @@ async def test_metrics(server: ServerInfo, agent_under_test: Any) -> None:
     assert f'deployment_agent_container_score{{container="{first.name}",kind="overall"}}' in text
     assert f"deployment_agent_containers_desired {float(agent_under_test.snapshot.desired)}" in text
     assert "deployment_agent_tick_duration_seconds_bucket" in text
+    role = 1.0 if agent_under_test.lease.role == "leader" else 0.0
+    assert f"deployment_agent_leader {role}" in text
     agent_under_test.hub.publish(make_snapshot([("only-one", 70.0)], tick=agent_under_test.snapshot.tick + 1))
     text = (await request(server.http_url + "/metrics")).text
     assert f'container="{first.name}"' not in text
     assert 'deployment_agent_container_category{category="LU",container="only-one"} 1.0' in text
+    if is_double(agent_under_test):
+        agent_under_test.follow("agent-2", None)
+        text = (await request(server.http_url + "/metrics")).text
+        assert "deployment_agent_leader 0.0" in text
 
 
 async def test_dashboard_and_static(server: ServerInfo) -> None:

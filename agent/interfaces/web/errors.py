@@ -1,9 +1,10 @@
 """The error mapping: every failure becomes JSON ``{"error": code, "detail": sentence}``.
 
 Statuses: 400 unparseable JSON, 401/403 token, 404 unknown container or path,
-405 method, 413 body too large, 415 not JSON, 422 well-formed but invalid
-(wrong type, out of range, unknown or read-only setting), 426 plain GET on the
-feed, 503 engine or Redis unavailable, 500 a bug (logged, no details sent).
+405 method, 409 a change sent to a follower (``leader`` names the leader's URL),
+413 body too large, 415 not JSON, 422 well-formed but invalid (wrong type, out of
+range, unknown or read-only setting), 426 plain GET on the feed, 503 engine or
+Redis unavailable, 500 a bug (logged, no details sent).
 The web layer raises `ApiError`; the agent's own errors (`agent.core.errors`) and
 Quart's HTTP errors are translated here, in one place.
 """
@@ -16,11 +17,19 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from agent.core.errors import AgentError, ConfigError, ContainerNotFound, EngineError, NotOwnedError, StoreError
+from agent.core.errors import (
+    AgentError,
+    ConfigError,
+    ContainerNotFound,
+    EngineError,
+    NotLeader,
+    NotOwnedError,
+    StoreError,
+)
 from .openapi import Named, Reply
 from .views import json_response
 
-__all__ = ["ApiError", "ERROR", "error_reply", "UNAVAILABLE", "install"]
+__all__ = ["ApiError", "ERROR", "error_reply", "NOT_LEADER", "UNAVAILABLE", "install"]
 
 log = logging.getLogger("agent.interfaces.web")
 
@@ -41,6 +50,22 @@ def error_reply(description: str) -> Reply:
 
 
 UNAVAILABLE = {503: error_reply("the container engine or Redis is unavailable")}
+
+NOT_LEADER_ERROR = Named("NotLeaderError", {
+    "type": "object",
+    "required": ["error", "detail", "leader"],
+    "properties": {
+        "error": {"type": "string", "enum": ["not_leader"]},
+        "detail": {"type": "string", "description": "a sentence for people"},
+        "leader": {"type": "string", "nullable": True,
+                   "description": "the leader's API URL: send the request there (null while "
+                   "no agent leads)"},
+        "leader_id": {"type": "string", "nullable": True, "description": "the leader's agent id"},
+    },
+})
+
+NOT_LEADER = {409: Reply("this agent follows another that leads the pool; `leader` is "
+                         "where to send changes", NOT_LEADER_ERROR)}
 
 
 class ApiError(Exception):
@@ -101,6 +126,11 @@ async def _unavailable(exc: AgentError) -> Response:
     )
 
 
+async def _not_leader(exc: NotLeader) -> Response:
+    return json_response({"error": "not_leader", "detail": str(exc), "leader": exc.leader_url,
+                          "leader_id": exc.leader_id}, 409)
+
+
 async def _crash(exc: Exception) -> Response:
     log.exception("unhandled error in %s %s", request.method, request.path)
     return json_response({"error": "internal_error", "detail": "internal error, see the agent's log"}, 500)
@@ -113,6 +143,7 @@ def install(app: Quart) -> None:
     app.register_error_handler(ConfigError, _config_error)
     app.register_error_handler(ContainerNotFound, _not_found)
     app.register_error_handler(NotOwnedError, _not_owned)
+    app.register_error_handler(NotLeader, _not_leader)
     app.register_error_handler(EngineError, _unavailable)
     app.register_error_handler(StoreError, _unavailable)
     app.register_error_handler(Exception, _crash)

@@ -5,7 +5,9 @@ The handlers only ever talk to the agent through its facade
 the history, and ask for changes with ``update_config``, ``request_scale`` and
 ``request_sundown``. None can name an image, pass a command or address a
 container the agent does not own: no declared input could carry such a request.
-The JSON they send is shaped in `agent.interfaces.web.views`.
+The JSON they send is shaped in `agent.interfaces.web.views`. On a follower the
+three requests are refused by the agent (`NotLeader`: 409 naming the leader's URL);
+the reads answer from the pool as the leader shares it.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from agent.core.errors import AgentError
 from agent.service.facade import AgentFacade
 from agent.service.metrics import CONTENT_TYPE
 from . import openapi
-from .errors import UNAVAILABLE, ApiError, error_reply
+from .errors import NOT_LEADER, UNAVAILABLE, ApiError, error_reply
 from .feed import feed_of
 from .inputs import CONFIG_PATCH, NAME, SCALE_BODY, IntQuery, TokenQuery
 from .openapi import Operation, Reply
@@ -152,7 +154,7 @@ async def get_config(agent: AgentFacade) -> Response:
 
 @router.put("/config", Operation(
     "updateConfig", "Change settings at run time (partial update)",
-    {200: Reply("the new effective configuration", CONFIG), **UNAVAILABLE},
+    {200: Reply("the new effective configuration", CONFIG), **NOT_LEADER, **UNAVAILABLE},
     body=CONFIG_PATCH, auth=AUTH_ERRORS,
 ))
 async def put_config(agent: AgentFacade, patch: dict[str, object]) -> Response:
@@ -161,7 +163,7 @@ async def put_config(agent: AgentFacade, patch: dict[str, object]) -> Response:
 
 @router.post("/scale", Operation(
     "scale", "Run exactly `count` containers",
-    {200: Reply("the decision taken", DECISION), **UNAVAILABLE},
+    {200: Reply("the decision taken", DECISION), **NOT_LEADER, **UNAVAILABLE},
     body=SCALE_BODY, auth=AUTH_ERRORS,
 ))
 async def scale(agent: AgentFacade, count: int) -> Response:
@@ -173,6 +175,7 @@ async def scale(agent: AgentFacade, count: int) -> Response:
     {
         200: Reply("the decision taken", DECISION),
         422: error_reply("the request would break a bound (e.g. below DEFAULT_CONTAINER)"),
+        **NOT_LEADER,
         **UNAVAILABLE,
     },
     params=(NAME,), auth=AUTH_ERRORS,
@@ -185,11 +188,11 @@ async def sundown(agent: AgentFacade, name: str) -> Response:
 
 
 @router.get("/healthz", Operation(
-    "health", "Liveness: the tick loop is running",
+    "health", "Liveness: the tick loop is running; this agent's role (leader or follower)",
     {200: Reply("alive", HEALTH), 503: Reply("the loop is stuck or stopped", HEALTH)},
 ))
 async def healthz(agent: AgentFacade) -> Response:
-    body, status = health_json(agent.health())
+    body, status = health_json(agent.health(), agent.lease)
     return json_response(body, status)
 
 
@@ -213,6 +216,7 @@ async def readyz(agent: AgentFacade) -> Response:
 async def metrics(agent: AgentFacade) -> Response:
     m = agent.metrics
     m.record_snapshot(agent.snapshot)
+    m.record_role(agent.lease.role)
     m.websocket_clients.set(feed_of(current_app).clients)
     return Response(m.render(), status=200, headers={"Content-Type": CONTENT_TYPE})
 

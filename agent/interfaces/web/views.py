@@ -15,6 +15,7 @@ from typing import Any
 from quart import Response
 
 from agent.core.jsonsafe import strict_json
+from agent.core.lease import LeaseView
 from agent.core.records import Category, ContainerInfo, ContainerScore, QueueItem, Snapshot
 from agent.core.settings import Settings
 from .openapi import Named
@@ -31,6 +32,7 @@ __all__ = [
     "config_json",
     "config_value_schema",
     "balancer_json",
+    "lease_json",
 ]
 
 _NUM = {"type": "number", "nullable": True}
@@ -364,23 +366,53 @@ DECISION = Named("Decision", {
 
 HEALTH = Named("Health", {
     "type": "object",
-    "required": ["alive"],
+    "required": ["alive", "role", "agent_id", "leader"],
     "properties": {
         "alive": {"type": "boolean"},
         "last_tick_age": {**_NUM, "description": "seconds since the last tick ended"},
+        "role": {"type": "string", "enum": ["leader", "follower"],
+                 "description": "leader: this agent plans and acts; follower: it serves "
+                 "reads and answers changes with 409"},
+        "agent_id": {"type": "string", "description": "this agent's id (host:pid:random)"},
+        "leader": {
+            "type": "object", "nullable": True,
+            "description": "the leader as this agent last saw it (null: none known)",
+            "required": ["id", "url", "token"],
+            "properties": {
+                "id": {"type": "string"},
+                "url": {"type": "string", "nullable": True},
+                "token": {"type": "integer", "description": "its fencing token"},
+            },
+        },
+        "lease_error": {"type": "string", "nullable": True,
+                        "description": "why the last lease attempt got no answer"},
         "error": {"type": "string"},
         "detail": {"type": "string"},
     },
 })
 
 
-def health_json(health: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    """``GET /healthz``: the agent's liveness report, 503 with a reason when not alive."""
+def lease_json(lease: LeaseView) -> dict[str, Any]:
+    """The role part of ``/healthz``."""
+    holder = lease.holder
+    return {
+        "role": lease.role,
+        "agent_id": lease.me,
+        "leader": None if holder is None else
+        {"id": holder.agent_id, "url": holder.url, "token": holder.token},
+        "lease_error": lease.error,
+    }
+
+
+def health_json(health: Mapping[str, Any], lease: LeaseView) -> tuple[dict[str, Any], int]:
+    """``GET /healthz``: the agent's liveness report and role, 503 with a reason when
+    not alive."""
+    body = {**health, **lease_json(lease)}
     if health.get("alive"):
-        return dict(health), 200
+        return body, 200
     age = health.get("last_tick_age")
     detail = f"the tick loop is not running (last tick {age} s ago)"
-    return {**health, "error": "not_alive", "detail": detail}, 503
+    return {**body, "error": "not_alive", "detail": detail}, 503
 
 
 READY = Named("Ready", {
