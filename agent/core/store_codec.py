@@ -388,9 +388,13 @@ _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 
 def validate_stream_id(value: str) -> str:
     """A stream id such as ``1700000000000-3`` (or its millisecond part alone)."""
-    if not isinstance(value, str) or not _STREAM_ID.fullmatch(value):
+    if (not isinstance(value, str) or not _STREAM_ID.fullmatch(value)
+            or any(int(part) > _STREAM_ID_MAX for part in value.split("-"))):
         raise ValueError(f"before: not a stream id (like 1700000000000-0): {value!r:.80}")
     return value
+
+
+_STREAM_ID_MAX = 2**64 - 1  # both parts of a Redis stream id are unsigned 64-bit
 
 
 def encode_tick(state: TickWrite) -> dict[str, Any]:

@@ -127,7 +127,7 @@ class AgentProcess:
     def __init__(self, app: Any, redis_url: str, data_dir: Path, *, own_group: bool = False,
                  **extra: object) -> None:
         self.own_group = own_group  # its own process group, for a kill -9 of all of it
-        self.http_port = free_port()
+        http_port = free_port()
         self.env = {
             **os.environ,
             **app.env(),
@@ -135,7 +135,7 @@ class AgentProcess:
             "LEADER_LEASE_TTL": str(PROCESS_LEASE_TTL),
             "REDIS_URL": redis_url,
             "DATA_DIR": str(data_dir),
-            "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(self.http_port),
+            "HOST_PORT_HTTP_DEPLOYMENT_AGENT": str(http_port),
             "HOST_PORT_WS_DEPLOYMENT_AGENT": str(free_port()),
             "AGENT_API_TOKEN": "test-token",
         }

@@ -128,12 +128,16 @@ def test_event_round_trip() -> None:
         encode_event("", {}, 1.0)
 
 
-@pytest.mark.parametrize("good", ["0", "1700000000000-0", "1700000000000-42", "5"])
+@pytest.mark.parametrize("good", ["0", "1700000000000-0", "1700000000000-42", "5",
+                                  "18446744073709551615-18446744073709551615"])
 def test_stream_ids_accepted(good: str) -> None:
     assert validate_stream_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "+", "-", "(1-0", "1-", "abc", "1-0 ", "1-0-0"])
+@pytest.mark.parametrize("bad", ["", "+", "-", "(1-0", "1-", "abc", "1-0 ", "1-0-0",
+                                 # past 64 bits: Redis would refuse it (a 503, not a 422)
+                                 "18446744073709551616", "77305900453348305503-0",
+                                 "1-18446744073709551616"])
 def test_stream_ids_rejected(bad: str) -> None:
     with pytest.raises(ValueError, match="before: not a stream id"):
         validate_stream_id(bad)
