@@ -53,6 +53,9 @@ response time — in units of `UNLOADED` (1 ms, the kernel's latency floor)::
     a container's first answered input    ⇒  UNLOADED (so `best` is the unloaded time)
     no figure (not a server yet, balancer unread) ⇒ as without traffic: never the
                                              probe's own time, which would mix units
+    carried traffic, the probe late           ⇒  as with traffic, and the sample is
+                                             fresh (`freshened`): a saturated worker's
+                                             probe is the first to miss the deadline
 
 so availability = 100 / slowdown^1.5, smoothed as the compat formula smooths it
 (slowdown 1.25 ⇒ 72, 2 ⇒ 35, 3 ⇒ 19, 20 ⇒ 1), and the kernel's routing cost
@@ -100,6 +103,7 @@ __all__ = [
     "ServerTraffic",
     "TrafficState",
     "availability_inputs",
+    "freshened",
     "interval_error_ms",
     "interval_mean_ms",
     "traffic_step",
@@ -352,10 +356,10 @@ def availability_inputs(
     recent = {n: v for n, v in state.recent.items() if n in samples}
     out: dict[str, Sample] = {}
     for name, sample in samples.items():
-        if sample.stale:
+        seen = traffic.get(name, _NONE)
+        if sample.stale and not _timed_by_balancer(sample, seen):
             out[name] = sample
             continue
-        seen = traffic.get(name, _NONE)
         value = _input(sample, seen, reference, cores.get(name, 1.0))
         if math.isfinite(value):
             if name not in fed:
@@ -364,9 +368,29 @@ def availability_inputs(
             last = (*recent.get(name, ())[-(FILTER - 1):], value)
             recent[name] = last
             value = sorted(last)[(len(last) - 1) // 2]  # the (lower) median
-        out[name] = dataclasses.replace(sample, response_time=value)
+        out[name] = dataclasses.replace(sample, response_time=value, stale=False)
     return dataclasses.replace(state, baseline=baseline, fed=frozenset(fed),
                                recent=recent), out
+
+
+def _timed_by_balancer(sample: Sample, seen: ServerTraffic) -> bool:
+    """A sample that is stale only because its probe was late, of a container whose
+    requests the balancer timed this tick: its counters arrived (CPU is a number)
+    and its availability input is the real traffic's, so it is fresh. A saturated
+    worker's listen queue is full, so our TCP probe is the first thing to miss the
+    tick's deadline: "late, so stale" would hide exactly the overload the policy
+    must see (no sample counted ⇒ no scale-up)."""
+    return seen.carried and math.isfinite(seen.response_time) and math.isfinite(sample.cpu_percent)
+
+
+def freshened(samples: Mapping[str, Sample], fed: Mapping[str, Sample]) -> dict[str, Sample]:
+    """`samples` with the staleness of what was fed for them (`availability_inputs`):
+    the balancer's figures make a late probe's sample fresh."""
+    return {
+        name: dataclasses.replace(sample, stale=False)
+        if sample.stale and name in fed and not fed[name].stale else sample
+        for name, sample in samples.items()
+    }
 
 
 _NONE = ServerTraffic()

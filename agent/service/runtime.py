@@ -130,7 +130,7 @@ from agent.core.policy import PolicyConfig, PolicyState
 from agent.core.balancer import Balancer, Observation
 from agent.core.pool import Feedback, PoolState, clamp_desired, drain_sessions, drained_names
 from agent.core.steady_weights import steady_weights
-from agent.core.traffic import ServerTraffic
+from agent.core.traffic import ServerTraffic, freshened
 from agent.service.balancing import Balancing, disabled_state
 from agent.core.queue import build_queue
 from agent.core.store_codec import SharedState
@@ -628,7 +628,8 @@ class Agent:
         scores = self.scorer.update({n: s for n, s in fed.items() if n in self.scorer}, now)
         levels, weights = steady_weights(feedback.weights, {s.name: s.weight for s in scores})
         scores = [dataclasses.replace(s, weight=weights[s.name]) for s in scores]
-        return pool.observed(samples, scores, drained_names(samples, sessions), traffic=traffic,
+        return pool.observed(freshened(samples, fed), scores, drained_names(samples, sessions),
+                             traffic=traffic,
                              feedback=Feedback(traffic=feedback.traffic, weights=levels))
 
     async def _sample(

@@ -17,6 +17,7 @@ from agent.core.traffic import (
     ServerTraffic,
     TrafficState,
     availability_inputs,
+    freshened,
     interval_mean_ms,
     traffic_step,
 )
@@ -342,3 +343,40 @@ def test_what_is_fed_is_the_median_of_the_last_three_slowdowns():
     assert fed == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 8.0, 9.0]
     _, out = availability_inputs(state, {"w": sample()}, {"w": carried(0.1, errors=90)}, {}, 9.0)
     assert math.isnan(out["w"].response_time)  # a failed answer is not delayed
+
+
+@pytest.mark.parametrize("name, sample_, seen, fresh", [
+    # a saturated worker: its listen queue is full, so the probe missed the deadline,
+    # but the balancer timed its requests and its counters arrived
+    ("late probe, traffic timed", Sample(cpu_percent=100.0, memory_percent=5.0,
+                                          network_bps=1.0, stale=True),
+     "timed", True),
+    ("late probe, no traffic", Sample(cpu_percent=10.0, memory_percent=5.0,
+                                      network_bps=1.0, stale=True),
+     "idle", False),
+    ("late probe and counters, traffic timed", Sample(stale=True), "timed", False),
+    ("late probe, traffic without a time", Sample(cpu_percent=100.0, memory_percent=5.0,
+                                                  network_bps=1.0, stale=True),
+     "untimed", False),
+])
+def test_a_late_probe_of_a_container_whose_traffic_was_timed_is_no_stale_sample(
+    name, sample_, seen, fresh
+):
+    traffic = {
+        "timed": carried(0.200, rate=20.0),
+        "idle": ServerTraffic(),
+        "untimed": ServerTraffic(carried=True, requests=3, rate=3.0),
+    }[seen]
+    state = TrafficState(fed=frozenset({"w"}), baseline=Baseline(0.010, 0.0))
+    _, fed = availability_inputs(state, {"w": sample_}, {"w": traffic}, {"w": 0.5}, 0.0)
+    assert fed["w"].stale is (not fresh), name
+    if fresh:  # judged by its real response time: 20 × the baseline (the cap)
+        assert fed["w"].response_time == pytest.approx(20 * UNLOADED)
+    out = freshened({"w": sample_}, fed)
+    assert out["w"].stale is (not fresh), name
+    assert out["w"].cpu_percent == sample_.cpu_percent or math.isnan(sample_.cpu_percent)
+
+
+def test_freshened_keeps_samples_without_a_fed_value_as_they_are():
+    late = Sample(cpu_percent=50.0, stale=True)
+    assert freshened({"a": late, "b": sample()}, {"b": sample()}) == {"a": late, "b": sample()}
