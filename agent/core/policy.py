@@ -98,6 +98,9 @@ Action = Literal["scale_up", "scale_down", "none"]
 #: The resources an overall score is made of (SPEC §3), as `Observation.resource_scores`
 #: and `PolicyConfig.resource_weights` name them.
 RESOURCES: tuple[str, ...] = ("cpu", "memory", "network", "availability")
+#: Those that are a share of a capacity used (100 − score = % used): what the
+#: shortfall sizing reads as utilization (`Shortfall`).
+SIZED_RESOURCES: tuple[str, ...] = ("cpu", "memory", "network")
 
 #: Every reason code `decide` / `manual_scale` can return, with its meaning.
 REASONS: Mapping[str, str] = {
@@ -546,33 +549,41 @@ class Shortfall:
 
     The compat rule adds SCALE_STEP per check, so a step load that needs twice
     the pool waits several checks for it. The shortfall sizing answers in one:
-    ``needed = ceil(counted × u / u_max)``, where u is the pool's utilization and
+    ``needed = ceil(serving × u / u_max)``, where u is the pool's utilization and
     u_max = 100 − HIGH_LOAD_THRESHOLD, the utilization the threshold allows — so
     the pool is sized back to the threshold, as HPA's ``ceil(n × current /
-    target)``. u is the most-used resource: the mean of 100 − score over the
-    counted containers for each resource the score weighs (weight > 0), or 100 −
-    the average score when that is higher (or when no resource score is known).
-    Why the most-used resource and not the overall score: under the default
-    weights a container whose CPU is at its limit still scores about 40 (memory,
-    network and availability are fine), so the overall score alone can never
-    call for more than ×1.5; HPA, given several metrics, likewise takes the
-    largest of their proposals. Only counted containers (not INIT, not stale)
-    carry the measured load, so new ones count as idle: HPA's rule for pods not
-    yet ready, which keeps the sizing from overshooting while they warm up.
+    target)``.
+
+    u is the most-used capacity: for each of CPU, memory and network that the
+    score weighs (weight > 0), the mean of 100 − its score over the counted
+    containers (each is a share of a capacity used, SPEC §3); or 100 − the
+    average score when that is higher (or when no resource score is known). Why
+    not the overall score alone: under the default weights a container whose CPU
+    is at its limit still scores about 40 (memory, network and availability
+    fine), so it could never call for more than ×1.5; HPA, given several
+    metrics, likewise takes the largest of their proposals. Availability is not
+    read as a utilization: it is a latency ratio that neither scales as 1/n nor
+    recovers promptly (a mean of HISTORY_SIZE samples), so it would keep sizing
+    up after the load is answered; it still triggers through the average.
+
+    `serving` = active containers that are not INIT: a stale sample says nothing
+    against its container carrying the mean load, while an INIT container counts
+    as idle — HPA's rule for pods not yet ready, which keeps the sizing from
+    overshooting while new containers warm up.
     """
 
     utilization: float
     resource: str  # the deciding resource, or "overall"
     u_max: float
     needed: int
-    counted: int
+    serving: int
 
     @classmethod
     def of(cls, ctx: Context, load: Load) -> Shortfall:
         policy = ctx.policy
         candidates = {"overall": 100.0 - load.avg}
         sized = policy.sized_resources
-        for resource in RESOURCES:
+        for resource in SIZED_RESOURCES:
             if resource not in sized:
                 continue
             used = [100.0 - score for o in ctx.counted for r, score in o.resource_scores
@@ -583,13 +594,14 @@ class Shortfall:
         u = min(100.0, max(0.0, candidates[resource]))
         u_max = 100.0 - policy.high_threshold
         # u_max > 0: HIGH < LOW ≤ 100 (THRESHOLD_ORDER).
-        needed = math.ceil(len(ctx.counted) * u / u_max - 1e-9)
+        serving = sum(1 for o in ctx.active if o.category is not Category.INIT)
+        needed = math.ceil(serving * u / u_max - 1e-9)
         return cls(utilization=u, resource=resource, u_max=u_max, needed=needed,
-                   counted=len(ctx.counted))
+                   serving=serving)
 
     @property
     def formula(self) -> str:
-        return (f"needed = ceil(counted × u / u_max) = ceil({self.counted} × "
+        return (f"needed = ceil(serving × u / u_max) = ceil({self.serving} × "
                 f"{self.utilization:.1f} / {self.u_max:g}) = {self.needed} "
                 f"(u = {self.resource} utilization)")
 

@@ -338,8 +338,8 @@ _ROWS: tuple[SettingSpec, ...] = (
     _row("SCALE_UP_SIZING", "str", "shortfall",
          "threshold strategy: shortfall = a scale-up adds max(SCALE_STEP, ceil(active × "
          "u / (100 − HIGH_LOAD_THRESHOLD)) − active) containers (≤ SCALE_UP_LIMIT), u = "
-         "the utilization of the pool's most-used scored resource; step = SCALE_STEP "
-         "(compat)", choices=_SIZINGS, mutable=True),
+         "the mean utilization of the most-used weighted capacity (CPU, memory, network) "
+         "or 100 − the average score; step = SCALE_STEP (compat)", choices=_SIZINGS, mutable=True),
     _row("SCALING_STRATEGY", "str", "threshold",
          "threshold: the compat score thresholds; target: target tracking (desired = "
          "ceil(active × load / target), as Kubernetes' HPA)", choices=_STRATEGIES,

@@ -239,8 +239,9 @@ ROWS = [
     Row("target_in_flight_unknown_uses_utilization", pool(30, 30, 30, 30, 30), "scale_up",
         "above_target", 7, policy=replace(TARGET, target_in_flight=6.0), add=2,
         inputs={"signal": "utilization", "in_flight_avg": None}),
-    # --- SCALE_UP_SIZING=shortfall (the default): needed = ceil(counted × u / (100 − high)) ---
-    # u = the most-used weighted resource's mean 100 − score (or 100 − avg when higher);
+    # --- SCALE_UP_SIZING=shortfall (the default): needed = ceil(serving × u / (100 − high)) ---
+    # serving = active non-INIT; u = the most-used weighted capacity (CPU, memory,
+    # network)'s mean 100 − score over the counted ones (or 100 − avg when higher);
     # high 55 ⇒ u_max 45; add = max(step, min(needed − current, SCALE_UP_LIMIT 4))
     Row("shortfall_from_overall_score", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high",
         7, policy=DEFAULT, add=2,
@@ -264,6 +265,14 @@ ROWS = [
     Row("shortfall_critical_adds_step", pool(70, 70, 70, 70, 10), "scale_up",
         "critical_container", 6, policy=DEFAULT, add=1,
         inputs={"utilization": pytest.approx(42.0), "needed": 5}),
+    Row("shortfall_stale_counts_as_loaded",
+        [*pool(45, resource_scores=CPU_FULL), obs("slow", 45, stale=True)], "scale_up",
+        "avg_below_high", 5, policy=DEFAULT_2_6, state=PolicyState(desired=2), add=3,
+        inputs={"needed": 5, "counted": 1}),
+    Row("shortfall_availability_not_a_utilization",
+        pool(50, 50, resource_scores=(("cpu", 60.0), ("availability", 0.0))), "scale_up",
+        "avg_below_high", 3, policy=DEFAULT_2_6, state=PolicyState(desired=2), add=1,
+        inputs={"utilization": 50.0, "utilization_resource": "overall", "needed": 3}),
     Row("shortfall_init_counts_idle",
         [*pool(45, 45, resource_scores=CPU_FULL), obs("new", 100, Category.INIT)], "scale_up",
         "avg_below_high", 5, policy=DEFAULT_2_6, state=PolicyState(desired=3), add=2,
