@@ -29,11 +29,15 @@ Rules, in the order they are applied (SPEC §5 compat rules first):
   below ``critical_threshold``.
 * Scale up (compat rules 1–2) when avg < high or a container is critical:
   refused at the ceiling ("at_max") or inside the cooldown ("cooldown"), else add
-  ``min(step, max − current)`` ("avg_below_high" / "critical_container") and
-  restart the cooldown.
+  containers ("avg_below_high" / "critical_container") and restart the cooldown.
+  How many (`PolicyConfig.scale_up_sizing`, SCALE_UP_SIZING): "shortfall" (the
+  default, SPEC §5 **better**) ``min(max(step, min(needed − current, up_limit)),
+  max − current)`` with ``needed = ceil(serving × u / (100 − high))``, u the
+  most-used capacity's utilization (see `Shortfall`): one check sizes the pool
+  back to the threshold, as HPA does; "step" (compat) ``min(step, max − current)``.
 * Predictive scale-up (off by default): otherwise, when the mean forecast of the
-  counted containers is < high, the same scale-up ("predicted_high_load"). It can
-  add capacity early; it never removes any.
+  counted containers is < high, the same scale-up, sized the same way
+  ("predicted_high_load"). It can add capacity early; it never removes any.
 * Scale down (compat rule 3) when avg > low and active > min: recommend removing
   ``min(step, active − min)`` containers, then
 
