@@ -29,9 +29,11 @@ the runs (``--capacity`` to give it): the rates and "needed" follow from it.
 ================  ============================================================
 policy            settings (beyond sizes, CPUs and the balancer port)
 ================  ============================================================
-ours              none: the defaults (threshold rules, stabilization 1.5
-                  checks, flap guard, TICK 1 s, SCALE_CHECK_PERIOD 10 s)
-compat            SCALE_DOWN_STABILIZATION=0, FLAP_GUARD=false: the seed's rules
+ours              none: the defaults (threshold rules with the shortfall-sized
+                  scale-up, stabilization 1.5 checks, flap guard, TICK 1 s,
+                  SCALE_CHECK_PERIOD 10 s)
+compat            SCALE_DOWN_STABILIZATION=0, FLAP_GUARD=false,
+                  SCALE_UP_SIZING=step: the seed's rules (one step a decision)
 hpa               an HPA-equivalent: SCALING_STRATEGY=target on CPU utilization
                   (CPU_WEIGHT=1, the other weights 0: utilization = CPU % of the
                   limit), TARGET_UTILIZATION 50, SCALE_TOLERANCE 0.1,
@@ -119,7 +121,8 @@ def policy_env(name: str, opts: Any) -> dict[str, str]:
     if name == "ours":
         return {}
     if name == "compat":
-        return {"SCALE_DOWN_STABILIZATION": "0", "FLAP_GUARD": "false"}
+        return {"SCALE_DOWN_STABILIZATION": "0", "FLAP_GUARD": "false",
+                "SCALE_UP_SIZING": "step"}
     if name == "hpa":
         return {
             "SCALING_STRATEGY": "target", "TARGET_UTILIZATION": "50", "SCALE_TOLERANCE": "0.1",

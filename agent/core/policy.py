@@ -29,11 +29,15 @@ Rules, in the order they are applied (SPEC §5 compat rules first):
   below ``critical_threshold``.
 * Scale up (compat rules 1–2) when avg < high or a container is critical:
   refused at the ceiling ("at_max") or inside the cooldown ("cooldown"), else add
-  ``min(step, max − current)`` ("avg_below_high" / "critical_container") and
-  restart the cooldown.
+  containers ("avg_below_high" / "critical_container") and restart the cooldown.
+  How many (`PolicyConfig.scale_up_sizing`, SCALE_UP_SIZING): "shortfall" (the
+  default, SPEC §5 **better**) ``min(max(step, min(needed − current, up_limit)),
+  max − current)`` with ``needed = ceil(serving × u / (100 − high))``, u the
+  most-used capacity's utilization (see `Shortfall`): one check sizes the pool
+  back to the threshold, as HPA does; "step" (compat) ``min(step, max − current)``.
 * Predictive scale-up (off by default): otherwise, when the mean forecast of the
-  counted containers is < high, the same scale-up ("predicted_high_load"). It can
-  add capacity early; it never removes any.
+  counted containers is < high, the same scale-up, sized the same way
+  ("predicted_high_load"). It can add capacity early; it never removes any.
 * Scale down (compat rule 3) when avg > low and active > min: recommend removing
   ``min(step, active − min)`` containers, then
 
@@ -71,6 +75,7 @@ from agent.core.settings_table import CONTAINER_RANGE, DEFAULTS, THRESHOLD_ORDER
 
 __all__ = [
     "REASONS",
+    "RESOURCES",
     "Action",
     "PolicyConfig",
     "Observation",
@@ -93,6 +98,13 @@ __all__ = [
 ]
 
 Action = Literal["scale_up", "scale_down", "none"]
+
+#: The resources an overall score is made of (SPEC §3), as `Observation.resource_scores`
+#: and `PolicyConfig.resource_weights` name them.
+RESOURCES: tuple[str, ...] = ("cpu", "memory", "network", "availability")
+#: Those that are a share of a capacity used (100 − score = % used): what the
+#: shortfall sizing reads as utilization (`Shortfall`).
+SIZED_RESOURCES: tuple[str, ...] = ("cpu", "memory", "network")
 
 #: Every reason code `decide` / `manual_scale` can return, with its meaning.
 REASONS: Mapping[str, str] = {
@@ -151,6 +163,10 @@ class PolicyConfig:
     tolerance: float = DEFAULTS["SCALE_TOLERANCE"]
     scale_up_limit: int = DEFAULTS["SCALE_UP_LIMIT"]
     scale_down_limit: int = DEFAULTS["SCALE_DOWN_LIMIT"]
+    scale_up_sizing: str = DEFAULTS["SCALE_UP_SIZING"]
+    resource_weights: tuple[tuple[str, float], ...] = tuple(
+        (r, DEFAULTS[f"{r.upper()}_WEIGHT"]) for r in RESOURCES
+    )
 
     def __post_init__(self) -> None:
         """The settings table's ranges and relations, on typed values."""
@@ -185,6 +201,19 @@ class PolicyConfig:
         self._in_range("tolerance", "SCALE_TOLERANCE")
         self._in_range("scale_up_limit", "SCALE_UP_LIMIT")
         self._in_range("scale_down_limit", "SCALE_DOWN_LIMIT")
+        if self.scale_up_sizing not in spec("SCALE_UP_SIZING").choices:
+            raise ConfigError("scale_up_sizing", "must be one of "
+                              f"{', '.join(spec('SCALE_UP_SIZING').choices)}, "
+                              f"got {self.scale_up_sizing!r}")
+        if not all(r in RESOURCES and math.isfinite(w) and w >= 0
+                   for r, w in self.resource_weights):
+            raise ConfigError("resource_weights", "must be (resource, weight ≥ 0) pairs of "
+                              f"{', '.join(RESOURCES)}, got {self.resource_weights!r}")
+
+    @property
+    def sized_resources(self) -> frozenset[str]:
+        """The resources the score weighs (weight > 0): those a shortfall is read from."""
+        return frozenset(r for r, w in self.resource_weights if w > 0)
 
     def _in_range(self, name: str, setting: str) -> None:
         value = getattr(self, name)
@@ -207,7 +236,10 @@ class Observation:
     requests the balancer has in flight to it, queued ones included (HAProxy's
     ``scur`` + ``qcur``): a load signal that needs no model of the application
     (target tracking reads it, `TARGET_IN_FLIGHT`); NaN without a balancer, or
-    before it knows the container.
+    before it knows the container. `resource_scores` are the per-resource scores
+    the overall score is made of, as (resource, score) pairs of `RESOURCES`: the
+    shortfall sizing reads the most-used one (empty when unknown: the overall
+    score alone is read then).
     """
 
     name: str
@@ -219,6 +251,7 @@ class Observation:
     stale: bool = False
     created: float = 0.0
     in_flight: float = math.nan
+    resource_scores: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -493,12 +526,98 @@ def _scale_up(ctx: Context, load: Load) -> Verdict | None:
     refused = _scale_up_refused(ctx, load, why)
     if refused is not None:
         return refused
-    add = min(policy.scale_step, policy.max_containers - current)
+    if policy.scale_up_sizing == "step":
+        add = min(policy.scale_step, policy.max_containers - current)
+        return Verdict(
+            action="scale_up", reason=reason,
+            message=f"{why}: adding {add} (desired {current} → {current + add})",
+            desired=current + add, add=add, restart_cooldown=True,
+            inputs={"scale_up_sizing": "step"},
+        )
+    short = Shortfall.of(ctx, load)
+    add = min(max(policy.scale_step, min(short.needed - current, policy.scale_up_limit)),
+              policy.max_containers - current)
+    limited = (f", limited by SCALE_UP_LIMIT {policy.scale_up_limit}"
+               if add == policy.scale_up_limit < short.needed - current else "")
     return Verdict(
         action="scale_up", reason=reason,
-        message=f"{why}: adding {add} (desired {current} → {current + add})",
-        desired=current + add, add=add, restart_cooldown=True,
+        message=f"{why}: {short.formula}; adding {add} (desired {current} → "
+        f"{current + add}{limited})",
+        desired=current + add, add=add, restart_cooldown=True, inputs=short.inputs(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """How many containers the load needs, as the threshold rules read it (better).
+
+    The compat rule adds SCALE_STEP per check, so a step load that needs twice
+    the pool waits several checks for it. The shortfall sizing answers in one:
+    ``needed = ceil(serving × u / u_max)``, where u is the pool's utilization and
+    u_max = 100 − HIGH_LOAD_THRESHOLD, the utilization the threshold allows — so
+    the pool is sized back to the threshold, as HPA's ``ceil(n × current /
+    target)``.
+
+    u is the most-used capacity: for each of CPU, memory and network that the
+    score weighs (weight > 0), the mean of 100 − its score over the counted
+    containers (each is a share of a capacity used, SPEC §3); or 100 − the
+    average score when that is higher (or when no resource score is known). Why
+    not the overall score alone: under the default weights a container whose CPU
+    is at its limit still scores about 40 (memory, network and availability
+    fine), so it could never call for more than ×1.5; HPA, given several
+    metrics, likewise takes the largest of their proposals. Availability is not
+    read as a utilization: it is a latency ratio that neither scales as 1/n nor
+    recovers promptly (a mean of HISTORY_SIZE samples), so it would keep sizing
+    up after the load is answered; it still triggers through the average.
+
+    `serving` = active containers that are not INIT: a stale sample says nothing
+    against its container carrying the mean load, while an INIT container counts
+    as idle — HPA's rule for pods not yet ready, which keeps the sizing from
+    overshooting while new containers warm up.
+    """
+
+    utilization: float
+    resource: str  # the deciding resource, or "overall"
+    u_max: float
+    needed: int
+    serving: int
+
+    @classmethod
+    def of(cls, ctx: Context, load: Load) -> Shortfall:
+        policy = ctx.policy
+        candidates = {"overall": 100.0 - load.avg}
+        sized = policy.sized_resources
+        for resource in SIZED_RESOURCES:
+            if resource not in sized:
+                continue
+            used = [100.0 - score for o in ctx.counted for r, score in o.resource_scores
+                    if r == resource and math.isfinite(score)]
+            if used:
+                candidates[resource] = math.fsum(used) / len(used)
+        resource = max(candidates, key=lambda k: candidates[k])
+        u = min(100.0, max(0.0, candidates[resource]))
+        u_max = 100.0 - policy.high_threshold
+        # u_max > 0: HIGH < LOW ≤ 100 (THRESHOLD_ORDER).
+        serving = sum(1 for o in ctx.active if o.category is not Category.INIT)
+        needed = math.ceil(serving * u / u_max - 1e-9)
+        return cls(utilization=u, resource=resource, u_max=u_max, needed=needed,
+                   serving=serving)
+
+    @property
+    def formula(self) -> str:
+        return (f"needed = ceil(serving × u / u_max) = ceil({self.serving} × "
+                f"{self.utilization:.1f} / {self.u_max:g}) = {self.needed} "
+                f"(u = {self.resource} utilization)")
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "scale_up_sizing": "shortfall",
+            "utilization": self.utilization,
+            "utilization_resource": self.resource,
+            "utilization_max": self.u_max,
+            "needed": self.needed,
+            "formula": self.formula,
+        }
 
 
 def _scale_up_refused(ctx: Context, load: Load, why: str) -> Verdict | None:

@@ -184,6 +184,10 @@ class PoolState:
                 stale=sample is None or sample.stale,
                 created=info.created,
                 in_flight=math.nan if seen is None else float(seen.in_flight),
+                resource_scores=() if score is None else (
+                    ("cpu", score.cpu_score), ("memory", score.memory_score),
+                    ("network", score.network_score),
+                    ("availability", score.availability_score)),
             ))
         return tuple(out)
 

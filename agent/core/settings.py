@@ -167,6 +167,7 @@ class Settings:
     scale_down_stabilization: float = TABLE
     flap_guard: bool = TABLE
     predictive_scale_up: bool = TABLE
+    scale_up_sizing: str = TABLE
     scaling_strategy: str = TABLE
     target_utilization: float = TABLE
     target_in_flight: float | None = TABLE
@@ -372,6 +373,10 @@ class Settings:
             predictive=self.predictive_scale_up,
             drain_timeout=self.drain_timeout,
             strategy=self.scaling_strategy,
+            scale_up_sizing=self.scale_up_sizing,
+            resource_weights=(("cpu", self.cpu_weight), ("memory", self.memory_weight),
+                              ("network", self.network_weight),
+                              ("availability", self.availability_weight)),
             target_utilization=self.target_utilization,
             target_in_flight=self.target_in_flight,
             tolerance=self.scale_tolerance,

@@ -237,6 +237,7 @@ _WEIGHT = Bounds(0, 10)
 _STEP = Bounds(1, 100)
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _STRATEGIES = ("threshold", "target")
+_SIZINGS = ("shortfall", "step")
 
 _ROWS: tuple[SettingSpec, ...] = (
     _row("APP_IDENTIFIER", "str", "RUSTYBALANCER",
@@ -332,6 +333,13 @@ _ROWS: tuple[SettingSpec, ...] = (
     _row("PREDICTIVE_SCALE_UP", "bool", False,
          "scale up early when the forecast average score is below HIGH_LOAD_THRESHOLD",
          mutable=True),
+    # better (SPEC §5): a threshold scale-up sized by the shortfall, so one check
+    # answers a step load; "step" is the compat rule (SCALE_STEP per decision).
+    _row("SCALE_UP_SIZING", "str", "shortfall",
+         "threshold strategy: shortfall = a scale-up adds max(SCALE_STEP, ceil(active × "
+         "u / (100 − HIGH_LOAD_THRESHOLD)) − active) containers (≤ SCALE_UP_LIMIT), u = "
+         "the mean utilization of the most-used weighted capacity (CPU, memory, network) "
+         "or 100 − the average score; step = SCALE_STEP (compat)", choices=_SIZINGS, mutable=True),
     _row("SCALING_STRATEGY", "str", "threshold",
          "threshold: the compat score thresholds; target: target tracking (desired = "
          "ceil(active × load / target), as Kubernetes' HPA)", choices=_STRATEGIES,
@@ -347,7 +355,8 @@ _ROWS: tuple[SettingSpec, ...] = (
          "target tracking: no change while load / target is within 1 ± this (HPA: 0.1)",
          bounds=Bounds(0, 1, hi_open=True), mutable=True),
     _row("SCALE_UP_LIMIT", "int", 4,
-         "target tracking: containers one decision may add at most", bounds=_AT_LEAST_1,
+         "containers one scale-up may add at most (target tracking, and the threshold "
+         "strategy's shortfall sizing; never fewer than SCALE_STEP)", bounds=_AT_LEAST_1,
          runtime=_STEP, mutable=True),
     _row("SCALE_DOWN_LIMIT", "int", 1,
          "target tracking: containers one decision may drain at most", bounds=_AT_LEAST_1,

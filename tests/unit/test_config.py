@@ -67,6 +67,7 @@ SPEC_DEFAULTS = {
     "SCALE_DOWN_STABILIZATION": 15.0,
     "FLAP_GUARD": True,
     "PREDICTIVE_SCALE_UP": False,
+    "SCALE_UP_SIZING": "shortfall",
     "SCALING_STRATEGY": "threshold",
     "TARGET_UTILIZATION": 50.0,
     "TARGET_IN_FLIGHT": None,
@@ -303,6 +304,8 @@ def test_toml_types_and_errors(tmp_path: Path) -> None:
 INVALID = [
     ("strategy_unknown", {"SCALING_STRATEGY": "pid"},
      "SCALING_STRATEGY: must be one of threshold, target, got 'pid'"),
+    ("sizing_unknown", {"SCALE_UP_SIZING": "double"},
+     "SCALE_UP_SIZING: must be one of shortfall, step, got 'double'"),
     ("target_utilization_zero", {"TARGET_UTILIZATION": "0"},
      "TARGET_UTILIZATION: must be a number in (0, 100], got '0'"),
     ("tolerance_one", {"SCALE_TOLERANCE": "1"},
@@ -543,6 +546,11 @@ def test_policy_config() -> None:
         critical_threshold=10.0, cooldown=3.0, scale_step=2, stabilization_window=40.0,
         flap_guard=False, predictive=True, drain_timeout=12.0,
     )
+    sized = load({"SCALE_UP_SIZING": "step", "CPU_WEIGHT": "0"}).policy_config()
+    assert sized.scale_up_sizing == "step"
+    assert sized.resource_weights == (("cpu", 0.0), ("memory", 0.25), ("network", 0.15),
+                                      ("availability", 0.25))
+    assert sized.sized_resources == {"memory", "network", "availability"}
 
 
 def test_scorer_config_maps_fields(monkeypatch: pytest.MonkeyPatch) -> None:

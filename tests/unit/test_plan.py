@@ -43,6 +43,7 @@ POLICY = PolicyConfig(
     min_containers=2, max_containers=6, high_threshold=55.0, low_threshold=80.0,
     critical_threshold=20.0, cooldown=5.0, scale_step=1, stabilization_window=0.0,
     flap_guard=True, predictive=False, drain_timeout=30.0,
+    scale_up_sizing="step",  # the compat one-step scale-up: the rows count single steps
 )
 
 
@@ -440,6 +441,10 @@ def test_observations_carry_the_signals() -> None:
         "a", 80.0, Category.LU, True, 7.0, False, None)
     assert (b.category, b.sundown_since, b.stale, math.isnan(b.score)) == (
         Category.SUNDOWN, NOW - 4, True, True)
+    # the per-resource scores the shortfall sizing reads; none without a score
+    assert a.resource_scores == (("cpu", 80.0), ("memory", 80.0), ("network", 80.0),
+                                 ("availability", 80.0))
+    assert b.resource_scores == ()
     assert [o.name for o in pool.observations(active_only=True)] == ["a"]
 
 

@@ -33,8 +33,16 @@ from agent.core.policy import (
 )
 
 NOW = 1_000.0
-BASE = PolicyConfig()  # compat defaults: min 5, max 15, high 55, low 80, critical 20, cooldown 5, step 1
+# compat defaults: min 5, max 15, high 55, low 80, critical 20, cooldown 5, step 1, and
+# the compat one-step scale-up (SCALE_UP_SIZING=step); DEFAULT is the shipped default
+# (shortfall sizing), pinned by the rows of that section.
+BASE = PolicyConfig(scale_up_sizing="step")
+DEFAULT = PolicyConfig()
 NO_WINDOW = replace(BASE, stabilization_window=0.0)
+DEFAULT_2_6 = replace(DEFAULT, min_containers=2, max_containers=6)  # the step-load pool
+# A worker at its CPU limit under the default weights: overall ≈ 0.25·99 + 0.15·100 +
+# 0.25·avail, about 45 here, yet its CPU is 100 % used.
+CPU_FULL = (("cpu", 0.0), ("memory", 99.0), ("network", 100.0), ("availability", 20.0))
 TARGET = replace(NO_WINDOW, strategy="target")  # target 50 %, tolerance 0.1, limits 4 up / 1 down
 
 
@@ -231,6 +239,53 @@ ROWS = [
     Row("target_in_flight_unknown_uses_utilization", pool(30, 30, 30, 30, 30), "scale_up",
         "above_target", 7, policy=replace(TARGET, target_in_flight=6.0), add=2,
         inputs={"signal": "utilization", "in_flight_avg": None}),
+    # --- SCALE_UP_SIZING=shortfall (the default): needed = ceil(serving × u / (100 − high)) ---
+    # serving = active non-INIT; u = the most-used weighted capacity (CPU, memory,
+    # network)'s mean 100 − score over the counted ones (or 100 − avg when higher);
+    # high 55 ⇒ u_max 45; add = max(step, min(needed − current, SCALE_UP_LIMIT 4))
+    Row("shortfall_from_overall_score", pool(40, 40, 40, 40, 40), "scale_up", "avg_below_high",
+        7, policy=DEFAULT, add=2,
+        inputs={"scale_up_sizing": "shortfall", "utilization": 60.0,
+                "utilization_resource": "overall", "utilization_max": 45.0, "needed": 7}),
+    Row("shortfall_from_saturated_cpu", pool(45, 45, resource_scores=CPU_FULL), "scale_up",
+        "avg_below_high", 5, policy=DEFAULT_2_6, state=PolicyState(desired=2), add=3,
+        inputs={"utilization": 100.0, "utilization_resource": "cpu", "needed": 5}),
+    Row("shortfall_ignores_unweighted_resource", pool(45, 45, resource_scores=CPU_FULL),
+        "scale_up", "avg_below_high", 3, state=PolicyState(desired=2), add=1,
+        policy=replace(DEFAULT_2_6, resource_weights=(("cpu", 0.0), ("memory", 1.0))),
+        inputs={"utilization": 55.0, "utilization_resource": "overall", "needed": 3}),
+    Row("shortfall_capped_by_up_limit", pool(45, 45, 45, 45, resource_scores=CPU_FULL),
+        "scale_up", "avg_below_high", 8, policy=replace(DEFAULT_2_6, max_containers=15),
+        state=PolicyState(desired=4), add=4, inputs={"needed": 9}),
+    Row("shortfall_capped_by_max", pool(45, 45, 45, 45, resource_scores=CPU_FULL), "scale_up",
+        "avg_below_high", 6, policy=DEFAULT_2_6, state=PolicyState(desired=4), add=2,
+        inputs={"needed": 9}),
+    Row("shortfall_never_below_step", pool(54, 54, 54, 54, 54), "scale_up", "avg_below_high",
+        8, policy=replace(DEFAULT, scale_step=3), add=3, inputs={"needed": 6}),
+    Row("shortfall_critical_adds_step", pool(70, 70, 70, 70, 10), "scale_up",
+        "critical_container", 6, policy=DEFAULT, add=1,
+        inputs={"utilization": pytest.approx(42.0), "needed": 5}),
+    Row("shortfall_stale_counts_as_loaded",
+        [*pool(45, resource_scores=CPU_FULL), obs("slow", 45, stale=True)], "scale_up",
+        "avg_below_high", 5, policy=DEFAULT_2_6, state=PolicyState(desired=2), add=3,
+        inputs={"needed": 5, "counted": 1}),
+    Row("shortfall_availability_not_a_utilization",
+        pool(50, 50, resource_scores=(("cpu", 60.0), ("availability", 0.0))), "scale_up",
+        "avg_below_high", 3, policy=DEFAULT_2_6, state=PolicyState(desired=2), add=1,
+        inputs={"utilization": 50.0, "utilization_resource": "overall", "needed": 3}),
+    Row("shortfall_init_counts_idle",
+        [*pool(45, 45, resource_scores=CPU_FULL), obs("new", 100, Category.INIT)], "scale_up",
+        "avg_below_high", 5, policy=DEFAULT_2_6, state=PolicyState(desired=3), add=2,
+        inputs={"needed": 5, "counted": 2, "current": 3}),
+    Row("shortfall_pending_creations_count", pool(45, 45, resource_scores=CPU_FULL),
+        "scale_up", "avg_below_high", 5, policy=DEFAULT_2_6, state=PolicyState(desired=4),
+        add=1, inputs={"needed": 5, "current": 4}),
+    Row("shortfall_respects_cooldown", pool(45, 45, resource_scores=CPU_FULL), "none",
+        "cooldown", 2, policy=DEFAULT_2_6,
+        state=PolicyState(desired=2, last_scale_up=NOW - 1)),
+    Row("sizing_step_is_compat", pool(45, 45, resource_scores=CPU_FULL), "scale_up",
+        "avg_below_high", 3, policy=replace(DEFAULT_2_6, scale_up_sizing="step"),
+        state=PolicyState(desired=2), add=1, inputs={"scale_up_sizing": "step"}),
     # --- bounds changed at run time -------------------------------------------------------------
     Row("below_min", pool(70, 70, 70), "scale_up", "below_min", 5,
         state=PolicyState(desired=3), add=2),
@@ -459,9 +514,13 @@ def test_manual_scale_is_then_respected_by_the_window() -> None:
         ({"cooldown": -1.0}, "cooldown: must be a number ≥ 0, got -1.0"),
         ({"stabilization_window": math.nan}, "stabilization_window: must be a number ≥ 0, "
                                              "got nan"),
+        ({"scale_up_sizing": "double"}, "scale_up_sizing: must be one of shortfall, step, "
+                                        "got 'double'"),
+        ({"resource_weights": (("disk", 1.0),)}, "resource_weights: must be (resource, "
+         "weight ≥ 0) pairs of cpu, memory, network, availability, got (('disk', 1.0),)"),
     ],
     ids=["min_zero", "max_below_min", "step_zero", "thresholds_order", "negative_cooldown",
-         "nan_window"],
+         "nan_window", "unknown_sizing", "unknown_resource"],
 )
 def test_policy_config_validation(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as exc:
