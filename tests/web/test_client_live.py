@@ -186,6 +186,9 @@ async def test_cli_watch_exits_cleanly_on_ctrl_c(server: ServerInfo) -> None:
         [sys.executable, "-m", "agent.interfaces.cli_client", "watch", "--url", server.http_url],
         cwd=str(root), env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # A suite started in the background (``cmd &`` in a script) inherits SIGINT
+        # ignored, and so would the child: Ctrl-C is what this test is about.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = err = b""
     try:
