@@ -68,6 +68,7 @@ __all__ = [
     "OWNER_VALUE",
     "DockerEngine",
     "container_name_prefix",
+    "LazyClient",
     "open_api_client",
     "parse_engine_time",
 ]
@@ -164,9 +165,9 @@ class DockerEngine:
         self.view = OwnedView(self.owns)
         self.watcher = EventWatch(self)
         self._routes: dict[str, bool] = {}  # gateway address -> a local address here
-        self._client: docker.APIClient | None = None
-        self._client_lock = threading.Lock()
-        self._closed = False
+        # every limiter slot, the event stream and a resync at once
+        self._client = LazyClient(timeout=timeout,
+                                  max_pool_size=max(10, int(self._limiter.total_tokens) + 2))
 
     # -- facts about the engine ------------------------------------------------
 
@@ -251,11 +252,7 @@ class DockerEngine:
 
     def close(self) -> None:
         """Synchronous `aclose` (closing the pool does not block)."""
-        with self._client_lock:
-            self._closed = True
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._client.close()
 
     async def __aenter__(self) -> DockerEngine:
         return self
@@ -290,18 +287,7 @@ class DockerEngine:
         return self._api()
 
     def _api(self) -> docker.APIClient:
-        """The client, made on first use (it asks the engine for its API version)."""
-        with self._client_lock:
-            if self._closed:
-                raise EngineError("the engine adapter is closed")
-            if self._client is None:
-                self._client = open_api_client(
-                    self.base_url,
-                    timeout=self.timeout,
-                    # every limiter slot, the event stream and a resync at once
-                    max_pool_size=max(10, int(self._limiter.total_tokens) + 2),
-                )
-            return self._client
+        return self._client.get(self.base_url)
 
     # -- blocking bodies (run in worker threads) -----------------------------------
 
@@ -432,6 +418,35 @@ class DockerEngine:
 
 
 # -- the docker-py client ------------------------------------------------------------
+
+
+class LazyClient:
+    """An adapter's one docker-py client: made on first use, at the address the
+    adapter has then (that asks the engine for its API version, so not in a
+    constructor), shared by its worker threads, closed once; after `close` every
+    use is an `EngineError`."""
+
+    def __init__(self, *, timeout: float, max_pool_size: int) -> None:
+        self.timeout, self.max_pool_size = timeout, max_pool_size
+        self._lock = threading.Lock()
+        self._client: docker.APIClient | None = None
+        self._closed = False
+
+    def get(self, base_url: str) -> docker.APIClient:
+        with self._lock:
+            if self._closed:
+                raise EngineError("the engine adapter is closed")
+            if self._client is None:
+                self._client = open_api_client(base_url, timeout=self.timeout,
+                                               max_pool_size=self.max_pool_size)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def open_api_client(

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,6 +54,7 @@ from agent.adapters.docker_engine import (
     OWNER_LABEL,
     OWNER_VALUE,
     container_name_prefix,
+    LazyClient,
     open_api_client,
 )
 from agent.core.errors import ContainerNotFound, EngineError, EngineUnreachable, NotOwnedError
@@ -123,9 +123,8 @@ class SwarmEngine:
         )
         self._label_filter = [f"{OWNER_LABEL}={OWNER_VALUE}", f"{APP_LABEL}={app_identifier}"]
         self._name_prefix = container_name_prefix(app_identifier)
-        self._client: docker.APIClient | None = None
-        self._client_lock = threading.Lock()
-        self._closed = False
+        self._client = LazyClient(timeout=timeout,
+                                  max_pool_size=max(10, int(self._limiter.total_tokens)))
 
     @property
     def labels(self) -> dict[str, str]:
@@ -170,11 +169,7 @@ class SwarmEngine:
         await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
-        with self._client_lock:
-            self._closed = True
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._client.close()
 
     def __repr__(self) -> str:
         return (f"SwarmEngine(base_url={self.base_url!r}, "
@@ -189,15 +184,7 @@ class SwarmEngine:
             )
 
     def _api(self) -> docker.APIClient:
-        with self._client_lock:
-            if self._closed:
-                raise EngineError("the engine adapter is closed")
-            if self._client is None:
-                self._client = open_api_client(
-                    self.base_url, timeout=self.timeout,
-                    max_pool_size=max(10, int(self._limiter.total_tokens)),
-                )
-            return self._client
+        return self._client.get(self.base_url)
 
     # -- blocking bodies (worker threads) ------------------------------------------
 
